@@ -1,0 +1,17 @@
+#pragma once
+// The subcommands of whisker-cli, one registration function per area.
+
+#include <CLI/CLI.hpp>
+
+namespace whisker::cli {
+
+struct GlobalOptions {
+    bool quiet = false;
+    bool json = false;
+    int threads = 0;
+};
+
+void add_data_commands(CLI::App& app, GlobalOptions& global);
+void add_bench_commands(CLI::App& app, GlobalOptions& global);
+
+}  // namespace whisker::cli

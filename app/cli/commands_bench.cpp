@@ -1,0 +1,94 @@
+// whisker-cli bench loader
+#include "commands.h"
+
+#include "whisker/data/dataset.h"
+#include "whisker/data/loader.h"
+#include "whisker/data/resize_cache.h"
+#include "whisker/common/errors.h"
+#include "whisker/common/parallel.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <optional>
+
+namespace fs = std::filesystem;
+
+namespace whisker::cli {
+
+namespace {
+
+struct LoaderBenchArgs {
+    std::string project;
+    int size = 224;
+    int batch_size = 64;
+    int epochs = 2;
+    std::string view = "train";
+    bool resize_cache = false;
+    bool no_dct = false;
+    bool json = false;
+};
+
+void add_loader_bench(CLI::App& bench, GlobalOptions& global) {
+    static LoaderBenchArgs a;
+    auto* cmd = bench.add_subcommand("loader", "Images per second of the data loader (decode + transform + batch)");
+    cmd->add_option("PROJECT", a.project, "Project folder")->required();
+    cmd->add_option("--size", a.size, "Image size")->capture_default_str();
+    cmd->add_option("--bs", a.batch_size, "Batch size")->capture_default_str();
+    cmd->add_option("--epochs", a.epochs, "Epochs to time (after one warm-up batch)")->capture_default_str();
+    cmd->add_option("--view", a.view, "train, valid, fix, aug, test or test_aug")->capture_default_str();
+    cmd->add_flag("--resize-cache", a.resize_cache, "Read images from the pre-shrunk cache (built first if needed)");
+    cmd->add_flag("--no-dct-scaling", a.no_dct, "Always decode JPEGs at full resolution");
+    cmd->add_flag("--json", a.json, "Print one JSON object");
+    cmd->callback([&global] {
+        const auto view = data::parse_view(a.view);
+        if (!view) throw UserError("unknown view '" + a.view + "'", "use train, valid, fix, aug, test or test_aug");
+        const auto d = data::Dataset::load(a.project);
+        std::optional<data::ResizeCache> cache;
+        data::LoaderOptions lo;
+        lo.batch_size = a.batch_size;
+        lo.threads = global.threads;
+        lo.dct_scaling = !a.no_dct;
+        if (a.resize_cache) {
+            cache.emplace(a.project, data::ResizeCache::side_for(a.size));
+            std::vector<fs::path> files;
+            for (const auto& im : d.images) files.push_back(d.resolve(a.project, im));
+            cache->build(files, global.threads);
+            lo.resize_cache = &*cache;
+        }
+        auto loader = data::make_loader(d, a.project, *view, data::AugmentSettings::side_on(a.size), lo);
+        if (loader->size() == 0) throw UserError("the " + a.view + " view has no images");
+        loader->start_epoch(0);
+        (void)loader->next();  // warm-up: threads started, caches touched
+        std::size_t images = 0, failures = 0;
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int e = 1; e <= a.epochs; ++e) {
+            loader->start_epoch(e);
+            while (auto b = loader->next()) {
+                images += static_cast<std::size_t>(b->images.size(0));
+                failures += b->failures.size();
+            }
+        }
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double rate = static_cast<double>(images) / secs;
+        const int threads = global.threads > 0 ? global.threads : default_thread_count();
+        if (a.json)
+            fmt::print("{{\"images\": {}, \"seconds\": {:.3f}, \"images_per_second\": {:.1f}, \"threads\": {}, "
+                       "\"view\": \"{}\", \"size\": {}, \"resize_cache\": {}, \"dct_scaling\": {}, \"failures\": {}}}\n",
+                       images, secs, rate, threads, a.view, a.size, a.resize_cache, !a.no_dct, failures);
+        else
+            fmt::print("loader ({} view, size {}, {} threads{}{}): {} images in {:.2f} s = {:.1f} images/s\n", a.view,
+                       a.size, threads, a.resize_cache ? ", resize cache" : "", a.no_dct ? ", no DCT scaling" : "", images,
+                       secs, rate);
+    });
+}
+
+}  // namespace
+
+void add_bench_commands(CLI::App& app, GlobalOptions& global) {
+    auto* bench = app.add_subcommand("bench", "Measure the speed of Whisker's parts");
+    bench->require_subcommand(1);
+    add_loader_bench(*bench, global);
+}
+
+}  // namespace whisker::cli

@@ -1,0 +1,135 @@
+#include "whisker/data/dataset.h"
+
+#include "whisker/common/errors.h"
+#include "whisker/common/files.h"
+
+#include <nlohmann/json.hpp>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace whisker::data {
+
+const char* split_name(Split split) {
+    switch (split) {
+        case Split::Train: return "train";
+        case Split::Valid: return "valid";
+        case Split::Test: return "test";
+    }
+    return "?";
+}
+
+std::optional<Split> parse_split(const std::string& name) {
+    if (name == "train") return Split::Train;
+    if (name == "valid") return Split::Valid;
+    if (name == "test") return Split::Test;
+    return std::nullopt;
+}
+
+std::string ImageRecord::id() const { return fs::path(path).stem().string(); }
+
+std::vector<std::size_t> Dataset::indices(Split split) const {
+    std::vector<std::size_t> out;
+    for (std::size_t i = 0; i < images.size(); ++i)
+        if (images[i].split == split && !images[i].excluded) out.push_back(i);
+    return out;
+}
+
+std::string Dataset::to_json() const {
+    json j;
+    j["format"] = "whisker-dataset";
+    j["version"] = kFormatVersion;
+    j["classes"] = classes;
+    j["multi_label"] = multi_label;
+    j["source"] = source;
+    j["source_kind"] = source_kind;
+    if (!sample_submission.empty()) j["sample_submission"] = sample_submission;
+    json sp;
+    if (split.valid_per_class) sp["valid_per_class"] = *split.valid_per_class;
+    if (split.valid_frac) sp["valid_frac"] = *split.valid_frac;
+    sp["seed"] = split.seed;
+    sp["from_source"] = split.from_source;
+    j["split"] = sp;
+    json imgs = json::array();
+    for (const auto& im : images) {
+        json e{{"path", im.path}, {"split", split_name(im.split)}, {"labels", im.labels},
+               {"width", im.width}, {"height", im.height}, {"format", im.format}};
+        if (im.excluded) e["excluded"] = true;
+        imgs.push_back(std::move(e));
+    }
+    j["images"] = std::move(imgs);
+    json sk = json::array();
+    for (const auto& s : skipped) sk.push_back({{"path", s.path}, {"reason", s.reason}});
+    j["skipped"] = std::move(sk);
+    j["warnings"] = warnings;
+    return j.dump(1);
+}
+
+Dataset Dataset::from_json(const std::string& text) {
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::exception& e) {
+        throw UserError(std::string("the dataset manifest is not valid JSON: ") + e.what(),
+                        "run 'whisker-cli data prepare' again to rebuild it");
+    }
+    if (j.value("format", "") != "whisker-dataset")
+        throw UserError("the file is not a Whisker dataset manifest");
+    if (j.value("version", 0) > kFormatVersion)
+        throw UserError("the dataset manifest was written by a newer Whisker (version " +
+                            std::to_string(j.value("version", 0)) + ")",
+                        "update Whisker");
+    Dataset d;
+    try {
+        d.classes = j.at("classes").get<std::vector<std::string>>();
+        d.multi_label = j.value("multi_label", false);
+        d.source = j.value("source", "");
+        d.source_kind = j.value("source_kind", "");
+        d.sample_submission = j.value("sample_submission", "");
+        const json& sp = j.at("split");
+        if (sp.contains("valid_per_class")) d.split.valid_per_class = sp["valid_per_class"].get<int>();
+        if (sp.contains("valid_frac")) d.split.valid_frac = sp["valid_frac"].get<double>();
+        d.split.seed = sp.value("seed", std::uint64_t{42});
+        d.split.from_source = sp.value("from_source", false);
+        for (const auto& e : j.at("images")) {
+            ImageRecord im;
+            im.path = e.at("path").get<std::string>();
+            const auto s = parse_split(e.at("split").get<std::string>());
+            if (!s) throw UserError("unknown split '" + e.at("split").get<std::string>() + "'");
+            im.split = *s;
+            im.labels = e.at("labels").get<std::vector<int>>();
+            for (int l : im.labels)
+                if (l < 0 || l >= static_cast<int>(d.classes.size()))
+                    throw UserError("label index " + std::to_string(l) + " out of range for " + im.path);
+            im.width = e.value("width", 0);
+            im.height = e.value("height", 0);
+            im.format = e.value("format", "");
+            im.excluded = e.value("excluded", false);
+            d.images.push_back(std::move(im));
+        }
+        for (const auto& e : j.at("skipped")) d.skipped.push_back({e.at("path"), e.at("reason")});
+        d.warnings = j.value("warnings", std::vector<std::string>{});
+    } catch (const json::exception& e) {
+        throw UserError(std::string("the dataset manifest is damaged: ") + e.what(),
+                        "run 'whisker-cli data prepare' again to rebuild it");
+    }
+    return d;
+}
+
+void Dataset::save(const fs::path& project) const { write_file_atomically(project / kFileName, to_json()); }
+
+bool Dataset::exists(const fs::path& project) { return fs::exists(project / kFileName); }
+
+Dataset Dataset::load(const fs::path& project) {
+    const fs::path file = project / kFileName;
+    if (!fs::exists(file))
+        throw UserError("'" + project.string() + "' has no dataset yet (no " + kFileName + ")",
+                        "run: whisker-cli data prepare " + project.string() + " --from <data>");
+    return from_json(read_file(file));
+}
+
+fs::path Dataset::resolve(const fs::path& project, const ImageRecord& image) const {
+    return resolve_path(image.path, project);
+}
+
+}  // namespace whisker::data

@@ -1,0 +1,233 @@
+#include "whisker/data/loader.h"
+
+#include "whisker/common/parallel.h"
+#include "whisker/common/random.h"
+#include "whisker/data/image_decode.h"
+#include "whisker/data/resize_cache.h"
+
+#include <ATen/ATen.h>
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace whisker::data {
+
+const char* view_name(View v) {
+    switch (v) {
+        case View::Train: return "train";
+        case View::Valid: return "valid";
+        case View::Fix: return "fix";
+        case View::Aug: return "aug";
+        case View::Test: return "test";
+        case View::TestAug: return "test_aug";
+    }
+    return "?";
+}
+
+std::optional<View> parse_view(const std::string& name) {
+    for (View v : {View::Train, View::Valid, View::Fix, View::Aug, View::Test, View::TestAug})
+        if (name == view_name(v)) return v;
+    return std::nullopt;
+}
+
+struct DataLoader::Impl {
+    std::vector<LoadItem> items;
+    bool training;
+    bool shuffle;
+    AugmentSettings augment;
+    LoaderOptions options;
+    int num_classes;
+    bool multi_label;
+    bool unlabelled;
+
+    std::mutex mutex;
+    std::condition_variable work_cv;     // workers wait for something to build
+    std::condition_variable ready_cv;    // the consumer waits for the next batch
+    std::uint64_t generation = 0;        // bumped by start_epoch; stale work is discarded
+    bool started = false;
+    bool stopping = false;
+    int epoch = 0;
+    std::shared_ptr<const std::vector<std::size_t>> order;  // replaced, never mutated
+    std::size_t next_claim = 0;
+    std::size_t next_deliver = 0;
+    std::map<std::size_t, Batch> ready;
+    std::vector<std::thread> workers;
+
+    std::size_t num_batches() const {
+        const auto bs = static_cast<std::size_t>(options.batch_size);
+        return (items.size() + bs - 1) / bs;
+    }
+
+    Batch build(std::size_t batch_index, int for_epoch, const std::vector<std::size_t>& epoch_order) {
+        const auto bs = static_cast<std::size_t>(options.batch_size);
+        const std::size_t begin = batch_index * bs;
+        const std::size_t end = std::min(items.size(), begin + bs);
+        const auto n = static_cast<std::int64_t>(end - begin);
+        const int sz = augment.size;
+        auto float_opts = at::TensorOptions().dtype(at::kFloat).pinned_memory(options.pin_memory);
+        Batch batch;
+        batch.images = at::empty({n, 3, sz, sz}, float_opts);
+        float* out = batch.images.data_ptr<float>();
+        const std::size_t per_image = 3ull * static_cast<std::size_t>(sz) * static_cast<std::size_t>(sz);
+        std::vector<bool> ok(static_cast<std::size_t>(n), true);
+
+        DecodeOptions decode;
+        decode.min_shorter_side = options.dct_scaling ? (training ? augment.min_decode_side() : augment.size) : 0;
+        for (std::size_t k = 0; k < static_cast<std::size_t>(n); ++k) {
+            const std::size_t position = begin + k;
+            const LoadItem& item = items[epoch_order[position]];
+            try {
+                const std::filesystem::path file =
+                    options.resize_cache ? options.resize_cache->lookup(item.path) : item.path;
+                const DecodedImage img = decode_image_file(file, decode);
+                float* dst = out + k * per_image;
+                if (training) {
+                    Rng rng(derive_seed(options.seed, static_cast<std::uint64_t>(for_epoch) + 1, position));
+                    const AugmentDraw draw = draw_augmentation(augment, rng);
+                    training_transform(img.rgb, augment, draw, dst);
+                } else {
+                    validation_transform(img.rgb, augment, dst);
+                }
+            } catch (const std::exception& e) {
+                ok[k] = false;
+                batch.failures.push_back({item.path.string(), e.what()});
+            }
+        }
+
+        std::vector<std::int64_t> keep;
+        for (std::size_t k = 0; k < ok.size(); ++k)
+            if (ok[k]) keep.push_back(static_cast<std::int64_t>(k));
+        const auto kept = static_cast<std::int64_t>(keep.size());
+        if (kept != n) {
+            auto idx = at::from_blob(keep.data(), {kept}, at::kLong).clone();
+            batch.images = batch.images.index_select(0, idx);
+            if (options.pin_memory) batch.images = batch.images.pin_memory();
+        }
+        if (multi_label) batch.labels = at::zeros({kept, num_classes}, at::kFloat);
+        else batch.labels = at::full({kept}, -1, at::kLong);
+        for (std::int64_t r = 0; r < kept; ++r) {
+            const LoadItem& item = items[epoch_order[begin + static_cast<std::size_t>(keep[static_cast<std::size_t>(r)])]];
+            batch.records.push_back(item.record);
+            if (multi_label) {
+                auto acc = batch.labels.accessor<float, 2>();
+                for (int l : item.labels) acc[r][l] = 1.0f;
+            } else if (!item.labels.empty()) {
+                batch.labels.data_ptr<std::int64_t>()[r] = item.labels[0];
+            }
+        }
+        return batch;
+    }
+
+    void worker_loop() {
+        std::unique_lock<std::mutex> lock(mutex);
+        const auto prefetch = static_cast<std::size_t>(options.prefetch_batches);
+        for (;;) {
+            work_cv.wait(lock, [&] {
+                return stopping || (started && next_claim < num_batches() && next_claim < next_deliver + prefetch);
+            });
+            if (stopping) return;
+            const std::size_t b = next_claim++;
+            const std::uint64_t gen = generation;
+            const int ep = epoch;
+            const auto ord = order;
+            lock.unlock();
+            Batch batch = build(b, ep, *ord);
+            lock.lock();
+            if (gen == generation) {
+                ready.emplace(b, std::move(batch));
+                ready_cv.notify_all();
+            }
+        }
+    }
+};
+
+DataLoader::DataLoader(std::vector<LoadItem> items, bool training_transform, bool shuffle, AugmentSettings augment,
+                       LoaderOptions options, int num_classes, bool multi_label)
+    : impl_(std::make_unique<Impl>()) {
+    if (options.batch_size <= 0) throw std::invalid_argument("batch size must be positive");
+    if (augment.size <= 0) throw std::invalid_argument("image size must be positive");
+    if (options.threads <= 0) options.threads = default_thread_count();
+    if (options.prefetch_batches <= 0) options.prefetch_batches = 2 * options.threads;
+    impl_->items = std::move(items);
+    impl_->training = training_transform;
+    impl_->shuffle = shuffle;
+    impl_->augment = augment;
+    impl_->options = options;
+    impl_->num_classes = num_classes;
+    impl_->multi_label = multi_label;
+    for (int t = 0; t < options.threads; ++t) impl_->workers.emplace_back([this] { impl_->worker_loop(); });
+}
+
+DataLoader::~DataLoader() {
+    {
+        std::lock_guard<std::mutex> lock(impl_->mutex);
+        impl_->stopping = true;
+    }
+    impl_->work_cv.notify_all();
+    for (auto& t : impl_->workers) t.join();
+}
+
+std::size_t DataLoader::size() const { return impl_->items.size(); }
+std::size_t DataLoader::batches_per_epoch() const { return impl_->num_batches(); }
+const AugmentSettings& DataLoader::augment() const { return impl_->augment; }
+
+std::vector<std::size_t> DataLoader::epoch_order(int epoch) const {
+    std::vector<std::size_t> order(impl_->items.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    if (impl_->shuffle) {
+        Rng rng(derive_seed(impl_->options.seed, 0x5f0ffULL, static_cast<std::uint64_t>(epoch)));
+        shuffle_in_place(order, rng);
+    }
+    return order;
+}
+
+void DataLoader::start_epoch(int epoch) {
+    auto order = epoch_order(epoch);
+    {
+        std::lock_guard<std::mutex> lock(impl_->mutex);
+        ++impl_->generation;
+        impl_->epoch = epoch;
+        impl_->order = std::make_shared<const std::vector<std::size_t>>(std::move(order));
+        impl_->next_claim = 0;
+        impl_->next_deliver = 0;
+        impl_->ready.clear();
+        impl_->started = true;
+    }
+    impl_->work_cv.notify_all();
+}
+
+std::optional<Batch> DataLoader::next() {
+    std::unique_lock<std::mutex> lock(impl_->mutex);
+    if (!impl_->started) throw std::logic_error("DataLoader::next called before start_epoch");
+    if (impl_->next_deliver >= impl_->num_batches()) return std::nullopt;
+    const std::size_t want = impl_->next_deliver;
+    impl_->ready_cv.wait(lock, [&] { return impl_->ready.count(want) > 0; });
+    Batch b = std::move(impl_->ready.at(want));
+    impl_->ready.erase(want);
+    ++impl_->next_deliver;
+    lock.unlock();
+    impl_->work_cv.notify_all();
+    return b;
+}
+
+std::unique_ptr<DataLoader> make_loader(const Dataset& d, const std::filesystem::path& project, View view,
+                                        const AugmentSettings& augment, const LoaderOptions& options) {
+    Split split = Split::Train;
+    bool training = false, shuffle = false;
+    switch (view) {
+        case View::Train: split = Split::Train; training = true; shuffle = true; break;
+        case View::Valid: split = Split::Valid; break;
+        case View::Fix: split = Split::Train; break;
+        case View::Aug: split = Split::Valid; training = true; break;
+        case View::Test: split = Split::Test; break;
+        case View::TestAug: split = Split::Test; training = true; break;
+    }
+    std::vector<LoadItem> items;
+    for (std::size_t i : d.indices(split)) items.push_back({d.resolve(project, d.images[i]), d.images[i].labels, i});
+    return std::make_unique<DataLoader>(std::move(items), training, shuffle, augment, options,
+                                        static_cast<int>(d.classes.size()), d.multi_label);
+}
+
+}  // namespace whisker::data

@@ -1,0 +1,96 @@
+#pragma once
+// Batches of image tensors for training and prediction.
+//
+// A DataLoader decodes and transforms images on its own worker threads and hands out batches
+// in order through a bounded prefetch queue: at most `prefetch_batches` batches are waiting
+// or being built at any time, so memory stays flat however large the dataset.
+//   images: float32 [N, 3, size, size], ImageNet-normalised, CHW (pinned memory on request,
+//           for fast copies to a CUDA device)
+//   labels: int64 [N] class indices (single-label), float32 [N, C] multi-hot (multi-label),
+//           or int64 [N] filled with -1 (unlabelled test images)
+// Shuffling is per epoch and seeded; each image's augmentation is drawn from a seed derived
+// from (seed, epoch, position), so an epoch is reproducible whatever the thread count.
+// drop_last is false: the last batch may be smaller.
+// A file that fails to decode (it was fine when the dataset was prepared, but changed since)
+// is left out of its batch and listed in Batch::failures; the loader never throws for it.
+//
+// Threading: one consumer thread calls start_epoch()/next(); the workers are internal.
+
+#include "whisker/data/dataset.h"
+#include "whisker/data/transforms.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace whisker::data {
+
+class ResizeCache;
+
+// The six views of fastai 0.7's ImageClassifierData.
+enum class View {
+    Train,    // train files, training transform, shuffled
+    Valid,    // valid files, validation transform
+    Fix,      // train files, validation transform, in order (used to precompute activations)
+    Aug,      // valid files, training transform (test-time augmentation on valid)
+    Test,     // test files, validation transform
+    TestAug,  // test files, training transform
+};
+const char* view_name(View view);
+std::optional<View> parse_view(const std::string& name);
+
+struct LoaderOptions {
+    int batch_size = 64;
+    int threads = 0;                 // decode/transform threads; 0 = all cores
+    int prefetch_batches = 0;        // 0 = 2 x threads
+    std::uint64_t seed = 42;
+    bool dct_scaling = true;         // decode large JPEGs reduced (still >= the size needed)
+    bool pin_memory = false;         // page-locked batches (only meaningful with CUDA)
+    const ResizeCache* resize_cache = nullptr;  // read pre-shrunk copies where available
+};
+
+struct LoadItem {
+    std::filesystem::path path;
+    std::vector<int> labels;
+    std::size_t record = 0;          // index in Dataset::images
+};
+
+struct Batch {
+    at::Tensor images;
+    at::Tensor labels;
+    std::vector<std::size_t> records;   // Dataset::images index of each row
+    std::vector<SkippedFile> failures;  // files left out of this batch, with the reason
+};
+
+class DataLoader {
+public:
+    DataLoader(std::vector<LoadItem> items, bool training_transform, bool shuffle, AugmentSettings augment,
+               LoaderOptions options, int num_classes, bool multi_label);
+    ~DataLoader();
+    DataLoader(const DataLoader&) = delete;
+    DataLoader& operator=(const DataLoader&) = delete;
+
+    std::size_t size() const;                 // images per epoch
+    std::size_t batches_per_epoch() const;
+    const AugmentSettings& augment() const;
+
+    // Starts epoch `epoch` (any previous epoch's unread batches are dropped).
+    void start_epoch(int epoch);
+    // The next batch of the current epoch in order; nullopt once the epoch is exhausted.
+    std::optional<Batch> next();
+    // The order in which epoch `epoch` visits the items (indices into the item list).
+    std::vector<std::size_t> epoch_order(int epoch) const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// The loader for one view of a prepared dataset (excluded images are left out).
+std::unique_ptr<DataLoader> make_loader(const Dataset& dataset, const std::filesystem::path& project, View view,
+                                        const AugmentSettings& augment, const LoaderOptions& options);
+
+}  // namespace whisker::data

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package Whisker needs to build (and, with --test, to run its tests).
+# Idempotent: it asks apt only for what is missing, so a second run takes about a second.
+#   packaging/install-deps.sh          build + run dependencies
+#   packaging/install-deps.sh --test   also what the test suite needs (Xvfb, python3-torchvision
+#                                      for reference files and the loader benchmark peer)
+set -euo pipefail
+
+build_packages=(
+  build-essential cmake ninja-build pkg-config
+  qt6-base-dev libqcustomplot-dev libquazip1-qt6-dev
+  libtorch-dev libopenblas0-pthread
+  libopencv-dev libturbojpeg0-dev libexif-dev
+  libcurl4-openssl-dev
+  libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+test_packages=(
+  xvfb xauth python3-torch python3-torchvision python3-pil
+)
+
+want=("${build_packages[@]}")
+if [[ "${1:-}" == "--test" ]]; then want+=("${test_packages[@]}"); fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: missing packages: ${missing[*]}" >&2
+    echo "install-deps: run this script as root (or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's LibTorch runs matrix products through the BLAS alternative; make sure that is the
+# OpenBLAS pthread build (about 20x the reference BLAS on a 2-core machine).
+if command -v update-alternatives >/dev/null; then
+  arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+  for alt in "libblas.so.3-$arch" "liblapack.so.3-$arch"; do
+    lib=$(update-alternatives --list "$alt" 2>/dev/null | grep openblas-pthread | head -n1 || true)
+    if [[ -n "$lib" ]] && [[ "$(readlink -f /etc/alternatives/$alt)" != "$(readlink -f "$lib")" ]]; then
+      update-alternatives --set "$alt" "$lib" >/dev/null
+    fi
+  done
+fi

@@ -1,0 +1,50 @@
+#pragma once
+// Shared helpers for Whisker's tests: temporary folders and crafted image files.
+
+#include <opencv2/core/mat.hpp>
+
+#include <filesystem>
+#include <string>
+
+namespace whisker::test {
+
+// A fresh folder under the system temp dir, removed (with its contents) on destruction.
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::filesystem::path& path() const { return path_; }
+    std::filesystem::path operator/(const std::string& p) const { return path_ / p; }
+
+private:
+    std::filesystem::path path_;
+};
+
+// An RGB image whose pixels follow a simple pattern (distinct per position), CV_8UC3.
+cv::Mat pattern_image(int width, int height, int seed = 0);
+
+// Encodes an RGB image (converted to BGR for OpenCV) in the format the extension names.
+std::string encode_image(const cv::Mat& rgb, const std::string& ext, int jpeg_quality = 95);
+void write_image(const std::filesystem::path& path, const cv::Mat& rgb, int jpeg_quality = 95);
+void write_bytes(const std::filesystem::path& path, const std::string& bytes);
+
+// A JPEG carrying an EXIF APP1 segment with the given orientation (1..8).
+std::string jpeg_with_exif_orientation(const cv::Mat& rgb, int orientation);
+// A CMYK JPEG (Adobe-style, as Photoshop writes them) made with TurboJPEG.
+std::string cmyk_jpeg(int width, int height);
+
+// Writes a folder tree train/<class>/, valid/<class>/, test/ full of problems:
+// zero-byte, truncated JPEG, text named .jpg, 1x1 image, a very large image, a file name
+// with spaces and non-ASCII characters, an empty class folder, a class missing from valid,
+// plus good images of several formats. Returns the number of good images written.
+struct BadTreeCounts {
+    int train_good = 0;
+    int valid_good = 0;
+    int test_good = 0;
+    int bad = 0;
+};
+BadTreeCounts write_bad_tree(const std::filesystem::path& root);
+
+}  // namespace whisker::test

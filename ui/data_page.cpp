@@ -1,0 +1,143 @@
+#include "data_page.h"
+
+#include "whisker/data/report.h"
+
+#include <QHeaderView>
+#include <QLabel>
+#include <QPlainTextEdit>
+#include <QSplitter>
+#include <QTableWidget>
+#include <QVBoxLayout>
+
+namespace whisker::ui {
+
+namespace {
+QTableWidgetItem* number_item(std::size_t n) {
+    auto* item = new QTableWidgetItem(QString::number(static_cast<qulonglong>(n)));
+    item->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
+    return item;
+}
+}  // namespace
+
+DataPage::DataPage(QWidget* parent) : QWidget(parent) {
+    heading_ = new QLabel(tr("No project open"));
+    QFont f = heading_->font();
+    f.setPointSizeF(f.pointSizeF() * 1.4);
+    f.setBold(true);
+    heading_->setFont(f);
+    details_ = new QLabel(tr("Open a project folder, or create one from the built-in sample competition "
+                             "(File ▸ Open sample project)."));
+    details_->setWordWrap(true);
+    details_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+
+    counts_ = new QTableWidget(0, 3);
+    counts_->setObjectName("countsTable");
+    counts_->setHorizontalHeaderLabels({tr("train"), tr("valid"), tr("test")});
+    counts_->horizontalHeader()->setSectionResizeMode(QHeaderView::Stretch);
+    counts_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+
+    skipped_ = new QTableWidget(0, 2);
+    skipped_->setObjectName("skippedTable");
+    skipped_->setHorizontalHeaderLabels({tr("Skipped file"), tr("Reason")});
+    skipped_->horizontalHeader()->setSectionResizeMode(0, QHeaderView::Interactive);
+    skipped_->horizontalHeader()->setStretchLastSection(true);
+    skipped_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+    skipped_->setSelectionBehavior(QAbstractItemView::SelectRows);
+
+    warnings_ = new QPlainTextEdit;
+    warnings_->setReadOnly(true);
+    warnings_->setMaximumHeight(90);
+    warnings_->setPlaceholderText(tr("No warnings"));
+
+    auto* counts_box = new QWidget;
+    auto* cl = new QVBoxLayout(counts_box);
+    cl->setContentsMargins(0, 0, 0, 0);
+    cl->addWidget(new QLabel(tr("<b>Images per class and split</b>")));
+    cl->addWidget(counts_);
+    auto* skipped_box = new QWidget;
+    auto* sl = new QVBoxLayout(skipped_box);
+    sl->setContentsMargins(0, 0, 0, 0);
+    sl->addWidget(new QLabel(tr("<b>Warnings</b>")));
+    sl->addWidget(warnings_);
+    sl->addWidget(new QLabel(tr("<b>Files left out, and why</b>")));
+    sl->addWidget(skipped_);
+
+    auto* split = new QSplitter(Qt::Horizontal);
+    split->addWidget(counts_box);
+    split->addWidget(skipped_box);
+    split->setStretchFactor(0, 2);
+    split->setStretchFactor(1, 3);
+
+    auto* layout = new QVBoxLayout(this);
+    layout->addWidget(heading_);
+    layout->addWidget(details_);
+    layout->addWidget(split, 1);
+}
+
+void DataPage::show_no_dataset(const std::filesystem::path& project) {
+    heading_->setText(QString::fromStdString(project.filename().string()));
+    details_->setText(tr("This project has no dataset yet. Prepare one from the command line with "
+                         "<tt>whisker-cli data prepare %1 --from &lt;data&gt;</tt>.")
+                          .arg(QString::fromStdString(project.string()).toHtmlEscaped()));
+    counts_->setRowCount(0);
+    skipped_->setRowCount(0);
+    warnings_->clear();
+}
+
+void DataPage::show_dataset(const std::filesystem::path& project, const data::Dataset& d) {
+    const data::DatasetSummary s = data::summarize(d);
+    heading_->setText(QString::fromStdString(project.filename().string()));
+    QString size_text;
+    if (s.sizes.count)
+        size_text = tr("Image sizes: %1×%2 to %3×%4 px (median %5×%6).")
+                        .arg(s.sizes.min_width).arg(s.sizes.min_height).arg(s.sizes.max_width)
+                        .arg(s.sizes.max_height).arg(s.sizes.median_width).arg(s.sizes.median_height);
+    details_->setText(tr("%1 classes · %2 train · %3 valid · %4 test · %5 skipped. %6\nSource: %7")
+                          .arg(d.classes.size()).arg(s.totals[0]).arg(s.totals[1]).arg(s.totals[2])
+                          .arg(d.skipped.size()).arg(size_text)
+                          .arg(QString::fromStdString(d.source)));
+
+    const bool has_test = s.totals[2] > 0;
+    counts_->setRowCount(static_cast<int>(d.classes.size()) + (has_test ? 1 : 0) + 1);
+    QStringList rows;
+    int r = 0;
+    for (std::size_t c = 0; c < d.classes.size(); ++c, ++r) {
+        rows << QString::fromStdString(d.classes[c]);
+        counts_->setItem(r, 0, number_item(s.counts[c][0]));
+        counts_->setItem(r, 1, number_item(s.counts[c][1]));
+        counts_->setItem(r, 2, new QTableWidgetItem());
+    }
+    if (has_test) {
+        rows << tr("(unlabelled)");
+        counts_->setItem(r, 0, new QTableWidgetItem());
+        counts_->setItem(r, 1, new QTableWidgetItem());
+        counts_->setItem(r, 2, number_item(s.counts[d.classes.size()][2]));
+        ++r;
+    }
+    rows << tr("total");
+    for (int k = 0; k < 3; ++k) {
+        auto* item = number_item(s.totals[static_cast<std::size_t>(k)]);
+        QFont bold = item->font();
+        bold.setBold(true);
+        item->setFont(bold);
+        counts_->setItem(r, k, item);
+    }
+    counts_->setVerticalHeaderLabels(rows);
+
+    skipped_->setRowCount(static_cast<int>(d.skipped.size()));
+    for (int i = 0; i < static_cast<int>(d.skipped.size()); ++i) {
+        const auto& sk = d.skipped[static_cast<std::size_t>(i)];
+        auto* path = new QTableWidgetItem(QString::fromStdString(sk.path));
+        path->setToolTip(QString::fromStdString(sk.path));
+        skipped_->setItem(i, 0, path);
+        skipped_->setItem(i, 1, new QTableWidgetItem(QString::fromStdString(sk.reason)));
+    }
+    skipped_->resizeColumnToContents(0);
+    if (skipped_->columnWidth(0) > 320) skipped_->setColumnWidth(0, 320);
+
+    QStringList warnings;
+    for (const auto& w : d.warnings) warnings << QString::fromStdString(w);
+    warnings_->setPlainText(warnings.join('\n'));
+}
+
+}  // namespace whisker::ui

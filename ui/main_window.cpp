@@ -1,0 +1,265 @@
+#include "main_window.h"
+
+#include "background_job.h"
+#include "data_page.h"
+
+#include "whisker/common/device.h"
+#include "whisker/data/prepare.h"
+#include "whisker/sample/sample_competition.h"
+
+#include <QAction>
+#include <QApplication>
+#include <QCloseEvent>
+#include <QDateTime>
+#include <QDockWidget>
+#include <QFileDialog>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QListWidget>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QPlainTextEdit>
+#include <QProgressBar>
+#include <QSettings>
+#include <QStackedWidget>
+#include <QStandardPaths>
+#include <QStatusBar>
+#include <QStyle>
+#include <QToolButton>
+
+namespace fs = std::filesystem;
+
+namespace whisker::ui {
+
+namespace {
+QString qstr(const fs::path& p) { return QString::fromStdString(p.string()); }
+}  // namespace
+
+MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
+    setWindowTitle(tr("Whisker"));
+    setObjectName("WhiskerMainWindow");
+    job_ = new BackgroundJob(this);
+
+    nav_ = new QListWidget;
+    nav_->setObjectName("workflowNavigation");
+    nav_->setIconSize(QSize(24, 24));
+    nav_->setFixedWidth(150);
+    const struct { const char* name; QStyle::StandardPixmap icon; const char* tip; } steps[] = {
+        {QT_TR_NOOP("1  Data"), QStyle::SP_DirOpenIcon, QT_TR_NOOP("Get the images, split them, look at them")},
+        {QT_TR_NOOP("2  Train"), QStyle::SP_MediaPlay, QT_TR_NOOP("Fine-tune a pretrained network (comes with the training issue)")},
+        {QT_TR_NOOP("3  Inspect"), QStyle::SP_FileDialogContentsView, QT_TR_NOOP("See what the model gets wrong (not built yet)")},
+        {QT_TR_NOOP("4  Submit"), QStyle::SP_ArrowUp, QT_TR_NOOP("Export the CSV and submit it to Kaggle (not built yet)")},
+    };
+    for (const auto& s : steps) {
+        auto* item = new QListWidgetItem(style()->standardIcon(s.icon), tr(s.name));
+        item->setToolTip(tr(s.tip));
+        nav_->addItem(item);
+    }
+    // Only the Data page exists so far; the others stay visible (the workflow's shape) but
+    // cannot be selected until they are built.
+    for (int i = TrainPageIndex; i <= SubmitPageIndex; ++i) nav_->item(i)->setFlags(Qt::NoItemFlags);
+
+    pages_ = new QStackedWidget;
+    data_page_ = new DataPage;
+    pages_->addWidget(data_page_);
+    connect(nav_, &QListWidget::currentRowChanged, this, [this](int row) {
+        if (row >= 0 && row < pages_->count()) pages_->setCurrentIndex(row);
+    });
+    nav_->setCurrentRow(DataPageIndex);
+
+    auto* central = new QWidget;
+    auto* layout = new QHBoxLayout(central);
+    layout->addWidget(nav_);
+    layout->addWidget(pages_, 1);
+    setCentralWidget(central);
+
+    log_ = new QPlainTextEdit;
+    log_->setObjectName("logPanel");
+    log_->setReadOnly(true);
+    log_->setMaximumBlockCount(5000);
+    auto* dock = new QDockWidget(tr("Log"), this);
+    dock->setObjectName("logDock");
+    dock->setWidget(log_);
+    addDockWidget(Qt::BottomDockWidgetArea, dock);
+    resizeDocks({dock}, {130}, Qt::Vertical);
+
+    build_menus();
+    build_status_bar();
+
+    connect(job_, &BackgroundJob::progressed, this, [this](const QString& stage, qulonglong done, qulonglong total) {
+        job_label_->setText(stage);
+        if (total == 0) {
+            progress_->setRange(0, 0);
+        } else {
+            progress_->setRange(0, 1000);
+            progress_->setValue(static_cast<int>(1000.0 * static_cast<double>(done) / static_cast<double>(total)));
+        }
+    });
+    connect(job_, &BackgroundJob::failed, this, [this](const QString& name, const QString& message) {
+        log(tr("%1 failed: %2").arg(name, message));
+        QMessageBox::warning(this, tr("%1 failed").arg(name), message);
+    });
+    connect(job_, &BackgroundJob::succeeded, this, [this] {
+        if (open_when_done_.empty()) return;
+        const fs::path p = open_when_done_;
+        open_when_done_.clear();
+        open_project(p);
+    });
+    connect(job_, &BackgroundJob::cancelled, this, [this](const QString& name) { log(tr("%1 stopped").arg(name)); });
+    connect(job_, &BackgroundJob::finished, this, [this] {
+        open_when_done_.clear();
+        job_label_->setText(tr("Ready"));
+        progress_->setRange(0, 1000);
+        progress_->setValue(0);
+        progress_->setVisible(false);
+        cancel_button_->setVisible(false);
+    });
+
+    QSettings settings;
+    restoreGeometry(settings.value("window/geometry").toByteArray());
+    restoreState(settings.value("window/state").toByteArray());
+    if (!settings.contains("window/geometry")) resize(1100, 720);
+    log(tr("Whisker %1 — %2").arg(QStringLiteral(WHISKER_VERSION), QString::fromStdString(detect_compute_device().describe())));
+}
+
+MainWindow::~MainWindow() = default;
+
+void MainWindow::build_menus() {
+    QMenu* file = menuBar()->addMenu(tr("&File"));
+    QAction* open = file->addAction(style()->standardIcon(QStyle::SP_DirOpenIcon), tr("&Open project…"), this,
+                                    &MainWindow::choose_project);
+    open->setShortcut(QKeySequence::Open);
+    QAction* sample = file->addAction(tr("Open &sample project…"), this, &MainWindow::choose_sample_folder);
+    sample->setShortcut(QKeySequence(tr("Ctrl+Shift+O")));
+    recent_menu_ = file->addMenu(tr("&Recent projects"));
+    refresh_recent_menu();
+    file->addSeparator();
+    QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
+    quit->setShortcut(QKeySequence::Quit);
+
+    QMenu* go = menuBar()->addMenu(tr("&Go"));
+    for (int i = 0; i < nav_->count(); ++i) {
+        QAction* a = go->addAction(nav_->item(i)->text().mid(3), this, [this, i] {
+            if (nav_->item(i)->flags() & Qt::ItemIsEnabled) nav_->setCurrentRow(i);
+        });
+        a->setShortcut(QKeySequence(QStringLiteral("Ctrl+%1").arg(i + 1)));
+    }
+}
+
+void MainWindow::build_status_bar() {
+    device_label_ = new QLabel(QString::fromStdString(detect_compute_device().describe()));
+    device_label_->setObjectName("deviceLabel");
+    job_label_ = new QLabel(tr("Ready"));
+    progress_ = new QProgressBar;
+    progress_->setMaximumWidth(220);
+    progress_->setRange(0, 1000);
+    progress_->setVisible(false);
+    cancel_button_ = new QToolButton;
+    cancel_button_->setIcon(style()->standardIcon(QStyle::SP_DialogCancelButton));
+    cancel_button_->setToolTip(tr("Stop the current job"));
+    cancel_button_->setVisible(false);
+    connect(cancel_button_, &QToolButton::clicked, this, [this] { job_->cancel(); });
+    statusBar()->addWidget(job_label_, 1);
+    statusBar()->addPermanentWidget(progress_);
+    statusBar()->addPermanentWidget(cancel_button_);
+    statusBar()->addPermanentWidget(device_label_);
+}
+
+void MainWindow::log(const QString& line) {
+    log_->appendPlainText(QDateTime::currentDateTime().toString("HH:mm:ss  ") + line);
+}
+
+bool MainWindow::open_project(const fs::path& project) {
+    std::error_code ec;
+    if (!fs::is_directory(project, ec)) {
+        QMessageBox::warning(this, tr("Cannot open project"), tr("'%1' is not a folder.").arg(qstr(project)));
+        return false;
+    }
+    project_ = project;
+    setWindowTitle(tr("Whisker — %1").arg(qstr(project.filename())));
+    try {
+        if (data::Dataset::exists(project)) {
+            const data::Dataset d = data::Dataset::load(project);
+            data_page_->show_dataset(project, d);
+            log(tr("Opened %1: %2 images, %3 classes, %4 skipped files")
+                    .arg(qstr(project)).arg(d.images.size()).arg(d.classes.size()).arg(d.skipped.size()));
+        } else {
+            data_page_->show_no_dataset(project);
+            log(tr("Opened %1 (no dataset yet)").arg(qstr(project)));
+        }
+    } catch (const std::exception& e) {
+        data_page_->show_no_dataset(project);
+        log(tr("Cannot read the dataset of %1: %2").arg(qstr(project), QString::fromStdString(e.what())));
+        QMessageBox::warning(this, tr("Cannot read the dataset"), QString::fromStdString(e.what()));
+    }
+    remember_recent(project);
+    nav_->setCurrentRow(DataPageIndex);
+    return true;
+}
+
+void MainWindow::create_sample_project(const fs::path& folder) {
+    const fs::path download = folder / "download";
+    const bool started = job_->start(tr("Creating the sample project"), [folder, download](const ProgressFn& progress,
+                                                                                          const std::atomic<bool>& cancel) {
+        sample::SampleOptions so;
+        so.progress = progress;
+        so.cancel = &cancel;
+        sample::write_sample_competition(download, so);
+        data::PrepareOptions po;
+        po.project = folder;
+        po.source = download;
+        po.progress = progress;
+        po.cancel = &cancel;
+        data::prepare_dataset(po);
+    });
+    if (!started) {
+        QMessageBox::information(this, tr("Busy"), tr("Wait for the current job to finish, or stop it."));
+        return;
+    }
+    progress_->setVisible(true);
+    cancel_button_->setVisible(true);
+    log(tr("Creating the sample project in %1").arg(qstr(folder)));
+    open_when_done_ = folder;
+}
+
+void MainWindow::choose_project() {
+    const QString dir = QFileDialog::getExistingDirectory(this, tr("Open project folder"));
+    if (!dir.isEmpty()) open_project(dir.toStdString());
+}
+
+void MainWindow::choose_sample_folder() {
+    const QString base = QStandardPaths::writableLocation(QStandardPaths::DocumentsLocation);
+    const QString dir = QFileDialog::getExistingDirectory(this, tr("Folder for the sample project"), base);
+    if (!dir.isEmpty()) create_sample_project(fs::path(dir.toStdString()) / "whisker-sample");
+}
+
+void MainWindow::remember_recent(const fs::path& project) {
+    QSettings settings;
+    QStringList recent = settings.value("projects/recent").toStringList();
+    recent.removeAll(qstr(project));
+    recent.prepend(qstr(project));
+    while (recent.size() > 8) recent.removeLast();
+    settings.setValue("projects/recent", recent);
+    refresh_recent_menu();
+}
+
+void MainWindow::refresh_recent_menu() {
+    recent_menu_->clear();
+    const QStringList recent = QSettings().value("projects/recent").toStringList();
+    for (const QString& p : recent)
+        recent_menu_->addAction(p, this, [this, p] { open_project(p.toStdString()); });
+    recent_menu_->setEnabled(!recent.isEmpty());
+}
+
+void MainWindow::closeEvent(QCloseEvent* event) {
+    if (job_->busy()) {
+        job_->cancel();
+        job_->wait();
+    }
+    QSettings settings;
+    settings.setValue("window/geometry", saveGeometry());
+    settings.setValue("window/state", saveState());
+    event->accept();
+}
+
+}  // namespace whisker::ui

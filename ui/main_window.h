@@ -1,0 +1,68 @@
+#pragma once
+// Whisker's main window: the workflow's pages (Data → Train → Inspect → Submit) in a sidebar,
+// a log panel, and a status bar with the compute device, the current job and its progress.
+// Long work runs in a BackgroundJob; the window stays responsive and can cancel it.
+
+#include <QMainWindow>
+
+#include <filesystem>
+
+class QLabel;
+class QListWidget;
+class QPlainTextEdit;
+class QProgressBar;
+class QStackedWidget;
+class QMenu;
+class QToolButton;
+
+namespace whisker::ui {
+
+class BackgroundJob;
+class DataPage;
+
+class MainWindow : public QMainWindow {
+    Q_OBJECT
+public:
+    enum Page { DataPageIndex = 0, TrainPageIndex, InspectPageIndex, SubmitPageIndex };
+
+    explicit MainWindow(QWidget* parent = nullptr);
+    ~MainWindow() override;
+
+    // Opens a project folder (shows its dataset if it has one). Returns false on failure.
+    bool open_project(const std::filesystem::path& project);
+    // Creates a project from the built-in sample competition in `folder` in the background
+    // (sample → prepare), then opens it.
+    void create_sample_project(const std::filesystem::path& folder);
+
+    const std::filesystem::path& project() const { return project_; }
+    DataPage* data_page() const { return data_page_; }
+    BackgroundJob* job() const { return job_; }
+    QListWidget* navigation() const { return nav_; }
+    void log(const QString& line);
+
+protected:
+    void closeEvent(QCloseEvent* event) override;
+
+private:
+    void build_menus();
+    void build_status_bar();
+    void choose_project();
+    void choose_sample_folder();
+    void remember_recent(const std::filesystem::path& project);
+    void refresh_recent_menu();
+
+    std::filesystem::path project_;
+    std::filesystem::path open_when_done_;   // opened when the running job succeeds
+    QListWidget* nav_ = nullptr;
+    QStackedWidget* pages_ = nullptr;
+    DataPage* data_page_ = nullptr;
+    QPlainTextEdit* log_ = nullptr;
+    QLabel* device_label_ = nullptr;
+    QLabel* job_label_ = nullptr;
+    QProgressBar* progress_ = nullptr;
+    QToolButton* cancel_button_ = nullptr;
+    QMenu* recent_menu_ = nullptr;
+    BackgroundJob* job_ = nullptr;
+};
+
+}  // namespace whisker::ui
