@@ -86,11 +86,11 @@ void draw_background(cv::Mat& img, Rng& r) {
         const double w = t < horizon ? t / horizon * 0.3 : 0.7 + 0.3 * (t - horizon) / (1 - horizon);
         img.row(y).setTo(top * (1 - w) + bottom * w);
     }
-    const int clutter = static_cast<int>(r.uniform_int(2, 14));
+    const int clutter = static_cast<int>(r.uniform_int(1, 9));
     for (int i = 0; i < clutter; ++i) {
         const cv::Scalar col = random_colour(r);
         const cv::Point c(static_cast<int>(r.uniform(0, img.cols)), static_cast<int>(r.uniform(0, img.rows)));
-        const int s = static_cast<int>(r.uniform(0.03, 0.25) * std::min(img.cols, img.rows)) + 2;
+        const int s = static_cast<int>(r.uniform(0.03, 0.2) * std::min(img.cols, img.rows)) + 2;
         switch (r.uniform_int(0, 3)) {
             case 0: cv::rectangle(img, cv::Rect(c.x - s, c.y - s / 2, 2 * s, s), col, cv::FILLED, cv::LINE_AA); break;
             case 1: cv::circle(img, c, s, col, cv::FILLED, cv::LINE_AA); break;
@@ -124,17 +124,17 @@ cv::Mat draw_animal(bool dog, std::uint64_t seed) {
     cv::Mat img(h, w, CV_8UC3);
     draw_background(img, r);
 
-    const double body_len = r.uniform(0.38, 0.62) * std::min(w, h) * (dog ? 1.05 : 0.95);
+    const double body_len = r.uniform(0.45, 0.7) * std::min(w, h) * (dog ? 1.05 : 0.95);
     Pose p{r.uniform(0.35, 0.65) * w, r.uniform(0.4, 0.6) * h, body_len, r.uniform(-0.45, 0.45), r.bernoulli(0.5)};
     const cv::Scalar fur = fur_colour(r);
     const cv::Scalar dark = shade(fur, 0.6);
 
     // Overlapping cues: each class usually has its own, sometimes the other's.
-    const bool pointed_ears = dog ? r.bernoulli(0.25) : !r.bernoulli(0.15);
-    const double snout = dog ? r.uniform(0.10, 0.24) : r.uniform(0.04, 0.13);
-    const bool long_tail = dog ? r.bernoulli(0.25) : !r.bernoulli(0.2);
+    const bool pointed_ears = dog ? r.bernoulli(0.1) : !r.bernoulli(0.08);
+    const double snout = dog ? r.uniform(0.14, 0.3) : r.uniform(0.02, 0.12);
+    const bool long_tail = dog ? r.bernoulli(0.12) : !r.bernoulli(0.12);
     const double leg_w = dog ? r.uniform(0.06, 0.1) : r.uniform(0.045, 0.08);
-    const double body_h = r.uniform(0.16, 0.26);
+    const double body_h = dog ? r.uniform(0.2, 0.3) : r.uniform(0.14, 0.23);
     const double head_r = r.uniform(0.13, 0.2);
     const double hx = 0.5 + r.uniform(-0.02, 0.06), hy = -0.2 - r.uniform(0.0, 0.12);
 
@@ -147,22 +147,22 @@ cv::Mat draw_animal(bool dog, std::uint64_t seed) {
     // Legs, body, neck.
     for (double lx : {-0.36, -0.24, 0.24, 0.36}) {
         const double step = r.uniform(-0.06, 0.06);
-        segment(img, p, lx, 0.05, lx + step, 0.5, leg_w, lx < 0 ? shade(fur, 0.9) : fur);
-        ellipse(img, p, lx + step + 0.02, 0.5, leg_w * 0.8, leg_w * 0.4, 0, dark);
+        segment(img, p, lx, 0.05, lx + step, dog ? 0.55 : 0.45, leg_w, lx < 0 ? shade(fur, 0.9) : fur);
+        ellipse(img, p, lx + step + 0.02, dog ? 0.55 : 0.45, leg_w * 0.8, leg_w * 0.4, 0, dark);
     }
     ellipse(img, p, 0, 0, 0.5, body_h, 0, fur);
     draw_pattern(img, p, r, fur);
     ellipse(img, p, 0.4, -0.1, 0.14, 0.12, -40, fur);
     // Ears behind or beside the head.
     if (pointed_ears) {
-        polygon(img, p, {{hx - 0.13, hy - 0.08}, {hx - 0.09, hy - head_r - 0.17}, {hx - 0.01, hy - 0.12}}, fur);
-        polygon(img, p, {{hx + 0.02, hy - 0.12}, {hx + 0.07, hy - head_r - 0.15}, {hx + 0.12, hy - 0.07}}, fur);
+        polygon(img, p, {{hx - 0.15, hy - 0.06}, {hx - 0.1, hy - head_r - 0.22}, {hx - 0.0, hy - 0.12}}, fur);
+        polygon(img, p, {{hx + 0.02, hy - 0.12}, {hx + 0.08, hy - head_r - 0.2}, {hx + 0.14, hy - 0.05}}, fur);
         polygon(img, p, {{hx - 0.11, hy - 0.1}, {hx - 0.09, hy - head_r - 0.11}, {hx - 0.04, hy - 0.12}}, rgb(230, 160, 170));
     }
     ellipse(img, p, hx, hy, head_r, head_r * r.uniform(0.85, 1.0), 0, fur);
     if (!pointed_ears) {
         // Floppy ears hanging down the side of the head.
-        ellipse(img, p, hx - 0.09, hy + 0.02, 0.055, head_r * r.uniform(0.8, 1.2), r.uniform(5, 30), dark);
+        ellipse(img, p, hx - 0.07, hy + 0.08, r.uniform(0.07, 0.1), head_r * r.uniform(1.2, 1.6), r.uniform(5, 25), shade(fur, 0.45));
     }
     // Snout and nose.
     const double sx = hx + head_r * 0.6 + snout * 0.5, sy = hy + head_r * 0.3;
@@ -186,8 +186,8 @@ cv::Mat draw_animal(bool dog, std::uint64_t seed) {
         for (int k = -1; k <= 1; ++k) segment(img, p, nose_x - 0.03, sy, nose_x + 0.15, sy + 0.04 * k - 0.01, 0.006, wc);
     }
     // Foreground occluders, blur, noise.
-    if (r.bernoulli(0.3)) {
-        const int n = static_cast<int>(r.uniform_int(1, 3));
+    if (r.bernoulli(0.2)) {
+        const int n = static_cast<int>(r.uniform_int(1, 2));
         for (int i = 0; i < n; ++i) {
             const cv::Point c(static_cast<int>(r.uniform(0, w)), static_cast<int>(r.uniform(0, h)));
             const int s = static_cast<int>(r.uniform(0.04, 0.12) * std::min(w, h)) + 2;
@@ -198,7 +198,7 @@ cv::Mat draw_animal(bool dog, std::uint64_t seed) {
         const double sigma = r.uniform(0.5, 1.6);
         cv::GaussianBlur(img, img, cv::Size(0, 0), sigma);
     }
-    const double noise = r.uniform(0, 14);
+    const double noise = r.uniform(0, 10);
     if (noise > 1) {
         for (int y = 0; y < h; ++y) {
             auto* row = img.ptr<cv::Vec3b>(y);
