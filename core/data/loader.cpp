@@ -6,6 +6,7 @@
 #include "whisker/data/resize_cache.h"
 
 #include <ATen/ATen.h>
+#include <torch/cuda.h>
 
 #include <condition_variable>
 #include <map>
@@ -40,7 +41,7 @@ struct DataLoader::Impl {
     LoaderOptions options;
     int num_classes;
     bool multi_label;
-    bool unlabelled;
+    bool pinned = false;
 
     std::mutex mutex;
     std::condition_variable work_cv;     // workers wait for something to build
@@ -66,7 +67,7 @@ struct DataLoader::Impl {
         const std::size_t end = std::min(items.size(), begin + bs);
         const auto n = static_cast<std::int64_t>(end - begin);
         const int sz = augment.size;
-        auto float_opts = at::TensorOptions().dtype(at::kFloat).pinned_memory(options.pin_memory);
+        auto float_opts = at::TensorOptions().dtype(at::kFloat).pinned_memory(pinned);
         Batch batch;
         batch.images = at::empty({n, 3, sz, sz}, float_opts);
         float* out = batch.images.data_ptr<float>();
@@ -103,7 +104,7 @@ struct DataLoader::Impl {
         if (kept != n) {
             auto idx = at::from_blob(keep.data(), {kept}, at::kLong).clone();
             batch.images = batch.images.index_select(0, idx);
-            if (options.pin_memory) batch.images = batch.images.pin_memory();
+            if (pinned) batch.images = batch.images.pin_memory();
         }
         if (multi_label) batch.labels = at::zeros({kept, num_classes}, at::kFloat);
         else batch.labels = at::full({kept}, -1, at::kLong);
@@ -157,6 +158,11 @@ DataLoader::DataLoader(std::vector<LoadItem> items, bool training_transform, boo
     impl_->options = options;
     impl_->num_classes = num_classes;
     impl_->multi_label = multi_label;
+    switch (options.pin_memory) {
+        case LoaderOptions::Pinning::Always: impl_->pinned = true; break;
+        case LoaderOptions::Pinning::Never: impl_->pinned = false; break;
+        case LoaderOptions::Pinning::Auto: impl_->pinned = torch::cuda::is_available(); break;
+    }
     for (int t = 0; t < options.threads; ++t) impl_->workers.emplace_back([this] { impl_->worker_loop(); });
 }
 

@@ -23,10 +23,7 @@ class LoaderTest : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
         dir_ = new test::TempDir;
-        sample::SampleOptions so;
-        so.train_images = 46;   // 23 cats, 23 dogs
-        so.test_images = 9;
-        sample::write_sample_competition(*dir_ / "dl", so);
+        test::write_sample(*dir_ / "dl", 46, 9);
         PrepareOptions o;
         o.project = *dir_ / "p";
         o.source = *dir_ / "dl";

@@ -45,10 +45,7 @@ TEST(Prepare, KaggleNames) {
 
 TEST(Prepare, KaggleZipsStratifiedSplit) {
     test::TempDir dir;
-    sample::SampleOptions so;
-    so.train_images = 60;
-    so.test_images = 7;
-    sample::write_sample_competition(dir / "download", so);
+    test::write_sample(dir / "download", 60, 7);
     PrepareOptions o;
     o.project = dir / "project";
     o.source = dir / "download";
@@ -83,10 +80,7 @@ TEST(Prepare, KaggleZipsStratifiedSplit) {
 
 TEST(Prepare, SplitIsReproducibleAndSeedDependent) {
     test::TempDir dir;
-    sample::SampleOptions so;
-    so.train_images = 80;
-    so.test_images = 0;
-    sample::write_sample_competition(dir / "dl", so);
+    test::write_sample(dir / "dl", 80, 0);
     auto run = [&](const std::string& project, std::uint64_t seed) {
         PrepareOptions o;
         o.project = dir / project;
@@ -103,10 +97,7 @@ TEST(Prepare, SplitIsReproducibleAndSeedDependent) {
 
 TEST(Prepare, CompetitionZipWithNestedArchives) {
     test::TempDir dir;
-    sample::SampleOptions so;
-    so.train_images = 10;
-    so.test_images = 3;
-    sample::write_sample_competition(dir / "dl", so);
+    test::write_sample(dir / "dl", 10, 3);
     {
         ZipWriter w(dir / "dogs-vs-cats-redux-kernels-edition.zip");
         for (const char* f : {"train.zip", "test.zip", "sample_submission.csv"}) w.add(f, read_file(dir / "dl" / f), true);
@@ -197,10 +188,7 @@ TEST(Prepare, LabelsCsvMultiLabelAndMissingExtensions) {
 
 TEST(Prepare, ExclusionMarksSurviveAReprepare) {
     test::TempDir dir;
-    sample::SampleOptions so;
-    so.train_images = 20;
-    so.test_images = 0;
-    sample::write_sample_competition(dir / "dl", so);
+    test::write_sample(dir / "dl", 20, 0);
     PrepareOptions o;
     o.project = dir / "p";
     o.source = dir / "dl";
@@ -233,10 +221,7 @@ TEST(Prepare, ClearErrorsForUnusableSources) {
 
 TEST(Prepare, MaterializeFastaiLayout) {
     test::TempDir dir;
-    sample::SampleOptions so;
-    so.train_images = 12;
-    so.test_images = 2;
-    sample::write_sample_competition(dir / "dl", so);
+    test::write_sample(dir / "dl", 12, 2);
     PrepareOptions o;
     o.project = dir / "p";
     o.source = dir / "dl";

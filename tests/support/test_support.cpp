@@ -1,5 +1,7 @@
 #include "test_support.h"
 
+#include "whisker/sample/sample_competition.h"
+
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <turbojpeg.h>
@@ -27,6 +29,13 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
     std::error_code ec;
     fs::remove_all(path_, ec);
+}
+
+void write_sample(const fs::path& dir, int train_images, int test_images) {
+    sample::SampleOptions o;
+    o.train_images = train_images;
+    o.test_images = test_images;
+    sample::write_sample_competition(dir, o);
 }
 
 cv::Mat pattern_image(int w, int h, int seed) {

@@ -22,6 +22,9 @@ private:
     std::filesystem::path path_;
 };
 
+// Writes a small built-in sample competition (train.zip, test.zip, sample_submission.csv).
+void write_sample(const std::filesystem::path& dir, int train_images, int test_images);
+
 // An RGB image whose pixels follow a simple pattern (distinct per position), CV_8UC3.
 cv::Mat pattern_image(int width, int height, int seed = 0);
 

@@ -48,7 +48,10 @@ struct LoaderOptions {
     int prefetch_batches = 0;        // 0 = 2 x threads
     std::uint64_t seed = 42;
     bool dct_scaling = true;         // decode large JPEGs reduced (still >= the size needed)
-    bool pin_memory = false;         // page-locked batches (only meaningful with CUDA)
+    // Page-locked batches make host-to-GPU copies faster (and asynchronous); Auto pins
+    // exactly when a CUDA device is present.
+    enum class Pinning { Auto, Always, Never };
+    Pinning pin_memory = Pinning::Auto;
     const ResizeCache* resize_cache = nullptr;  // read pre-shrunk copies where available
 };
 
