@@ -2,7 +2,7 @@
 // Decoding image files into 8-bit RGB.
 //
 // JPEG goes through libjpeg-turbo's TurboJPEG API, which can decode straight to a reduced size
-// in the DCT domain (scaling factors M/8) — several times faster for large photos — whenever
+// in the DCT domain (by 1/2, 1/4 or 1/8) — much faster for large photos — whenever
 // the result still has at least `min_shorter_side` pixels on its shorter side. PNG, BMP, WebP,
 // TIFF (and CMYK JPEGs) go through OpenCV. Whatever the source (grayscale, alpha, 16-bit,
 // CMYK), the result is 8-bit RGB, turned upright according to the EXIF orientation.
@@ -40,7 +40,7 @@ struct DecodedImage {
     cv::Mat rgb;                 // CV_8UC3, RGB order, upright
     int source_width = 0;        // full-resolution size, upright
     int source_height = 0;
-    int scale_num = 8;           // the DCT scaling used: scale_num/8 (8 = none)
+    int scale_num = 8;           // the DCT scaling used: scale_num/8 (8 = none; 4, 2 or 1)
 };
 
 // What a file holds, read from its header only (cheap): format and upright size.
