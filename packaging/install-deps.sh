@@ -11,12 +11,12 @@ build_packages=(
   qt6-base-dev libqcustomplot-dev libquazip1-qt6-dev
   libtorch-dev libopenblas0-pthread
   libopencv-dev libturbojpeg0-dev libexif-dev
-  libcurl4-openssl-dev
+  libcurl4-openssl-dev libssl-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 test_packages=(
-  xvfb xauth python3-torch python3-torchvision python3-pil
+  xvfb xauth unzip python3-torch python3-torchvision python3-pil
 )
 
 want=("${build_packages[@]}")

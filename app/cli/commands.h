@@ -13,5 +13,6 @@ struct GlobalOptions {
 
 void add_data_commands(CLI::App& app, GlobalOptions& global);
 void add_bench_commands(CLI::App& app, GlobalOptions& global);
+void add_model_commands(CLI::App& app, GlobalOptions& global);
 
 }  // namespace whisker::cli

@@ -6,7 +6,11 @@
 #include <opencv2/imgproc.hpp>
 #include <turbojpeg.h>
 
+#include <csignal>
+#include <cstdio>
 #include <fstream>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <random>
 #include <stdexcept>
 
@@ -138,6 +142,46 @@ BadTreeCounts write_bad_tree(const fs::path& root) {
     // (no valid/bird: a class missing from valid)
     for (int i = 0; i < 3; ++i) good(root / "test" / (std::to_string(i + 1) + ".jpg"), 100, 100, 80 + i, n.test_good);
     return n;
+}
+
+BackgroundServer::BackgroundServer(const std::vector<std::string>& argv) {
+    int out[2];
+    if (pipe(out) != 0) throw std::runtime_error("pipe failed");
+    pid_ = fork();
+    if (pid_ == 0) {
+        dup2(out[1], 1);
+        close(out[0]);
+        close(out[1]);
+        std::vector<char*> args;
+        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        execv(args[0], args.data());
+        _exit(127);
+    }
+    close(out[1]);
+    std::FILE* f = fdopen(out[0], "r");
+    char line[128] = {};
+    if (!std::fgets(line, sizeof line, f) || std::sscanf(line, "PORT %d", &port_) != 1) {
+        std::fclose(f);
+        kill(pid_, SIGKILL);
+        waitpid(pid_, nullptr, 0);
+        throw std::runtime_error("test server did not start: " + argv.at(0));
+    }
+    std::fclose(f);
+}
+
+BackgroundServer::~BackgroundServer() {
+    if (pid_ > 0) {
+        kill(pid_, SIGTERM);
+        waitpid(pid_, nullptr, 0);
+    }
+}
+
+fs::path tests_dir() { return WHISKER_TESTS_DIR; }
+
+bool have_python_torchvision() {
+    static const bool ok = std::system("/usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1") == 0;
+    return ok;
 }
 
 }  // namespace whisker::test

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace whisker::test {
 
@@ -49,5 +50,26 @@ struct BadTreeCounts {
     int bad = 0;
 };
 BadTreeCounts write_bad_tree(const std::filesystem::path& root);
+
+// Runs a helper program (e.g. a Python test server) in the background and stops it on
+// destruction. The program must print "PORT <n>" on its first line of output.
+class BackgroundServer {
+public:
+    explicit BackgroundServer(const std::vector<std::string>& argv);
+    ~BackgroundServer();
+    BackgroundServer(const BackgroundServer&) = delete;
+    BackgroundServer& operator=(const BackgroundServer&) = delete;
+    int port() const { return port_; }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+private:
+    int pid_ = -1;
+    int port_ = 0;
+};
+
+// Path of a file in the source tree's tests/ folder (WHISKER_TESTS_DIR is set by CMake).
+std::filesystem::path tests_dir();
+// True when Debian's python3 with torch and torchvision is available for reference files.
+bool have_python_torchvision();
 
 }  // namespace whisker::test

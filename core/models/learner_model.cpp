@@ -1,0 +1,110 @@
+#include "whisker/models/learner_model.h"
+
+#include "whisker/common/errors.h"
+#include "whisker/common/files.h"
+#include "whisker/models/checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+#include <torch/nn/init.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+
+namespace nn = torch::nn;
+namespace fs = std::filesystem;
+
+namespace whisker::models {
+
+HeadOptions HeadOptions::with_dropout(double p, std::vector<int> xtra_fc) {
+    HeadOptions h;
+    h.xtra_fc = std::move(xtra_fc);
+    h.ps.assign(h.xtra_fc.size() + 1, p);
+    return h;
+}
+
+at::Tensor adaptive_concat_pool(const at::Tensor& x) {
+    return at::cat({std::get<0>(at::adaptive_max_pool2d(x, {1, 1})), at::adaptive_avg_pool2d(x, {1, 1})}, 1).flatten(1);
+}
+
+ClassifierModel::ClassifierModel(Arch arch, int num_classes, HeadOptions head)
+    : head_options_(std::move(head)), num_classes_(num_classes) {
+    if (num_classes < 1) throw UserError("a classifier needs at least one class");
+    if (head_options_.ps.size() != head_options_.xtra_fc.size() + 1)
+        throw UserError("the head needs " + std::to_string(head_options_.xtra_fc.size() + 1) + " dropout values (ps), got " +
+                        std::to_string(head_options_.ps.size()));
+    body_ = register_module("body", create_imagenet_model(arch, false));
+    head_inputs_ = 2 * body_->info().body_channels;
+    const bool v2 = head_options_.style == HeadStyle::FastaiV2;
+    nn::Sequential h;
+    int ni = head_inputs_;
+    auto block = [&](int out, double p, bool relu) {
+        h->push_back(nn::BatchNorm1d(ni));
+        if (p > 0) h->push_back(nn::Dropout(p));
+        auto lin = nn::Linear(nn::LinearOptions(ni, out).bias(!v2));
+        nn::init::kaiming_normal_(lin->weight);  // fan_in, gain sqrt(2)
+        if (lin->bias.defined()) nn::init::zeros_(lin->bias);
+        h->push_back(lin);
+        if (relu) h->push_back(nn::ReLU(nn::ReLUOptions(true)));
+        ni = out;
+    };
+    for (std::size_t i = 0; i < head_options_.xtra_fc.size(); ++i) block(head_options_.xtra_fc[i], head_options_.ps[i], true);
+    block(num_classes, head_options_.ps.back(), false);
+    if (!v2) {
+        if (head_options_.multi_label) h->push_back(nn::Sigmoid());
+        else h->push_back(nn::LogSoftmax(nn::LogSoftmaxOptions(1)));
+    }
+    head_ = register_module("head", h);
+}
+
+at::Tensor ClassifierModel::pooled_features(const at::Tensor& images) { return adaptive_concat_pool(body_->features(images)); }
+
+at::Tensor ClassifierModel::forward_head(const at::Tensor& activations) { return head_->forward(activations); }
+
+at::Tensor ClassifierModel::forward(const at::Tensor& images) { return forward_head(pooled_features(images)); }
+
+std::vector<std::vector<std::shared_ptr<nn::Module>>> ClassifierModel::layer_groups() {
+    auto groups = body_->body_groups();
+    groups.push_back({head_.ptr()});
+    return groups;
+}
+
+std::vector<std::vector<at::Tensor>> ClassifierModel::layer_group_parameters() {
+    std::vector<std::vector<at::Tensor>> out;
+    for (const auto& group : layer_groups()) {
+        std::vector<at::Tensor> params;
+        for (const auto& m : group)
+            for (const auto& p : m->parameters(true)) params.push_back(p);
+        out.push_back(std::move(params));
+    }
+    return out;
+}
+
+void export_model(ClassifierModel& model, const std::vector<std::string>& classes, int input_size, const fs::path& path) {
+    StateDict tensors;
+    for (auto& [name, t] : state_dict_of(model)) {
+        // "body.layer1.0.conv1.weight" -> "layer1.0.conv1.weight" (torchvision's key)
+        const std::string key = name.rfind("body.", 0) == 0 ? name.substr(5) : name;
+        tensors.emplace_back(key, t);
+    }
+    const HeadOptions& h = model.head_options();
+    nlohmann::json j{{"format", "whisker-model"},
+                     {"version", 1},
+                     {"arch", model.arch().name},
+                     {"classes", classes},
+                     {"input_size", input_size},
+                     {"normalization", {{"mean", {0.485, 0.456, 0.406}}, {"std", {0.229, 0.224, 0.225}}}},
+                     {"head", {{"style", h.style == HeadStyle::Fastai07 ? "fastai-0.7" : "fastai-v2"},
+                               {"xtra_fc", h.xtra_fc},
+                               {"ps", h.ps},
+                               {"pool", "AdaptiveConcatPool2d(max, avg)"},
+                               {"output", h.style == HeadStyle::FastaiV2 ? "logits"
+                                          : h.multi_label              ? "sigmoid"
+                                                                       : "log_softmax"}}},
+                     {"body_keys", "torchvision " + model.arch().name + " without '" + model.arch().classifier_prefix + "'"}};
+    write_safetensors(path, tensors, {{"whisker", j.dump()}});
+    write_file_atomically(path.string() + ".json", j.dump(2) + "\n");
+}
+
+}  // namespace whisker::models
