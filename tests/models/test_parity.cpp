@@ -4,7 +4,9 @@
 #include "test_support.h"
 
 #include "whisker/common/device.h"
+#include "whisker/common/files.h"
 #include "whisker/models/checkpoint.h"
+#include "whisker/models/learner_model.h"
 #include "whisker/models/weights.h"
 #include "whisker/models/zoo.h"
 
@@ -65,3 +67,50 @@ INSTANTIATE_TEST_SUITE_P(Torchvision, Parity,
                          ::testing::Values("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
                                            "resnext50_32x4d", "vgg16", "vgg16_bn", "densenet121"),
                          [](const auto& info) { return info.param; });
+
+// An exported learner model loads into torchvision from Python (reading the safetensors file
+// by hand: Debian has no safetensors package) and its body computes what Whisker's does.
+TEST(ExportParity, TorchvisionLoadsTheExportedBody) {
+    if (!test::have_python_torchvision()) GTEST_SKIP() << "python3-torchvision is not installed";
+    test::TempDir dir;
+    torch::manual_seed(3);
+    ClassifierModel model(Arch::ResNet18, 2);
+    model.eval();
+    export_model(model, {"cat", "dog"}, 64, dir / "m.safetensors");
+    torch::NoGradGuard no_grad;
+    const at::Tensor x = at::randn({1, 3, 64, 64});
+    write_safetensors(dir / "io.safetensors", {{"x", x}, {"features", model.body().features(x)}});
+    const std::string script = R"PY(
+import json, struct, sys
+import numpy as np, torch, torchvision
+def read(path):
+    raw = open(path, 'rb').read()
+    n = struct.unpack('<Q', raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for k, v in header.items():
+        if k == '__metadata__': continue
+        a, b = v['data_offsets']
+        assert v['dtype'] in ('F32', 'I64'), v['dtype']
+        dt = np.float32 if v['dtype'] == 'F32' else np.int64
+        out[k] = torch.from_numpy(np.frombuffer(raw[8 + n + a:8 + n + b], dtype=dt).copy().reshape(v['shape']))
+    return out
+d = sys.argv[1]
+sd = read(d + '/m.safetensors')
+meta = json.load(open(d + '/m.safetensors.json'))
+m = getattr(torchvision.models, meta['arch'])()
+missing, unexpected = m.load_state_dict({k: v for k, v in sd.items() if not k.startswith('head.')}, strict=False)
+assert sorted(missing) == ['fc.bias', 'fc.weight'], missing
+assert not unexpected, unexpected
+m.eval()
+io = read(d + '/io.safetensors')
+body = torch.nn.Sequential(*list(m.children())[:-2])
+with torch.no_grad():
+    f = body(io['x'])
+err = (f - io['features']).abs().max() / io['features'].abs().max()
+assert err < 1e-4, float(err)
+print('export parity ok', float(err))
+)PY";
+    write_file_atomically(dir / "check.py", script);
+    EXPECT_EQ(std::system(("/usr/bin/python3 " + (dir / "check.py").string() + " " + dir.path().string()).c_str()), 0);
+}
