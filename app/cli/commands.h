@@ -14,5 +14,6 @@ struct GlobalOptions {
 void add_data_commands(CLI::App& app, GlobalOptions& global);
 void add_bench_commands(CLI::App& app, GlobalOptions& global);
 void add_model_commands(CLI::App& app, GlobalOptions& global);
+void add_kaggle_commands(CLI::App& app, GlobalOptions& global);
 
 }  // namespace whisker::cli

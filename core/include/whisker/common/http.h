@@ -45,9 +45,35 @@ struct DownloadResult {
     std::uint64_t bytes = 0;     // size of the finished file
     int attempts = 0;
     bool resumed = false;        // a previous partial download was continued
+    std::int64_t last_modified = -1;  // the server's Last-Modified (Unix time), -1 if not sent
 };
 
 DownloadResult download_file(const std::string& url, const std::filesystem::path& dest,
                              const DownloadOptions& options = {});
+
+// One HTTP request, no retries: the caller decides what to retry. Redirects are not followed
+// unless asked (so a Location can be read and followed without credentials).
+struct HttpRequest {
+    std::string method = "GET";            // GET, POST, PUT, HEAD
+    std::string url;
+    std::vector<std::string> headers;      // "Name: value"
+    std::string body;                      // for POST
+    std::filesystem::path upload_file;     // for PUT: streamed from disk
+    bool follow_redirects = false;
+    long timeout_seconds = 120;
+    ProgressFn upload_progress;
+    const std::atomic<bool>* cancel = nullptr;
+};
+struct HttpResponse {
+    int status = 0;
+    std::string body;
+    std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+    std::string header(const std::string& lower_name) const;   // "" when absent
+};
+// Throws UserError when no response arrived (connection refused, timeout), Cancelled on cancel.
+HttpResponse http_request(const HttpRequest& request);
+
+// Standard base64 (for HTTP Basic credentials).
+std::string base64_encode(const std::string& bytes);
 
 }  // namespace whisker

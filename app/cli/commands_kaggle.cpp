@@ -1,0 +1,169 @@
+// whisker-cli kaggle files | download | submit | submissions | login
+#include "commands.h"
+#include "terminal_progress.h"
+
+#include "whisker/common/archive.h"
+#include "whisker/common/errors.h"
+#include "whisker/data/dataset.h"
+#include "whisker/kaggle/client.h"
+#include "whisker/kaggle/submission_check.h"
+
+#include <fmt/format.h>
+
+#include <iostream>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+
+namespace whisker::cli {
+
+namespace {
+
+struct KaggleArgs {
+    std::string endpoint;
+    double poll_interval = 5.0;
+};
+
+kaggle::Client make_client(const KaggleArgs& k, bool quiet) {
+    kaggle::Credentials c = kaggle::require_credentials();
+    if (!quiet)
+        for (const auto& w : c.warnings) fmt::print(stderr, "warning: {}\n", w);
+    kaggle::ClientOptions o;
+    o.endpoint = k.endpoint;
+    o.poll_interval_seconds = k.poll_interval;
+    return kaggle::Client(std::move(c), o);
+}
+
+std::string human_bytes(std::uint64_t n) {
+    if (n >= 1ull << 30) return fmt::format("{:.1f} GiB", static_cast<double>(n) / (1ull << 30));
+    if (n >= 1ull << 20) return fmt::format("{:.1f} MiB", static_cast<double>(n) / (1ull << 20));
+    if (n >= 1ull << 10) return fmt::format("{:.1f} KiB", static_cast<double>(n) / (1ull << 10));
+    return fmt::format("{} B", n);
+}
+
+}  // namespace
+
+void add_kaggle_commands(CLI::App& app, GlobalOptions& global) {
+    static KaggleArgs k;
+    auto* kg = app.add_subcommand("kaggle", "Download competition data and submit predictions to Kaggle");
+    kg->require_subcommand(1);
+    kg->add_option("--endpoint", k.endpoint, "API origin (default: $KAGGLE_API_ENDPOINT or https://api.kaggle.com)");
+
+    static std::string files_comp;
+    auto* files = kg->add_subcommand("files", "List a competition's data files");
+    files->add_option("COMPETITION", files_comp)->required();
+    files->callback([&global] {
+        auto client = make_client(k, global.quiet);
+        for (const auto& f : client.list_files(files_comp)) fmt::print("{:<40} {:>12}\n", f.name, human_bytes(f.total_bytes));
+    });
+
+    static std::string dl_comp, dl_dir;
+    static bool dl_force = false, dl_extract = false;
+    auto* download = kg->add_subcommand("download", "Download a competition's data (resumable) as <COMPETITION>.zip");
+    download->add_option("COMPETITION", dl_comp)->required();
+    download->add_option("-p,--path", dl_dir, "Folder (default: <kaggle config>/competitions/<COMPETITION>)");
+    download->add_flag("--force", dl_force, "Download even when a complete, current copy is there");
+    download->add_flag("--extract", dl_extract, "Also extract it (nested zips too) into the folder");
+    download->callback([&global] {
+        auto client = make_client(k, global.quiet);
+        const fs::path dir = dl_dir.empty() ? kaggle::config_dir() / "competitions" / dl_comp : fs::path(dl_dir);
+        if (!global.quiet) {
+            std::uint64_t total = 0;
+            const auto list = client.list_files(dl_comp);
+            for (const auto& f : list) total += f.total_bytes;
+            fmt::print("{}: {} files, {}\n", dl_comp, list.size(), human_bytes(total));
+        }
+        TerminalProgress bar(!global.quiet && isatty(2));
+        const auto r = client.download_all(dl_comp, dir, dl_force, bar.callback());
+        bar.finish();
+        if (!global.quiet)
+            fmt::print("{} {} ({})\n", r.skipped ? "Up to date:" : "Downloaded", r.file.string(), human_bytes(r.bytes));
+        if (dl_extract) {
+            ExtractOptions eo;
+            eo.progress = bar.callback();
+            auto er = extract_archive(r.file, dir, eo);
+            std::size_t nested = 0;
+            for (const auto& f : er.files)
+                if (f.extension() == ".zip" && f.parent_path() == dir) {
+                    extract_archive(f, dir, eo);
+                    ++nested;
+                }
+            bar.finish();
+            if (!global.quiet)
+                fmt::print("Extracted {} files ({} already there){}\n", er.written + er.already_intact, er.already_intact,
+                           nested ? fmt::format(" and {} nested archives", nested) : "");
+        }
+    });
+
+    static std::string sub_comp, sub_file, sub_message, sub_sample, sub_project;
+    static bool sub_no_wait = false, sub_no_check = false;
+    auto* submit = kg->add_subcommand("submit", "Check a submission file, upload it, and wait for its score");
+    submit->add_option("COMPETITION", sub_comp)->required();
+    submit->add_option("-f,--file", sub_file, "The submission (.csv or .csv.gz)")->required();
+    submit->add_option("-m,--message", sub_message, "Description shown on Kaggle")->required();
+    submit->add_option("--sample", sub_sample, "sample_submission.csv to check against");
+    submit->add_option("--project", sub_project, "Project whose sample_submission.csv to check against");
+    submit->add_flag("--no-check", sub_no_check, "Skip the check against the sample submission");
+    submit->add_flag("--no-wait", sub_no_wait, "Do not wait for the score");
+    submit->add_option("--poll-interval", k.poll_interval, "Seconds between checks of the score")->capture_default_str();
+    submit->callback([&global] {
+        fs::path sample = sub_sample;
+        if (sample.empty() && !sub_project.empty()) {
+            const fs::path candidate = fs::path(sub_project) / "sample_submission.csv";
+            if (fs::exists(candidate)) sample = candidate;
+        }
+        if (!sample.empty() && !sub_no_check) {
+            const auto check = kaggle::check_submission(sub_file, sample);
+            if (!check.ok())
+                throw UserError("'" + sub_file + "' does not match " + sample.string() + ":\n" + check.summary(),
+                                "fix the file (nothing was uploaded), or pass --no-check to send it anyway");
+            if (!global.quiet) fmt::print("Checked {} rows against {}\n", check.rows, sample.string());
+        } else if (!global.quiet && !sub_no_check) {
+            fmt::print("warning: no sample_submission.csv to check against (use --sample or --project)\n");
+        }
+        auto client = make_client(k, global.quiet);
+        TerminalProgress bar(!global.quiet && isatty(2));
+        const std::string ref = client.submit(sub_comp, sub_file, sub_message, bar.callback());
+        bar.finish();
+        if (!global.quiet) fmt::print("Submitted {}{}\n", sub_file, ref.empty() ? "" : " (ref " + ref + ")");
+        if (sub_no_wait) return;
+        std::string last_status;
+        const auto s = client.wait_for_result(sub_comp, ref, sub_message, [&](const kaggle::Submission& s) {
+            if (s.status != last_status && !global.quiet) fmt::print("status: {}\n", s.status);
+            last_status = s.status;
+        });
+        if (s.status == "ERROR")
+            throw UserError("Kaggle could not score the submission: " +
+                            (s.error_description.empty() ? std::string("no reason given") : s.error_description));
+        fmt::print("Public score: {}\n", s.public_score.empty() ? "(not shown)" : s.public_score);
+    });
+
+    static std::string list_comp;
+    auto* subs = kg->add_subcommand("submissions", "List your submissions to a competition, with scores");
+    subs->add_option("COMPETITION", list_comp)->required();
+    subs->callback([&global] {
+        auto client = make_client(k, global.quiet);
+        const auto list = client.submissions(list_comp);
+        fmt::print("{:<21} {:<9} {:>12} {:>12}  {}\n", "date", "status", "public", "private", "description");
+        for (const auto& s : list)
+            fmt::print("{:<21} {:<9} {:>12} {:>12}  {}{}\n", s.date, s.status, s.public_score, s.private_score, s.description,
+                       s.error_description.empty() ? "" : " — " + s.error_description);
+        if (list.empty()) fmt::print("(no submissions yet)\n");
+    });
+
+    static std::string login_user, login_key;
+    auto* login = kg->add_subcommand("login", "Save your Kaggle username and API key as kaggle.json (mode 0600)");
+    login->add_option("--username", login_user, "Kaggle username")->required();
+    login->add_option("--key", login_key, "API key; '-' or nothing reads it from standard input");
+    login->callback([&global] {
+        std::string key = login_key;
+        if (key.empty() || key == "-") {
+            if (isatty(0)) fmt::print(stderr, "API key: ");
+            std::getline(std::cin, key);
+        }
+        const fs::path p = kaggle::write_kaggle_json(login_user, key);
+        if (!global.quiet) fmt::print("Saved {} (readable only by you)\n", p.string());
+    });
+}
+
+}  // namespace whisker::cli
