@@ -136,3 +136,22 @@ TEST(Archive, CancelStopsExtraction) {
     o.cancel = &cancel;
     EXPECT_THROW(extract_archive(dir / "a.zip", dir / "out", o), Cancelled);
 }
+
+TEST(Archive, AFullDiskIsAnErrorNotAHalfFile) {
+    test::TempDir dir;
+    {
+        ZipWriter w(dir / "a.zip");
+        w.add("big.bin", std::string(200000, 'b'));
+        w.commit();
+    }
+    // The partial file is a link to /dev/full: every write fails with ENOSPC.
+    fs::create_directories(dir / "out");
+    fs::create_symlink("/dev/full", dir / "out/big.bin.part");
+    try {
+        extract_archive(dir / "a.zip", dir / "out");
+        FAIL() << "extraction onto a full disk succeeded";
+    } catch (const UserError& e) {
+        EXPECT_NE(e.hint().find("disk is full"), std::string::npos) << e.what() << " / " << e.hint();
+    }
+    EXPECT_FALSE(fs::exists(dir / "out/big.bin"));
+}

@@ -46,6 +46,14 @@ chmod 644 "$work/kaggle/kaggle.json"
 grep -q "readable by other users" "$work/err" || fail "loose permission warning"
 chmod 600 "$work/kaggle/kaggle.json"
 
+# An unknown competition, and a rate limit that is waited out (Retry-After).
+if "$cli" -q kaggle files no-such-competition 2>"$work/err"; then fail "unknown competition"; fi
+grep -q "not found" "$work/err" || fail "unknown competition message: $(cat "$work/err")"
+control '"ratelimit"'
+start=$(date +%s.%N)
+"$cli" kaggle files $comp | grep -q "test.zip" || fail "files after 429"
+python3 -c "import sys; sys.exit(0 if float('$(date +%s.%N)') - $start >= 0.9 else 1)" || fail "Retry-After not honoured"
+
 # Rules not accepted.
 control '"rules"'
 if "$cli" -q kaggle download $comp -p "$work/dl" 2>"$work/err"; then fail "download without accepting the rules"; fi
