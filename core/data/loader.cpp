@@ -189,15 +189,15 @@ std::vector<std::size_t> DataLoader::epoch_order(int epoch) const {
     return order;
 }
 
-void DataLoader::start_epoch(int epoch) {
+void DataLoader::start_epoch(int epoch, std::size_t first_batch) {
     auto order = epoch_order(epoch);
     {
         std::lock_guard<std::mutex> lock(impl_->mutex);
         ++impl_->generation;
         impl_->epoch = epoch;
         impl_->order = std::make_shared<const std::vector<std::size_t>>(std::move(order));
-        impl_->next_claim = 0;
-        impl_->next_deliver = 0;
+        impl_->next_claim = std::min(first_batch, impl_->num_batches());
+        impl_->next_deliver = impl_->next_claim;
         impl_->ready.clear();
         impl_->started = true;
     }

@@ -80,8 +80,10 @@ public:
     std::size_t batches_per_epoch() const;
     const AugmentSettings& augment() const;
 
-    // Starts epoch `epoch` (any previous epoch's unread batches are dropped).
-    void start_epoch(int epoch);
+    // Starts epoch `epoch` (any previous epoch's unread batches are dropped). With
+    // `first_batch` > 0 the epoch begins there (resuming an interrupted epoch): the batches
+    // are the same as if the earlier ones had been read.
+    void start_epoch(int epoch, std::size_t first_batch = 0);
     // The next batch of the current epoch in order; nullopt once the epoch is exhausted.
     std::optional<Batch> next();
     // The order in which epoch `epoch` visits the items (indices into the item list).

@@ -1,0 +1,237 @@
+#pragma once
+// The Learner: fastai 0.7's ConvLearner workflow (see shared/spec/workflow.md) in C++.
+//
+//   Learner learn(project, dataset, config);   // pretrained body + fastai head, frozen
+//   learn.set_precompute(true);
+//   auto curve = learn.lr_find();              // leaves no trace (weights, BN stats, RNG)
+//   learn.fit({.lrs = {1e-2}, .n_cycle = 1});
+//   learn.set_precompute(false);
+//   learn.fit({.lrs = {1e-2}, .n_cycle = 3, .cycle_len = 1});
+//   learn.unfreeze();
+//   learn.fit({.lrs = {1e-4, 1e-3, 1e-2}, .n_cycle = 3, .cycle_len = 1, .cycle_mult = 2});
+//   auto preds = learn.predict(data::Split::Test, /*tta=*/4);
+//
+// Training runs on the calling thread (the GUI calls it from a worker thread); `stop` is an
+// atomic flag checked before every batch: the batch in progress completes, the model stays
+// consistent, after_fit callbacks run, and fit() returns with stopped = true. Callbacks run on
+// the calling thread, in order; a callback may request a stop through the Learner.
+// CUDA is used when present (chosen at run time), else the CPU with all cores.
+
+#include "whisker/data/dataset.h"
+#include "whisker/data/loader.h"
+#include "whisker/models/learner_model.h"
+#include "whisker/train/schedule.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace whisker::train {
+
+struct LearnerConfig {
+    std::string arch = "resnet34";
+    int size = 224;
+    int batch_size = 64;
+    bool pretrained = true;        // false: the body starts from torchvision's random init
+    double max_zoom = 1.1;
+    std::uint64_t seed = 42;       // loader shuffling/augmentation and torch's generator
+    int threads = 0;               // loader threads (0 = all cores)
+    models::HeadOptions head;
+    bool mixed_precision = false;  // CUDA only: fp16 autocast with dynamic loss scaling
+    bool channels_last = false;    // CUDA only
+};
+
+enum class OptimizerKind { SGD, AdamW };
+
+struct FitOptions {
+    std::vector<double> lrs{1e-2};  // one for all layer groups, or one per group (early -> head)
+    int n_cycle = 1;
+    double cycle_len = 0;           // 0: constant learning rate for n_cycle epochs (fastai's None)
+    int cycle_mult = 1;
+    std::vector<double> wds;        // weight decay, one or per group; empty = 0
+    OptimizerKind optimizer = OptimizerKind::SGD;
+    double momentum = 0.9;
+    bool one_cycle = false;         // fastai v2's fit_one_cycle (n_cycle epochs, lr_max = lrs)
+};
+
+struct BatchRecord {
+    long iteration = 0;             // within this fit
+    int epoch = 0;
+    double loss = 0;                // raw batch loss
+    double smooth_loss = 0;         // fastai's debiased moving average
+    double lr = 0;                  // the head's learning rate
+};
+
+struct EpochRecord {
+    int epoch = 0;                  // 0-based within the fit
+    double trn_loss = 0;            // smoothed training loss at the epoch's end
+    double val_loss = 0;
+    double accuracy = 0;
+    double log_loss = 0;            // the competition's: probabilities clipped to [1e-15, 1-1e-15]
+    double seconds = 0;
+    double eta_seconds = 0;         // time left in the fit
+};
+
+struct FitResult {
+    std::vector<EpochRecord> epochs;
+    bool stopped = false;
+    std::string stop_reason;        // "stopped by the user", "loss is NaN at …", "early stopping"
+};
+
+struct LrFindResult {
+    std::vector<double> lrs, losses;    // every recorded batch (smoothed loss)
+    std::vector<double> plot_lrs, plot_losses;  // without the first 10 and last 5 points
+    LrSuggestions suggestions;
+    bool stopped_early = false;          // the loss exploded (> 4x best) or became NaN
+};
+
+enum class TtaMix { Mean, Beta };       // fastai 0.7: mean of probabilities; v2: 0.75*aug + 0.25*plain
+
+struct Predictions {
+    std::vector<std::size_t> records;   // Dataset::images index per row
+    at::Tensor probs;                   // [N, C] probabilities
+    std::vector<int> predicted;         // argmax per row
+    std::vector<int> actual;            // label per row (-1 unlabelled)
+    std::vector<double> losses;         // per-image loss (NaN unlabelled)
+    int passes = 0;                     // forward passes over the data (1 + n_aug with TTA)
+    double accuracy() const;
+    double log_loss() const;
+    // cm[actual][predicted]
+    std::vector<std::vector<int>> confusion_matrix(int num_classes) const;
+    // (actual, predicted, count), most frequent confusion first
+    std::vector<std::tuple<int, int, int>> most_confused(int num_classes, int min_count = 1) const;
+    // rows with the highest loss first
+    std::vector<std::size_t> top_losses(std::size_t k) const;
+};
+
+class Learner;
+
+// fastai's callback events, in order: before_fit, (before_epoch, (before_batch, after_loss,
+// after_batch)*, after_epoch)*, after_fit. after_fit always runs.
+class Callback {
+public:
+    virtual ~Callback() = default;
+    virtual void before_fit(Learner&) {}
+    virtual void before_epoch(Learner&, int epoch) {}
+    virtual void before_batch(Learner&, long iteration) {}
+    virtual void after_loss(Learner&, double loss) {}
+    virtual void after_batch(Learner&, const BatchRecord&) {}
+    virtual void after_epoch(Learner&, const EpochRecord&) {}
+    virtual void after_fit(Learner&, const FitResult&) {}
+};
+
+// Progress for UIs: batches done / total of the current job, throttled by the receiver.
+using ProgressCallback = std::function<void(const std::string& stage, long done, long total)>;
+
+class Learner {
+public:
+    // Builds the model (downloading pretrained weights if needed and possible: otherwise
+    // throws UserError saying which file to get), frozen: only the head trains.
+    Learner(std::filesystem::path project, data::Dataset dataset, LearnerConfig config,
+            const ProgressCallback& progress = {});
+    ~Learner();
+    Learner(const Learner&) = delete;
+    Learner& operator=(const Learner&) = delete;
+
+    // ---- state ----
+    void freeze_to(int group);          // groups before `group` frozen, the rest trainable
+    void freeze() { freeze_to(-1); }    // head only
+    void unfreeze() { freeze_to(0); }   // also turns precompute off
+    int frozen_groups() const { return frozen_groups_; }
+    void bn_freeze(bool on) { bn_freeze_ = on; }
+    bool bn_frozen() const { return bn_freeze_; }
+    // precompute: train the head on cached body activations (train with the validation
+    // transform, valid, test), computed once and reused while the data, size and body match.
+    void set_precompute(bool on);
+    bool precompute() const { return precompute_; }
+    int num_groups() const { return 3; }
+
+    // ---- the workflow ----
+    FitResult fit(const FitOptions& options, const std::atomic<bool>* stop = nullptr);
+    // fastai v2's fine_tune: one frozen one-cycle epoch, then unfreeze and one-cycle with lrs
+    // from base_lr/100 (early) to base_lr/2 (head).
+    FitResult fine_tune(int epochs, double base_lr = 2e-3, int freeze_epochs = 1, const std::atomic<bool>* stop = nullptr);
+    LrFindResult lr_find(double start_lr = 1e-5, double end_lr = 10, bool linear = false,
+                         const std::atomic<bool>* stop = nullptr);
+    Predictions predict(data::Split split, int tta = 0, TtaMix mix = TtaMix::Mean, const std::atomic<bool>* stop = nullptr);
+
+    // ---- checkpoints (PROJECT/models/<name>.*, written atomically) ----
+    // Weights, optimiser, schedule position, counters and random state: resume() continues
+    // an interrupted fit exactly.
+    void save(const std::string& name);
+    void load(const std::string& name);
+    bool has_checkpoint(const std::string& name) const;
+    // Continues the fit recorded in checkpoint `name` (by default the autosave).
+    FitResult resume(const std::string& name = "autosave", const std::atomic<bool>* stop = nullptr);
+
+    // ---- callbacks and hooks ----
+    void add_callback(std::shared_ptr<Callback> cb) { callbacks_.push_back(std::move(cb)); }
+    void set_progress(ProgressCallback progress) { progress_ = std::move(progress); }
+    void request_stop(const std::string& reason);   // from a callback
+    bool autosave = true;                            // save "autosave" at each epoch end
+
+    // ---- access ----
+    models::ClassifierModel& model() { return *model_; }
+    const data::Dataset& dataset() const { return dataset_; }
+    const LearnerConfig& config() const { return config_; }
+    const std::filesystem::path& project() const { return project_; }
+    at::Device device() const;
+    const std::vector<BatchRecord>& batch_history() const { return batches_; }
+    const std::vector<EpochRecord>& epoch_history() const { return epochs_; }
+    long epochs_trained() const { return epochs_trained_; }
+    // The learning rate of each optimiser parameter group during a fit (early -> head), for
+    // callbacks and tests; empty outside a fit.
+    std::vector<double> current_learning_rates() const;
+
+private:
+    struct FitState;
+    FitResult run_fit(FitState& state, const std::atomic<bool>* stop);
+    void plan_schedule(FitState& state);
+    void build_optimizer(FitState& state);
+    void save_with_fit_state(const std::string& name, const FitState* state);
+    void set_train_mode();
+    data::DataLoader& loader(data::View view);
+    void ensure_precomputed();
+    at::Tensor loss_of(const at::Tensor& output, const at::Tensor& labels) const;
+    void validate(EpochRecord& record);
+
+    std::filesystem::path project_;
+    data::Dataset dataset_;
+    LearnerConfig config_;
+    ProgressCallback progress_;
+    std::shared_ptr<models::ClassifierModel> model_;
+    std::vector<std::shared_ptr<Callback>> callbacks_;
+    std::map<data::View, std::unique_ptr<data::DataLoader>> loaders_;
+    int frozen_groups_ = 2;
+    bool bn_freeze_ = false;
+    bool precompute_ = false;
+    struct Activations;
+    std::unique_ptr<Activations> activations_;
+    std::vector<BatchRecord> batches_;
+    std::vector<EpochRecord> epochs_;
+    long epochs_trained_ = 0;           // drives the loaders' epoch index (shuffles differ per epoch)
+    std::string stop_request_;
+    std::unique_ptr<FitState> pending_;  // a fit loaded from a checkpoint, for resume()
+    FitState* active_ = nullptr;         // the fit in progress
+};
+
+// Writes a Kaggle submission: two classes -> "id,label" with P(second class); more ->
+// "id,<class>,…" (one probability column per class), or with `labels` "id,label" holding the
+// predicted class name. `clip` > 0 clips probabilities to [clip, 1-clip]. Gzip when the name
+// ends in ".gz". Atomic.
+void write_submission(const std::filesystem::path& path, const data::Dataset& dataset, const Predictions& test,
+                      double clip = 0, bool labels = false);
+
+// The fastai epoch table: "epoch  trn_loss  val_loss  accuracy  log_loss  time".
+std::string epoch_table_header();
+std::string epoch_table_row(const EpochRecord& r);
+
+}  // namespace whisker::train

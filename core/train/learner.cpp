@@ -1,0 +1,692 @@
+#include "whisker/train/learner.h"
+
+#include "learner_state.h"
+
+#include "whisker/common/device.h"
+#include "whisker/common/errors.h"
+#include "whisker/common/files.h"
+#include "whisker/common/hash.h"
+#include "whisker/common/random.h"
+#include "whisker/models/checkpoint.h"
+#include "whisker/models/weights.h"
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <torch/cuda.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+#include <torch/utils.h>
+
+#include <cmath>
+#include <numeric>
+
+namespace fs = std::filesystem;
+namespace F = torch::nn::functional;
+
+namespace whisker::train {
+
+// ------------------------------------------------------------------------------------------
+// Internal state
+// ------------------------------------------------------------------------------------------
+
+namespace {
+
+constexpr double kAvgMom = 0.98;
+
+// Thrown inside the batch loop to end a fit early (user stop, NaN, a callback's request);
+// caught by run_fit, so after_fit always runs.
+struct StopTrainingInternal {
+    std::string reason;
+};
+
+template <class T>
+std::vector<T> per_group(const std::vector<T>& values, std::size_t groups, const char* what) {
+    if (values.empty()) return std::vector<T>(groups, T{});
+    if (values.size() == 1) return std::vector<T>(groups, values[0]);
+    if (values.size() != groups)
+        throw UserError(std::string("give one ") + what + " or one per layer group (" + std::to_string(groups) + "), not " +
+                        std::to_string(values.size()));
+    return values;
+}
+
+bool is_batchnorm(torch::nn::Module& m) {
+    return m.as<torch::nn::BatchNorm2d>() != nullptr || m.as<torch::nn::BatchNorm1d>() != nullptr;
+}
+
+std::string oom_hint(int bs) {
+    return "try a smaller batch size (--bs " + std::to_string(std::max(1, bs / 2)) +
+           "), a smaller image size, or mixed precision";
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------
+// Construction and state
+// ------------------------------------------------------------------------------------------
+
+Learner::Learner(fs::path project, data::Dataset dataset, LearnerConfig config, const ProgressCallback& progress)
+    : project_(std::move(project)), dataset_(std::move(dataset)), config_(std::move(config)), progress_(progress) {
+    if (dataset_.classes.size() < 2 && !dataset_.multi_label)
+        throw UserError("the dataset has fewer than two classes", "a classifier needs at least two");
+    if (dataset_.count(data::Split::Train) == 0) throw UserError("the dataset has no training images");
+    const ComputeDevice dev = detect_compute_device();
+    torch::manual_seed(config_.seed);
+    const models::Arch arch = models::parse_arch(config_.arch);
+    models::HeadOptions head = config_.head;
+    head.multi_label = dataset_.multi_label;
+    model_ = std::make_shared<models::ClassifierModel>(arch, static_cast<int>(dataset_.classes.size()), head);
+    if (config_.pretrained) {
+        DownloadOptions dl;
+        if (progress_) dl.progress = [this](const Progress& p) { progress_(p.stage, static_cast<long>(p.done), static_cast<long>(p.total)); };
+        const fs::path weights = models::ensure_pretrained_weights(arch, dl);
+        models::load_torchvision_weights(model_->body(), weights);
+    }
+    model_->to(device());
+    if (dev.cuda && config_.channels_last)
+        for (auto& p : model_->parameters())
+            if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+    freeze();
+}
+
+Learner::~Learner() = default;
+
+at::Device Learner::device() const {
+    return torch::cuda::is_available() ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+}
+
+void Learner::freeze_to(int group) {
+    const int n = num_groups();
+    if (group < 0) group += n;
+    if (group < 0 || group >= n) throw UserError("freeze_to: layer group must be in [0, " + std::to_string(n - 1) + "]");
+    const auto groups = model_->layer_groups();
+    for (int g = 0; g < n; ++g)
+        for (const auto& m : groups[static_cast<std::size_t>(g)])
+            for (auto& p : m->parameters(true)) p.set_requires_grad(g >= group);
+    frozen_groups_ = group;
+    if (group == 0) precompute_ = false;  // fastai: unfreeze() turns precompute off
+}
+
+void Learner::set_precompute(bool on) {
+    if (on && frozen_groups_ < num_groups() - 1)
+        throw UserError("precompute needs a frozen body", "call freeze() first (precompute trains only the head)");
+    precompute_ = on;
+}
+
+void Learner::request_stop(const std::string& reason) { stop_request_ = reason; }
+
+void Learner::set_train_mode() {
+    model_->train();
+    const auto groups = model_->layer_groups();
+    // BatchNorm layers of frozen groups keep their running statistics (eval mode); with
+    // bn_freeze, every BatchNorm does, while its affine weights still train if unfrozen.
+    for (int g = 0; g < num_groups(); ++g) {
+        if (!bn_freeze_ && g >= frozen_groups_) continue;
+        for (const auto& m : groups[static_cast<std::size_t>(g)])
+            for (auto& sub : m->modules(true))
+                if (is_batchnorm(*sub)) sub->eval();
+    }
+}
+
+data::DataLoader& Learner::loader(data::View view) {
+    auto it = loaders_.find(view);
+    if (it != loaders_.end()) return *it->second;
+    data::LoaderOptions lo;
+    lo.batch_size = config_.batch_size;
+    lo.threads = config_.threads;
+    lo.seed = config_.seed;
+    auto l = data::make_loader(dataset_, project_, view, data::AugmentSettings::side_on(config_.size, config_.max_zoom), lo);
+    return *loaders_.emplace(view, std::move(l)).first->second;
+}
+
+at::Tensor Learner::loss_of(const at::Tensor& out, const at::Tensor& y) const {
+    const bool v2 = config_.head.style == models::HeadStyle::FastaiV2;
+    if (dataset_.multi_label) {
+        return v2 ? F::binary_cross_entropy_with_logits(out, y) : F::binary_cross_entropy(out, y);
+    }
+    return v2 ? F::cross_entropy(out, y) : F::nll_loss(out, y);
+}
+
+namespace {
+at::Tensor probabilities(const at::Tensor& out, bool multi_label, bool v2) {
+    if (multi_label) return v2 ? out.sigmoid() : out;
+    return v2 ? out.softmax(1) : out.exp();
+}
+}  // namespace
+
+// ------------------------------------------------------------------------------------------
+// precompute
+// ------------------------------------------------------------------------------------------
+
+void Learner::ensure_precomputed() {
+    // The key: architecture, size, the images of each split (path, size, time) and the body's
+    // weights, so a stale cache is never used.
+    std::string ident = config_.arch + "|" + std::to_string(config_.size) + "|";
+    for (const auto& im : dataset_.images) {
+        if (im.excluded) continue;
+        FileStamp st;
+        stat_file(dataset_.resolve(project_, im), st);
+        ident += im.path + ":" + data::split_name(im.split) + ":" + std::to_string(st.size) + ":" +
+                 std::to_string(st.mtime_ns) + "\n";
+    }
+    std::string weights;
+    for (const auto& [name, t] : models::state_dict_of(model_->body())) {
+        const at::Tensor c = t.to(at::kCPU).contiguous();
+        weights.append(static_cast<const char*>(c.data_ptr()), static_cast<std::size_t>(c.numel()) * c.element_size());
+    }
+    const std::string key = sha256_hex(ident + sha256_hex(weights));
+    if (activations_ && activations_->key == key) return;
+
+    const fs::path file = project_ / "cache" / "precompute" / (config_.arch + "-" + std::to_string(config_.size) + ".safetensors");
+    auto acts = std::make_unique<Activations>();
+    acts->key = key;
+    auto records_of = [](const at::Tensor& t) {
+        std::vector<std::size_t> out;
+        const auto a = t.contiguous();
+        for (std::int64_t i = 0; i < a.numel(); ++i) out.push_back(static_cast<std::size_t>(a.data_ptr<std::int64_t>()[i]));
+        return out;
+    };
+    std::error_code ec;
+    if (fs::exists(file, ec)) {
+        std::map<std::string, std::string> meta;
+        try {
+            const auto sd = models::read_safetensors(file, &meta);
+            if (meta["key"] == key) {
+                for (const auto& [name, t] : sd) {
+                    if (name == "train_x") acts->train_x = t;
+                    else if (name == "train_y") acts->train_y = t;
+                    else if (name == "valid_x") acts->valid_x = t;
+                    else if (name == "valid_y") acts->valid_y = t;
+                    else if (name == "test_x") acts->test_x = t;
+                    else if (name == "train_records") acts->train_records = records_of(t);
+                    else if (name == "valid_records") acts->valid_records = records_of(t);
+                    else if (name == "test_records") acts->test_records = records_of(t);
+                }
+                activations_ = std::move(acts);
+                return;
+            }
+        } catch (const UserError&) {
+            // a damaged cache is rebuilt
+        }
+    }
+    torch::NoGradGuard no_grad;
+    model_->eval();
+    auto compute = [&](data::View view, at::Tensor& x, at::Tensor& y, std::vector<std::size_t>& records, const char* stage) {
+        auto& l = loader(view);
+        std::vector<at::Tensor> xs, ys;
+        l.start_epoch(0);
+        long done = 0;
+        while (auto b = l.next()) {
+            if (b->images.size(0) == 0) continue;
+            xs.push_back(model_->pooled_features(b->images.to(device())).to(at::kCPU));
+            ys.push_back(b->labels);
+            records.insert(records.end(), b->records.begin(), b->records.end());
+            if (progress_) progress_(stage, ++done, static_cast<long>(l.batches_per_epoch()));
+        }
+        if (!xs.empty()) {
+            x = at::cat(xs);
+            y = at::cat(ys);
+        }
+    };
+    compute(data::View::Fix, acts->train_x, acts->train_y, acts->train_records, "precomputing train activations");
+    compute(data::View::Valid, acts->valid_x, acts->valid_y, acts->valid_records, "precomputing valid activations");
+    at::Tensor test_y;
+    if (dataset_.count(data::Split::Test) > 0)
+        compute(data::View::Test, acts->test_x, test_y, acts->test_records, "precomputing test activations");
+    auto as_tensor = [](const std::vector<std::size_t>& v) {
+        std::vector<std::int64_t> w(v.begin(), v.end());
+        return at::tensor(w.empty() ? std::vector<std::int64_t>{} : w, at::kLong);
+    };
+    models::StateDict sd{{"train_x", acts->train_x}, {"train_y", acts->train_y}, {"train_records", as_tensor(acts->train_records)}};
+    if (acts->valid_x.defined()) {
+        sd.emplace_back("valid_x", acts->valid_x);
+        sd.emplace_back("valid_y", acts->valid_y);
+        sd.emplace_back("valid_records", as_tensor(acts->valid_records));
+    }
+    if (acts->test_x.defined()) {
+        sd.emplace_back("test_x", acts->test_x);
+        sd.emplace_back("test_records", as_tensor(acts->test_records));
+    }
+    models::write_safetensors(file, sd, {{"key", key}, {"arch", config_.arch}, {"size", std::to_string(config_.size)}});
+    activations_ = std::move(acts);
+}
+
+// ------------------------------------------------------------------------------------------
+// fit
+// ------------------------------------------------------------------------------------------
+
+FitResult Learner::fit(const FitOptions& o, const std::atomic<bool>* stop) {
+    auto st = std::make_unique<FitState>();
+    st->options = o;
+    st->precompute = precompute_;
+    if (precompute_) ensure_precomputed();
+    plan_schedule(*st);
+    st->loader_epoch_base = epochs_trained_;
+    return run_fit(*st, stop);
+}
+
+void Learner::plan_schedule(FitState& st) {
+    const FitOptions& o = st.options;
+    st.batches_per_epoch = st.precompute
+                               ? static_cast<long>((activations_->train_x.size(0) + config_.batch_size - 1) / config_.batch_size)
+                               : static_cast<long>(loader(data::View::Train).batches_per_epoch());
+    st.momenta.clear();
+    if (o.one_cycle) {
+        st.total_epochs = o.n_cycle;
+        st.multipliers = one_cycle_multipliers(static_cast<int>(st.total_epochs * st.batches_per_epoch));
+        st.momenta = one_cycle_momenta(static_cast<int>(st.total_epochs * st.batches_per_epoch));
+    } else if (o.cycle_len > 0) {
+        st.total_epochs = sgdr_epochs(o.cycle_len, o.cycle_mult, o.n_cycle);
+        st.multipliers = sgdr_multipliers(static_cast<int>(st.batches_per_epoch), o.cycle_len, o.cycle_mult, o.n_cycle);
+    } else {
+        st.total_epochs = o.n_cycle;
+        st.multipliers.assign(static_cast<std::size_t>(st.total_epochs * st.batches_per_epoch), 1.0);
+    }
+}
+
+FitResult Learner::fine_tune(int epochs, double base_lr, int freeze_epochs, const std::atomic<bool>* stop) {
+    freeze();
+    FitOptions first;
+    first.lrs = {base_lr};
+    first.n_cycle = freeze_epochs;
+    first.one_cycle = true;
+    FitResult r = fit(first, stop);
+    if (r.stopped) return r;
+    unfreeze();
+    FitOptions second;
+    second.lrs = {base_lr / 2 / 100, base_lr / 2 / 10, base_lr / 2};
+    second.n_cycle = epochs;
+    second.one_cycle = true;
+    FitResult r2 = fit(second, stop);
+    r.epochs.insert(r.epochs.end(), r2.epochs.begin(), r2.epochs.end());
+    r.stopped = r2.stopped;
+    r.stop_reason = r2.stop_reason;
+    return r;
+}
+
+namespace {
+struct AutocastGuard {
+    bool on;
+    explicit AutocastGuard(bool enable) : on(enable) {
+        if (on) at::autocast::set_enabled(true);
+    }
+    ~AutocastGuard() {
+        if (on) {
+            at::autocast::clear_cache();
+            at::autocast::set_enabled(false);
+        }
+    }
+};
+}  // namespace
+
+void Learner::build_optimizer(FitState& st) {
+    // One parameter group per layer group, trainable parameters only.
+    st.base_lrs.clear();
+    st.group_of.clear();
+    {
+        const auto group_params = model_->layer_group_parameters();
+        const std::size_t n = group_params.size();
+        const auto lrs = per_group(st.options.lrs, n, "learning rate");
+        const auto wds = per_group(st.options.wds, n, "weight decay");
+        std::vector<torch::optim::OptimizerParamGroup> groups;
+        for (std::size_t g = 0; g < n; ++g) {
+            if (st.precompute && g + 1 != n) continue;  // precompute trains the head alone
+            std::vector<at::Tensor> params;
+            for (const auto& p : group_params[g])
+                if (p.requires_grad()) params.push_back(p);
+            if (params.empty()) continue;
+            if (st.options.optimizer == OptimizerKind::AdamW)
+                groups.emplace_back(params, std::make_unique<torch::optim::AdamWOptions>(
+                                                torch::optim::AdamWOptions(lrs[g]).weight_decay(wds[g]).betas({st.options.momentum, 0.99})));
+            else
+                groups.emplace_back(params, std::make_unique<torch::optim::SGDOptions>(
+                                                torch::optim::SGDOptions(lrs[g]).momentum(st.options.momentum).weight_decay(wds[g])));
+            st.base_lrs.push_back(lrs[g]);
+            st.group_of.push_back(static_cast<int>(g));
+        }
+        if (groups.empty()) throw UserError("nothing to train: every layer group is frozen");
+        if (st.options.optimizer == OptimizerKind::AdamW)
+            st.optimizer = std::make_unique<torch::optim::AdamW>(std::move(groups), torch::optim::AdamWOptions(lrs.back()));
+        else
+            st.optimizer = std::make_unique<torch::optim::SGD>(std::move(groups), torch::optim::SGDOptions(lrs.back()));
+    }
+}
+
+std::vector<double> Learner::current_learning_rates() const {
+    std::vector<double> out;
+    if (!active_ || !active_->optimizer) return out;
+    for (auto& g : active_->optimizer->param_groups()) {
+        if (active_->options.optimizer == OptimizerKind::AdamW) out.push_back(static_cast<const torch::optim::AdamWOptions&>(g.options()).lr());
+        else out.push_back(static_cast<const torch::optim::SGDOptions&>(g.options()).lr());
+    }
+    return out;
+}
+
+FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
+    FitResult result;
+    struct ActiveGuard {
+        FitState*& slot;
+        ~ActiveGuard() { slot = nullptr; }
+    } active_guard{active_};
+    active_ = &st;
+    stop_request_.clear();
+    const bool use_amp = config_.mixed_precision && device().is_cuda();
+    if (!st.optimizer) build_optimizer(st);
+    auto set_rates = [&](long it) {
+        const double mult = st.multipliers.at(static_cast<std::size_t>(it));
+        auto& pg = st.optimizer->param_groups();
+        for (std::size_t i = 0; i < pg.size(); ++i) {
+            if (st.options.optimizer == OptimizerKind::AdamW) {
+                auto& opt = static_cast<torch::optim::AdamWOptions&>(pg[i].options());
+                opt.lr(st.base_lrs[i] * mult);
+                if (!st.momenta.empty()) opt.betas({st.momenta[static_cast<std::size_t>(it)], 0.99});
+            } else {
+                auto& opt = static_cast<torch::optim::SGDOptions&>(pg[i].options());
+                opt.lr(st.base_lrs[i] * mult);
+                if (!st.momenta.empty()) opt.momentum(st.momenta[static_cast<std::size_t>(it)]);
+            }
+        }
+        return st.base_lrs.back() * mult;
+    };
+
+    // Dynamic loss scaling for fp16 (CUDA): scale up, skip steps whose gradients overflow.
+    double loss_scale = 65536.0;
+    int good_steps = 0;
+
+    for (auto& cb : callbacks_) cb->before_fit(*this);
+    const auto fit_start = std::chrono::steady_clock::now();
+    try {
+        for (; st.epoch < st.total_epochs; ++st.epoch) {
+            const auto epoch_start = std::chrono::steady_clock::now();
+            for (auto& cb : callbacks_) cb->before_epoch(*this, st.epoch);
+            set_train_mode();
+            const long loader_epoch = st.loader_epoch_base + st.epoch;
+            // The batches of this epoch: images from the loader, or cached activations.
+            std::vector<std::int64_t> order;
+            if (st.precompute) {
+                order.resize(static_cast<std::size_t>(activations_->train_x.size(0)));
+                std::iota(order.begin(), order.end(), 0);
+                Rng rng(derive_seed(config_.seed, 0xac7, static_cast<std::uint64_t>(loader_epoch)));
+                shuffle_in_place(order, rng);
+            } else {
+                loader(data::View::Train).start_epoch(static_cast<int>(loader_epoch), st.batch);
+            }
+            for (;; ++st.batch) {
+                if (st.finder && st.batch >= static_cast<std::size_t>(st.batches_per_epoch)) break;
+                at::Tensor x, y;
+                if (st.precompute) {
+                    const std::size_t begin = st.batch * static_cast<std::size_t>(config_.batch_size);
+                    if (begin >= order.size()) break;
+                    const std::size_t end = std::min(order.size(), begin + static_cast<std::size_t>(config_.batch_size));
+                    const at::Tensor idx = at::tensor(std::vector<std::int64_t>(order.begin() + static_cast<long>(begin),
+                                                                                order.begin() + static_cast<long>(end)),
+                                                      at::kLong);
+                    x = activations_->train_x.index_select(0, idx).to(device());
+                    y = activations_->train_y.index_select(0, idx).to(device());
+                } else {
+                    auto b = loader(data::View::Train).next();
+                    if (!b) break;
+                    if (b->images.size(0) == 0) continue;
+                    x = b->images.to(device(), /*non_blocking=*/true);
+                    y = b->labels.to(device(), true);
+                    if (config_.channels_last && device().is_cuda()) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+                }
+                if (stop && stop->load()) throw StopTrainingInternal{"stopped by the user"};
+                if (!stop_request_.empty()) throw StopTrainingInternal{stop_request_};
+                for (auto& cb : callbacks_) cb->before_batch(*this, st.iteration);
+                const double lr = set_rates(std::min<long>(st.iteration, static_cast<long>(st.multipliers.size()) - 1));
+                st.optimizer->zero_grad();
+                at::Tensor loss;
+                try {
+                    AutocastGuard autocast(use_amp);
+                    const at::Tensor out = st.precompute ? model_->forward_head(x) : model_->forward(x);
+                    loss = loss_of(use_amp ? out.to(at::kFloat) : out, y);
+                } catch (const c10::Error& e) {
+                    if (std::string(e.what()).find("out of memory") != std::string::npos)
+                        throw UserError("the GPU ran out of memory with batch size " + std::to_string(config_.batch_size),
+                                        oom_hint(config_.batch_size));
+                    throw;
+                }
+                const double loss_value = loss.item<double>();
+                if (!std::isfinite(loss_value)) {
+                    if (st.finder) {
+                        st.exploded = true;
+                        break;
+                    }
+                    throw StopTrainingInternal{"the loss became NaN at epoch " + std::to_string(st.epoch + 1) + ", batch " +
+                                               std::to_string(st.batch + 1) + ": the learning rate (" + std::to_string(lr) +
+                                               ") is probably too high; the model was left as it was before that batch"};
+                }
+                for (auto& cb : callbacks_) cb->after_loss(*this, loss_value);
+                if (use_amp) {
+                    (loss * loss_scale).backward();
+                    bool finite = true;
+                    for (auto& g : st.optimizer->param_groups())
+                        for (auto& p : g.params())
+                            if (p.grad().defined()) {
+                                p.grad().div_(loss_scale);
+                                if (!at::isfinite(p.grad()).all().item<bool>()) finite = false;
+                            }
+                    if (finite) {
+                        st.optimizer->step();
+                        if (++good_steps >= 2000) { loss_scale *= 2; good_steps = 0; }
+                    } else {
+                        loss_scale /= 2;
+                        good_steps = 0;
+                    }
+                } else {
+                    loss.backward();
+                    st.optimizer->step();
+                }
+                ++st.batch_num;
+                st.avg_loss = st.avg_loss * kAvgMom + loss_value * (1 - kAvgMom);
+                const double smooth = st.avg_loss / (1 - std::pow(kAvgMom, static_cast<double>(st.batch_num)));
+                BatchRecord rec{st.iteration, st.epoch, loss_value, smooth, lr};
+                ++st.iteration;
+                if (st.finder) {
+                    st.found_lrs.push_back(lr);
+                    st.found_losses.push_back(smooth);
+                    if (std::isnan(smooth) || smooth > 4 * st.best) {
+                        st.exploded = true;
+                        break;
+                    }
+                    if (smooth < st.best && st.iteration > 10) st.best = smooth;
+                } else {
+                    batches_.push_back(rec);
+                }
+                for (auto& cb : callbacks_) cb->after_batch(*this, rec);
+                if (progress_)
+                    progress_(st.finder ? "lr_find" : "epoch " + std::to_string(st.epoch + 1) + "/" + std::to_string(st.total_epochs),
+                              static_cast<long>(st.batch + 1), st.batches_per_epoch);
+            }
+            if (st.finder) break;
+            st.batch = 0;
+            EpochRecord rec;
+            rec.epoch = st.epoch;
+            rec.trn_loss = st.batch_num ? st.avg_loss / (1 - std::pow(kAvgMom, static_cast<double>(st.batch_num))) : 0;
+            validate(rec);
+            rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
+            st.seconds += rec.seconds;
+            const int done = static_cast<int>(st.done.size()) + 1;
+            rec.eta_seconds = st.seconds / done * (st.total_epochs - st.epoch - 1);
+            st.done.push_back(rec);
+            epochs_.push_back(rec);
+            result.epochs.push_back(rec);
+            ++epochs_trained_;
+            if (autosave) {
+                const int next = st.epoch + 1;
+                FitState* keep = &st;
+                const int saved_epoch = st.epoch;
+                st.epoch = next;  // the checkpoint resumes at the next epoch
+                pending_.reset();
+                save_with_fit_state("autosave", keep);
+                st.epoch = saved_epoch;
+            }
+            for (auto& cb : callbacks_) cb->after_epoch(*this, rec);
+            if (!stop_request_.empty() && st.epoch + 1 < st.total_epochs) {
+                ++st.epoch;
+                throw StopTrainingInternal{stop_request_};
+            }
+        }
+    } catch (const StopTrainingInternal& s) {
+        result.stopped = true;
+        result.stop_reason = s.reason;
+        if (autosave && !st.finder) save_with_fit_state("autosave", &st);
+    }
+    (void)fit_start;
+    for (auto& cb : callbacks_) cb->after_fit(*this, result);
+    return result;
+}
+
+void Learner::validate(EpochRecord& rec) {
+    torch::NoGradGuard no_grad;
+    model_->eval();
+    const bool v2 = config_.head.style == models::HeadStyle::FastaiV2;
+    double loss_sum = 0, correct = 0, log_loss_sum = 0;
+    std::int64_t n = 0, label_count = 0;
+    auto account = [&](const at::Tensor& out, const at::Tensor& y) {
+        const auto bs = out.size(0);
+        loss_sum += loss_of(out, y).item<double>() * static_cast<double>(bs);
+        const at::Tensor p = probabilities(out, dataset_.multi_label, v2).to(at::kDouble);
+        if (dataset_.multi_label) {
+            correct += (p.gt(0.5).to(at::kDouble) == y.to(at::kDouble)).sum().item<double>();
+            label_count += y.numel();
+            const at::Tensor pc = p.clamp(1e-15, 1 - 1e-15);
+            const at::Tensor yd = y.to(at::kDouble);
+            log_loss_sum += -(yd * pc.log() + (1 - yd) * (1 - pc).log()).sum().item<double>();
+        } else {
+            correct += p.argmax(1).eq(y).sum().item<double>();
+            label_count += bs;
+            // Kaggle's multi-class log loss: clip, renormalise, mean of -log p(true class).
+            at::Tensor pc = p.clamp(1e-15, 1 - 1e-15);
+            pc = pc / pc.sum(1, true);
+            log_loss_sum += -pc.gather(1, y.unsqueeze(1)).log().sum().item<double>();
+        }
+        n += bs;
+    };
+    if (precompute_ && activations_ && activations_->valid_x.defined()) {
+        for (std::int64_t b = 0; b < activations_->valid_x.size(0); b += config_.batch_size) {
+            const auto len = std::min<std::int64_t>(config_.batch_size, activations_->valid_x.size(0) - b);
+            account(model_->forward_head(activations_->valid_x.narrow(0, b, len).to(device())),
+                    activations_->valid_y.narrow(0, b, len).to(device()));
+        }
+    } else if (dataset_.count(data::Split::Valid) > 0) {
+        auto& l = loader(data::View::Valid);
+        l.start_epoch(0);
+        while (auto b = l.next()) {
+            if (b->images.size(0) == 0) continue;
+            account(model_->forward(b->images.to(device())), b->labels.to(device()));
+        }
+    }
+    if (n > 0) {
+        rec.val_loss = loss_sum / static_cast<double>(n);
+        rec.accuracy = correct / static_cast<double>(label_count);
+        rec.log_loss = log_loss_sum / static_cast<double>(dataset_.multi_label ? label_count : n);
+    }
+    set_train_mode();
+}
+
+// ------------------------------------------------------------------------------------------
+// lr_find
+// ------------------------------------------------------------------------------------------
+
+LrFindResult Learner::lr_find(double start_lr, double end_lr, bool linear, const std::atomic<bool>* stop) {
+    if (!(start_lr > 0 && end_lr > start_lr)) throw UserError("lr_find needs 0 < start_lr < end_lr");
+    // Snapshot everything the sweep changes: weights, BatchNorm statistics, random state.
+    std::vector<at::Tensor> snapshot;
+    const auto state = models::state_dict_of(*model_);
+    for (const auto& [name, t] : state) snapshot.push_back(t.detach().clone());
+    const at::Tensor rng_state = at::detail::getDefaultCPUGenerator().get_state();
+    const bool saved_autosave = autosave;
+    autosave = false;
+
+    auto st = std::make_unique<FitState>();
+    st->finder = true;
+    st->precompute = precompute_;
+    st->options.lrs = {start_lr};
+    if (precompute_) ensure_precomputed();
+    st->batches_per_epoch = precompute_
+                                ? static_cast<long>((activations_->train_x.size(0) + config_.batch_size - 1) / config_.batch_size)
+                                : static_cast<long>(loader(data::View::Train).batches_per_epoch());
+    st->total_epochs = 1;
+    const auto rates = lr_find_rates(start_lr, end_lr, static_cast<int>(st->batches_per_epoch), linear);
+    for (double r : rates) st->multipliers.push_back(r / start_lr);
+    st->loader_epoch_base = epochs_trained_;
+    std::exception_ptr error;
+    try {
+        run_fit(*st, stop);
+    } catch (...) {
+        error = std::current_exception();
+    }
+    {
+        torch::NoGradGuard no_grad;
+        for (std::size_t i = 0; i < state.size(); ++i) state[i].second.copy_(snapshot[i]);
+    }
+    at::Generator generator = at::detail::getDefaultCPUGenerator();
+    generator.set_state(rng_state);
+    autosave = saved_autosave;
+    if (error) std::rethrow_exception(error);
+
+    LrFindResult r;
+    r.lrs = st->found_lrs;
+    r.losses = st->found_losses;
+    r.stopped_early = st->exploded;
+    const std::size_t n = r.lrs.size();
+    const std::size_t first = std::min<std::size_t>(10, n), last = n > first + 5 ? n - 5 : first;
+    r.plot_lrs.assign(r.lrs.begin() + static_cast<long>(first), r.lrs.begin() + static_cast<long>(last));
+    r.plot_losses.assign(r.losses.begin() + static_cast<long>(first), r.losses.begin() + static_cast<long>(last));
+    r.suggestions = suggest_learning_rates(r.plot_lrs.empty() ? r.lrs : r.plot_lrs, r.plot_lrs.empty() ? r.losses : r.plot_losses);
+    return r;
+}
+
+// ------------------------------------------------------------------------------------------
+// predict / TTA
+// ------------------------------------------------------------------------------------------
+
+Predictions Learner::predict(data::Split split, int tta, TtaMix mix, const std::atomic<bool>* stop) {
+    if (split == data::Split::Train) throw UserError("predict works on the valid or test split");
+    if (dataset_.count(split) == 0) throw UserError(std::string("the dataset has no ") + data::split_name(split) + " images");
+    torch::NoGradGuard no_grad;
+    model_->eval();
+    const bool v2 = config_.head.style == models::HeadStyle::FastaiV2;
+    Predictions p;
+    auto pass = [&](data::View view, int epoch, bool record) {
+        auto& l = loader(view);
+        l.start_epoch(epoch);
+        std::vector<at::Tensor> probs;
+        long done = 0;
+        while (auto b = l.next()) {
+            if (stop && stop->load()) throw Cancelled();
+            if (b->images.size(0) == 0) continue;
+            probs.push_back(probabilities(model_->forward(b->images.to(device())), dataset_.multi_label, v2).to(at::kCPU));
+            if (record) p.records.insert(p.records.end(), b->records.begin(), b->records.end());
+            if (progress_) progress_("predicting", ++done, static_cast<long>(l.batches_per_epoch()));
+        }
+        ++p.passes;
+        return at::cat(probs);
+    };
+    const bool valid = split == data::Split::Valid;
+    const at::Tensor plain = pass(valid ? data::View::Valid : data::View::Test, 0, true);
+    if (tta > 0) {
+        at::Tensor aug_sum = at::zeros_like(plain);
+        for (int k = 0; k < tta; ++k) aug_sum += pass(valid ? data::View::Aug : data::View::TestAug, k, false);
+        const at::Tensor aug_mean = aug_sum / tta;
+        p.probs = mix == TtaMix::Mean ? (plain + aug_sum) / (tta + 1) : 0.75 * aug_mean + 0.25 * plain;
+    } else {
+        p.probs = plain;
+    }
+    const at::Tensor pred = p.probs.argmax(1);
+    for (std::size_t i = 0; i < p.records.size(); ++i) {
+        const auto& rec = dataset_.images[p.records[i]];
+        p.predicted.push_back(static_cast<int>(pred[static_cast<long>(i)].item<std::int64_t>()));
+        const int actual = rec.labels.empty() ? -1 : rec.labels[0];
+        p.actual.push_back(actual);
+        p.losses.push_back(actual < 0 ? std::nan("")
+                                      : -std::log(std::clamp(p.probs[static_cast<long>(i)][actual].item<double>(), 1e-15, 1.0)));
+    }
+    set_train_mode();
+    return p;
+}
+
+}  // namespace whisker::train

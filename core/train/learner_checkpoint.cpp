@@ -1,0 +1,206 @@
+// Learner checkpoints: PROJECT/models/<name>.safetensors (weights), <name>.optim (optimiser
+// state, while a fit is in progress) and <name>.json (everything else), each written
+// atomically, the JSON last: a checkpoint is complete when its JSON names the same id as its
+// weights.
+#include "whisker/train/learner.h"
+
+#include "learner_state.h"
+
+#include "whisker/common/errors.h"
+#include "whisker/common/files.h"
+#include "whisker/common/http.h"
+#include "whisker/models/checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+#include <torch/optim/optimizer.h>
+#include <torch/serialize/archive.h>
+#include <torch/utils.h>
+
+#include <random>
+#include <sstream>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace whisker::train {
+
+namespace {
+
+std::string base64_decode(const std::string& in) {
+    std::string out(in.size() / 4 * 3 + 3, '\0');
+    const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(in.data()),
+                                  static_cast<int>(in.size()));
+    if (n < 0) throw UserError("damaged checkpoint (bad random state)");
+    std::size_t pad = 0;
+    if (!in.empty() && in.back() == '=') ++pad;
+    if (in.size() > 1 && in[in.size() - 2] == '=') ++pad;
+    out.resize(static_cast<std::size_t>(n) - pad);
+    return out;
+}
+
+json epoch_json(const EpochRecord& r) {
+    return {{"epoch", r.epoch}, {"trn_loss", r.trn_loss}, {"val_loss", r.val_loss}, {"accuracy", r.accuracy},
+            {"log_loss", r.log_loss}, {"seconds", r.seconds}};
+}
+EpochRecord epoch_from(const json& j) {
+    EpochRecord r;
+    r.epoch = j.value("epoch", 0);
+    r.trn_loss = j.value("trn_loss", 0.0);
+    r.val_loss = j.value("val_loss", 0.0);
+    r.accuracy = j.value("accuracy", 0.0);
+    r.log_loss = j.value("log_loss", 0.0);
+    r.seconds = j.value("seconds", 0.0);
+    return r;
+}
+
+json options_json(const FitOptions& o) {
+    return {{"lrs", o.lrs}, {"n_cycle", o.n_cycle}, {"cycle_len", o.cycle_len}, {"cycle_mult", o.cycle_mult}, {"wds", o.wds},
+            {"optimizer", o.optimizer == OptimizerKind::AdamW ? "adamw" : "sgd"}, {"momentum", o.momentum},
+            {"one_cycle", o.one_cycle}};
+}
+FitOptions options_from(const json& j) {
+    FitOptions o;
+    o.lrs = j.at("lrs").get<std::vector<double>>();
+    o.n_cycle = j.at("n_cycle");
+    o.cycle_len = j.at("cycle_len");
+    o.cycle_mult = j.at("cycle_mult");
+    o.wds = j.at("wds").get<std::vector<double>>();
+    o.optimizer = j.at("optimizer") == "adamw" ? OptimizerKind::AdamW : OptimizerKind::SGD;
+    o.momentum = j.at("momentum");
+    o.one_cycle = j.at("one_cycle");
+    return o;
+}
+
+fs::path models_dir(const fs::path& project) { return project / "models"; }
+
+}  // namespace
+
+bool Learner::has_checkpoint(const std::string& name) const {
+    return fs::exists(models_dir(project_) / (name + ".json"));
+}
+
+void Learner::save(const std::string& name) { save_with_fit_state(name, nullptr); }
+
+void Learner::save_with_fit_state(const std::string& name, const FitState* st) {
+    if (name.empty() || name.find('/') != std::string::npos) throw UserError("checkpoint names cannot be empty or contain '/'");
+    const fs::path dir = models_dir(project_);
+    std::random_device rd;
+    const std::string id = std::to_string(rd()) + std::to_string(rd());
+    json j;
+    j["format"] = "whisker-checkpoint";
+    j["version"] = 1;
+    j["id"] = id;
+    j["arch"] = config_.arch;
+    j["size"] = config_.size;
+    j["batch_size"] = config_.batch_size;
+    j["classes"] = dataset_.classes;
+    j["frozen_groups"] = frozen_groups_;
+    j["bn_freeze"] = bn_freeze_;
+    j["precompute"] = precompute_;
+    j["epochs_trained"] = epochs_trained_;
+    const at::Tensor rng = at::detail::getDefaultCPUGenerator().get_state();
+    j["rng_state"] = base64_encode(std::string(static_cast<const char*>(rng.data_ptr()), static_cast<std::size_t>(rng.numel())));
+    json history = json::array();
+    for (const auto& e : epochs_) history.push_back(epoch_json(e));
+    j["history"] = history;
+    if (st) {
+        // The optimiser's state (momentum buffers), for an exact resume.
+        torch::serialize::OutputArchive archive;
+        st->optimizer->save(archive);
+        std::ostringstream os;
+        archive.save_to(os);
+        write_file_atomically(dir / (name + ".optim"), os.str());
+        json f;
+        f["options"] = options_json(st->options);
+        f["precompute"] = st->precompute;
+        f["total_epochs"] = st->total_epochs;
+        f["batches_per_epoch"] = st->batches_per_epoch;
+        f["epoch"] = st->epoch;
+        f["batch"] = st->batch;
+        f["iteration"] = st->iteration;
+        f["avg_loss"] = st->avg_loss;
+        f["batch_num"] = st->batch_num;
+        f["loader_epoch_base"] = st->loader_epoch_base;
+        f["seconds"] = st->seconds;
+        json done = json::array();
+        for (const auto& e : st->done) done.push_back(epoch_json(e));
+        f["done"] = done;
+        j["fit"] = f;
+    }
+    models::write_safetensors(dir / (name + ".safetensors"), models::state_dict_of(*model_), {{"id", id}});
+    write_file_atomically(dir / (name + ".json"), j.dump(1));
+}
+
+void Learner::load(const std::string& name) {
+    const fs::path dir = models_dir(project_);
+    const fs::path json_file = dir / (name + ".json");
+    if (!fs::exists(json_file))
+        throw UserError("no checkpoint '" + name + "' in " + dir.string(), "save one first, or check the name");
+    json j;
+    try {
+        j = json::parse(read_file(json_file));
+    } catch (const json::exception&) {
+        throw UserError("checkpoint '" + json_file.string() + "' is damaged");
+    }
+    if (j.value("arch", "") != config_.arch)
+        throw UserError("checkpoint '" + name + "' is a " + j.value("arch", std::string("?")) + ", this learner a " + config_.arch,
+                        "create the learner with --arch " + j.value("arch", std::string("?")));
+    if (j.value("classes", std::vector<std::string>{}) != dataset_.classes)
+        throw UserError("checkpoint '" + name + "' was trained on other classes");
+    std::map<std::string, std::string> meta;
+    const auto weights = models::read_safetensors(dir / (name + ".safetensors"), &meta);
+    if (meta["id"] != j.value("id", ""))
+        throw UserError("checkpoint '" + name + "' is incomplete (its weights and its state do not belong together)",
+                        "it was interrupted while being written; use another checkpoint");
+    models::load_state_dict(*model_, weights, (dir / (name + ".safetensors")).string());
+    freeze_to(j.value("frozen_groups", 2));
+    bn_freeze_ = j.value("bn_freeze", false);
+    precompute_ = j.value("precompute", false);
+    epochs_trained_ = j.value("epochs_trained", 0L);
+    const std::string rng = base64_decode(j.value("rng_state", std::string()));
+    if (!rng.empty()) {
+        at::Tensor t = at::empty({static_cast<long>(rng.size())}, at::kByte);
+        std::memcpy(t.data_ptr(), rng.data(), rng.size());
+        at::Generator generator = at::detail::getDefaultCPUGenerator();
+        generator.set_state(t);
+    }
+    epochs_.clear();
+    for (const auto& e : j.value("history", json::array())) epochs_.push_back(epoch_from(e));
+    pending_.reset();
+    if (j.contains("fit")) {
+        const json& f = j["fit"];
+        auto st = std::make_unique<FitState>();
+        st->options = options_from(f.at("options"));
+        st->precompute = f.at("precompute");
+        if (st->precompute) ensure_precomputed();
+        plan_schedule(*st);
+        if (st->total_epochs != f.at("total_epochs").get<int>() || st->batches_per_epoch != f.at("batches_per_epoch").get<long>())
+            throw UserError("the data changed since checkpoint '" + name + "' was saved: its fit cannot be resumed");
+        st->epoch = f.at("epoch");
+        st->batch = f.at("batch");
+        st->iteration = f.at("iteration");
+        st->avg_loss = f.at("avg_loss");
+        st->batch_num = f.at("batch_num");
+        st->loader_epoch_base = f.at("loader_epoch_base");
+        st->seconds = f.at("seconds");
+        for (const auto& e : f.at("done")) st->done.push_back(epoch_from(e));
+        build_optimizer(*st);
+        torch::serialize::InputArchive archive;
+        std::istringstream is(read_file(dir / (name + ".optim")));
+        archive.load_from(is);
+        st->optimizer->load(archive);
+        pending_ = std::move(st);
+    }
+}
+
+FitResult Learner::resume(const std::string& name, const std::atomic<bool>* stop) {
+    load(name);
+    if (!pending_) throw UserError("checkpoint '" + name + "' has no fit in progress", "start a new fit instead");
+    if (pending_->epoch >= pending_->total_epochs) throw UserError("the fit in checkpoint '" + name + "' had already finished");
+    auto st = std::move(pending_);
+    return run_fit(*st, stop);
+}
+
+}  // namespace whisker::train

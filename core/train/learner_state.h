@@ -1,0 +1,42 @@
+#pragma once
+// Internal: the Learner's private state types, shared by learner.cpp and learner_checkpoint.cpp.
+
+#include "whisker/train/learner.h"
+
+#include <torch/optim/optimizer.h>
+
+namespace whisker::train {
+
+struct Learner::Activations {
+    std::string key;
+    at::Tensor train_x, train_y, valid_x, valid_y, test_x;
+    std::vector<std::size_t> train_records, valid_records, test_records;
+};
+
+struct Learner::FitState {
+    FitOptions options;
+    bool finder = false;                 // an lr_find sweep
+    bool precompute = false;
+    std::vector<double> multipliers;     // per iteration, of the base learning rates
+    std::vector<double> momenta;         // one-cycle only
+    int total_epochs = 0;
+    long batches_per_epoch = 0;
+    int epoch = 0;                       // next epoch to run
+    std::size_t batch = 0;               // next batch in that epoch
+    long iteration = 0;
+    double avg_loss = 0;
+    long batch_num = 0;
+    long loader_epoch_base = 0;
+    std::vector<double> base_lrs;        // per optimiser parameter group
+    std::vector<int> group_of;           // layer group of each optimiser parameter group
+    std::unique_ptr<torch::optim::Optimizer> optimizer;
+    std::vector<EpochRecord> done;
+    double seconds = 0;
+    // lr_find
+    double best = 1e9;
+    std::vector<double> found_lrs, found_losses;
+    bool exploded = false;
+};
+
+
+}  // namespace whisker::train

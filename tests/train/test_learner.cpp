@@ -1,0 +1,365 @@
+// The Learner on a tiny sample project (resnet18 at 32 px, random body: no network needed).
+#include "test_support.h"
+
+#include "whisker/common/errors.h"
+#include "whisker/common/files.h"
+#include "whisker/data/prepare.h"
+#include "whisker/kaggle/submission_check.h"
+#include "whisker/models/checkpoint.h"
+#include "whisker/train/learner.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/nn/modules/batchnorm.h>
+
+namespace fs = std::filesystem;
+using namespace whisker;
+using namespace whisker::train;
+
+namespace {
+
+class LearnerTest : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        dir_ = new test::TempDir;
+        test::write_sample(*dir_ / "dl", 24, 6);
+        data::PrepareOptions o;
+        o.project = *dir_ / "p";
+        o.source = *dir_ / "dl";
+        o.valid_per_class = 4;
+        dataset_ = new data::Dataset(data::prepare_dataset(o));
+    }
+    static void TearDownTestSuite() {
+        delete dataset_;
+        delete dir_;
+    }
+    static LearnerConfig config() {
+        LearnerConfig c;
+        c.arch = "resnet18";
+        c.size = 32;
+        c.batch_size = 4;
+        c.pretrained = false;
+        c.threads = 2;
+        c.seed = 7;
+        return c;
+    }
+    static std::unique_ptr<Learner> make() { return std::make_unique<Learner>(*dir_ / "p", *dataset_, config()); }
+    static std::vector<at::Tensor> weights(Learner& l) {
+        std::vector<at::Tensor> out;
+        for (const auto& [k, v] : models::state_dict_of(l.model())) out.push_back(v.detach().clone());
+        return out;
+    }
+    static bool same(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (!at::equal(a[i], b[i])) return false;
+        return true;
+    }
+    static test::TempDir* dir_;
+    static data::Dataset* dataset_;
+};
+test::TempDir* LearnerTest::dir_ = nullptr;
+data::Dataset* LearnerTest::dataset_ = nullptr;
+
+// Records what the Learner looks like while it trains.
+struct Probe : Callback {
+    std::function<void(Learner&, long)> on_batch;
+    std::function<void(Learner&, const BatchRecord&)> on_batch_end;
+    std::function<void(Learner&, const EpochRecord&)> on_epoch;
+    int fits = 0, fit_ends = 0;
+    void before_fit(Learner&) override { ++fits; }
+    void before_batch(Learner& l, long it) override {
+        if (on_batch) on_batch(l, it);
+    }
+    void after_batch(Learner& l, const BatchRecord& r) override {
+        if (on_batch_end) on_batch_end(l, r);
+    }
+    void after_epoch(Learner& l, const EpochRecord& r) override {
+        if (on_epoch) on_epoch(l, r);
+    }
+    void after_fit(Learner&, const FitResult&) override { ++fit_ends; }
+};
+
+std::vector<bool> requires_grad_per_group(Learner& l) {
+    std::vector<bool> out;
+    for (const auto& g : l.model().layer_group_parameters()) out.push_back(g.front().requires_grad());
+    return out;
+}
+
+}  // namespace
+
+TEST_F(LearnerTest, CreatedFrozenAndFreezingMovesTheBoundary) {
+    auto l = make();
+    EXPECT_EQ(requires_grad_per_group(*l), (std::vector<bool>{false, false, true}));
+    l->freeze_to(1);
+    EXPECT_EQ(requires_grad_per_group(*l), (std::vector<bool>{false, true, true}));
+    l->unfreeze();
+    EXPECT_EQ(requires_grad_per_group(*l), (std::vector<bool>{true, true, true}));
+    l->freeze();
+    EXPECT_EQ(requires_grad_per_group(*l), (std::vector<bool>{false, false, true}));
+    EXPECT_THROW(l->freeze_to(5), UserError);
+}
+
+TEST_F(LearnerTest, BatchNormModesFollowFreezingAndBnFreeze) {
+    auto l = make();
+    l->autosave = false;
+    auto probe = std::make_shared<Probe>();
+    std::vector<std::vector<int>> seen;  // per group: 1 when every BN trains, 0 when every BN is in eval
+    probe->on_batch = [&](Learner& learner, long) {
+        std::vector<int> g_modes;
+        for (const auto& g : learner.model().layer_groups()) {
+            int training = -1;
+            for (const auto& m : g)
+                for (auto& sub : m->modules(true))
+                    if (sub->as<torch::nn::BatchNorm2d>() || sub->as<torch::nn::BatchNorm1d>()) {
+                        const int t = sub->is_training() ? 1 : 0;
+                        training = training == -1 ? t : (training == t ? t : 2);
+                    }
+            g_modes.push_back(training);
+        }
+        seen.push_back(g_modes);
+        learner.request_stop("probe done");
+    };
+    l->add_callback(probe);
+    FitOptions o;
+    o.lrs = {1e-3};
+    l->freeze_to(1);
+    l->fit(o);
+    ASSERT_FALSE(seen.empty());
+    EXPECT_EQ(seen.back(), (std::vector<int>{0, 1, 1}));
+    l->bn_freeze(true);
+    l->fit(o);
+    EXPECT_EQ(seen.back(), (std::vector<int>{0, 0, 0}));
+    // bn_freeze keeps statistics but the affine weights of unfrozen groups still train.
+    EXPECT_EQ(requires_grad_per_group(*l), (std::vector<bool>{false, true, true}));
+}
+
+TEST_F(LearnerTest, DifferentialLearningRatesAndTheSchedule) {
+    auto l = make();
+    l->autosave = false;
+    l->unfreeze();
+    auto probe = std::make_shared<Probe>();
+    std::vector<std::vector<double>> rates;
+    std::vector<double> recorded;
+    probe->on_batch_end = [&](Learner& learner, const BatchRecord& b) {
+        rates.push_back(learner.current_learning_rates());
+        recorded.push_back(b.lr);
+    };
+    l->add_callback(probe);
+    FitOptions o;
+    o.lrs = {1e-4, 1e-3, 1e-2};
+    o.cycle_len = 1;
+    o.n_cycle = 2;
+    const FitResult r = l->fit(o);
+    ASSERT_EQ(r.epochs.size(), 2u);
+    const auto m = sgdr_multipliers(4, 1, 1, 2);  // 16 training images, batch 4
+    ASSERT_EQ(rates.size(), m.size());
+    for (std::size_t i = 0; i < m.size(); ++i) {
+        ASSERT_EQ(rates[i].size(), 3u);
+        EXPECT_NEAR(rates[i][0], 1e-4 * m[i], 1e-15);
+        EXPECT_NEAR(rates[i][1], 1e-3 * m[i], 1e-15);
+        EXPECT_NEAR(rates[i][2], 1e-2 * m[i], 1e-15);
+        EXPECT_NEAR(recorded[i], 1e-2 * m[i], 1e-15);  // the head's rate is the one recorded
+    }
+    EXPECT_THROW(l->fit(FitOptions{{1e-3, 1e-2}}), UserError);  // two rates for three groups
+}
+
+TEST_F(LearnerTest, FitReportsFastaiMetricsAndSmoothedLoss) {
+    auto l = make();
+    l->autosave = false;
+    FitOptions o;
+    o.lrs = {1e-2};
+    o.n_cycle = 2;
+    const FitResult r = l->fit(o);
+    ASSERT_EQ(r.epochs.size(), 2u);
+    for (const auto& e : r.epochs) {
+        EXPECT_GT(e.val_loss, 0);
+        EXPECT_GE(e.accuracy, 0);
+        EXPECT_LE(e.accuracy, 1);
+        EXPECT_GT(e.log_loss, 0);
+        EXPECT_GT(e.seconds, 0);
+    }
+    // trn_loss is the debiased moving average of the batch losses, not reset between epochs.
+    const auto& b = l->batch_history();
+    ASSERT_EQ(b.size(), 8u);
+    double avg = 0;
+    for (std::size_t i = 0; i < b.size(); ++i) {
+        avg = avg * 0.98 + b[i].loss * 0.02;
+        EXPECT_NEAR(b[i].smooth_loss, avg / (1 - std::pow(0.98, static_cast<double>(i + 1))), 1e-9);
+    }
+    EXPECT_NEAR(r.epochs[1].trn_loss, b.back().smooth_loss, 1e-9);
+    EXPECT_NE(epoch_table_row(r.epochs[0]).find("0.", 0), std::string::npos);
+}
+
+TEST_F(LearnerTest, LrFindLeavesNoTraceAndStopsWhenTheLossExplodes) {
+    auto l = make();
+    l->unfreeze();
+    const auto before = weights(*l);  // includes BatchNorm running statistics
+    const long epochs = l->epochs_trained();
+    const LrFindResult r = l->lr_find(1e3, 1e12);  // diverges at once
+    const auto after = weights(*l);
+    for (std::size_t i = 0; i < before.size(); ++i)
+        EXPECT_TRUE(at::equal(before[i], after[i])) << i << " " << models::state_dict_of(l->model())[i].first;
+    EXPECT_EQ(l->epochs_trained(), epochs);
+    EXPECT_TRUE(l->batch_history().empty());
+    ASSERT_FALSE(r.lrs.empty());
+    for (std::size_t i = 1; i < r.lrs.size(); ++i) EXPECT_GT(r.lrs[i], r.lrs[i - 1]);
+    EXPECT_NEAR(r.lrs[0], 1e3, 1e-9);
+    EXPECT_TRUE(r.stopped_early);
+    EXPECT_LT(r.lrs.size(), 4u);
+    // A sane sweep records one smoothed loss per batch.
+    const LrFindResult sane = l->lr_find(1e-5, 1e-2);
+    EXPECT_EQ(sane.lrs.size(), 4u);
+    EXPECT_FALSE(sane.stopped_early);
+    EXPECT_TRUE(same(before, weights(*l)));
+}
+
+TEST_F(LearnerTest, NanLossStopsWithAMessage) {
+    auto l = make();
+    l->unfreeze();
+    FitOptions o;
+    o.lrs = {1e12};
+    o.n_cycle = 3;
+    const FitResult r = l->fit(o);
+    EXPECT_TRUE(r.stopped);
+    EXPECT_NE(r.stop_reason.find("NaN"), std::string::npos) << r.stop_reason;
+    EXPECT_NE(r.stop_reason.find("learning rate"), std::string::npos);
+}
+
+TEST_F(LearnerTest, StopTakesEffectWithinOneBatch) {
+    auto l = make();
+    l->autosave = false;
+    std::atomic<bool> stop{false};
+    auto probe = std::make_shared<Probe>();
+    long batches = 0;
+    probe->on_batch_end = [&](Learner&, const BatchRecord&) {
+        if (++batches == 2) stop = true;
+    };
+    l->add_callback(probe);
+    FitOptions o;
+    o.n_cycle = 5;
+    const FitResult r = l->fit(o, &stop);
+    EXPECT_TRUE(r.stopped);
+    EXPECT_EQ(r.stop_reason, "stopped by the user");
+    EXPECT_EQ(batches, 2);
+    EXPECT_EQ(probe->fit_ends, 1);  // after_fit ran
+    // The model is usable afterwards.
+    const Predictions p = l->predict(data::Split::Valid);
+    EXPECT_EQ(p.records.size(), 8u);
+}
+
+TEST_F(LearnerTest, PrecomputedActivationsGiveTheFullModelsResults) {
+    auto l = make();
+    l->autosave = false;
+    l->set_precompute(true);
+    FitOptions o;
+    o.lrs = {1e-2};
+    const FitResult r = l->fit(o);
+    ASSERT_EQ(r.epochs.size(), 1u);
+    EXPECT_TRUE(fs::exists(*dir_ / "p/cache/precompute/resnet18-32.safetensors"));
+    // The same head on images (no precompute) validates identically.
+    l->set_precompute(false);
+    const Predictions p = l->predict(data::Split::Valid);
+    EXPECT_NEAR(p.log_loss(), r.epochs[0].log_loss, 1e-5);
+    EXPECT_NEAR(p.accuracy(), r.epochs[0].accuracy, 1e-9);
+    // Continuing without precompute keeps the head's weights.
+    const auto head_before = l->model().head()->parameters()[0].detach().clone();
+    EXPECT_TRUE(at::equal(head_before, l->model().head()->parameters()[0]));
+    // Unfreezing turns precompute off; precompute with an unfrozen body is refused.
+    l->set_precompute(true);
+    l->unfreeze();
+    EXPECT_FALSE(l->precompute());
+    EXPECT_THROW(l->set_precompute(true), UserError);
+}
+
+TEST_F(LearnerTest, TtaMakesOnePlusNPassesAndMixes) {
+    auto l = make();
+    const Predictions plain = l->predict(data::Split::Valid);
+    EXPECT_EQ(plain.passes, 1);
+    const Predictions tta = l->predict(data::Split::Valid, 3);
+    EXPECT_EQ(tta.passes, 4);
+    EXPECT_TRUE(at::allclose(tta.probs.sum(1), at::ones({8}, at::kFloat), 1e-4, 1e-4));
+    EXPECT_FALSE(at::allclose(tta.probs, plain.probs));
+    const Predictions beta = l->predict(data::Split::Valid, 3, TtaMix::Beta);
+    EXPECT_TRUE(at::allclose(beta.probs.sum(1), at::ones({8}, at::kFloat), 1e-4, 1e-4));
+    // Interpretation: the confusion matrix counts every validation image once.
+    const auto cm = tta.confusion_matrix(2);
+    EXPECT_EQ(cm[0][0] + cm[0][1] + cm[1][0] + cm[1][1], 8);
+    const auto top = tta.top_losses(3);
+    ASSERT_EQ(top.size(), 3u);
+    EXPECT_GE(tta.losses[top[0]], tta.losses[top[1]]);
+    const Predictions test = l->predict(data::Split::Test, 2);
+    EXPECT_EQ(test.records.size(), 6u);
+    for (int a : test.actual) EXPECT_EQ(a, -1);
+}
+
+TEST_F(LearnerTest, ResumeIsExact) {
+    // A: two epochs straight. B: one epoch, stopped; C: resumed from B's autosave.
+    FitOptions o;
+    o.lrs = {1e-2};
+    o.n_cycle = 2;
+    auto a = make();
+    a->unfreeze();
+    a->fit(o);
+    const auto wa = weights(*a);
+
+    auto b = make();
+    b->unfreeze();
+    auto probe = std::make_shared<Probe>();
+    probe->on_epoch = [](Learner& l, const EpochRecord&) { l.request_stop("after one epoch"); };
+    b->add_callback(probe);
+    const FitResult rb = b->fit(o);
+    EXPECT_TRUE(rb.stopped);
+    ASSERT_EQ(rb.epochs.size(), 1u);
+    EXPECT_FALSE(same(wa, weights(*b)));
+
+    auto c = make();
+    const FitResult rc = c->resume("autosave");
+    ASSERT_EQ(rc.epochs.size(), 1u);
+    EXPECT_EQ(rc.epochs[0].epoch, 1);
+    const auto wc = weights(*c);
+    ASSERT_EQ(wa.size(), wc.size());
+    for (std::size_t i = 0; i < wa.size(); ++i) EXPECT_TRUE(at::allclose(wa[i], wc[i], 1e-6, 1e-7)) << i;
+    EXPECT_EQ(c->epochs_trained(), 2);
+}
+
+TEST_F(LearnerTest, SaveLoadAndDamagedCheckpoints) {
+    auto l = make();
+    l->unfreeze();
+    l->save("mine");
+    const auto w = weights(*l);
+    {
+        torch::NoGradGuard no_grad;
+        for (auto& p : l->model().parameters()) p.add_(1.0);
+    }
+    l->load("mine");
+    EXPECT_TRUE(same(w, weights(*l)));
+    EXPECT_EQ(l->frozen_groups(), 0);
+    EXPECT_THROW(l->load("nope"), UserError);
+    // Weights from another save with the same name but not matching the state file.
+    const fs::path models = *dir_ / "p/models";
+    fs::copy_file(models / "mine.safetensors", models / "other.safetensors");
+    l->save("other");
+    fs::copy_file(models / "mine.safetensors", models / "other.safetensors", fs::copy_options::overwrite_existing);
+    try {
+        l->load("other");
+        FAIL();
+    } catch (const UserError& e) {
+        EXPECT_NE(std::string(e.what()).find("incomplete"), std::string::npos);
+    }
+}
+
+TEST_F(LearnerTest, SubmissionFileIsKaggleShaped) {
+    auto l = make();
+    const Predictions test = l->predict(data::Split::Test);
+    write_submission(*dir_ / "sub.csv", *dataset_, test, 0.05);
+    const auto check = kaggle::check_submission(*dir_ / "sub.csv", *dir_ / "p/sample_submission.csv", 0.05, 0.95);
+    EXPECT_TRUE(check.ok()) << check.summary();
+    const std::string text = read_file(*dir_ / "sub.csv");
+    EXPECT_EQ(text.rfind("id,label\n1,", 0), 0u) << text;  // sorted by numeric id
+    write_submission(*dir_ / "sub.csv.gz", *dataset_, test, 0.05);
+    EXPECT_EQ(kaggle::read_text_maybe_gzip(*dir_ / "sub.csv.gz"), text);
+    write_submission(*dir_ / "labels.csv", *dataset_, test, 0, true);
+    const std::string labels = read_file(*dir_ / "labels.csv");
+    EXPECT_TRUE(labels.find(",cat\n") != std::string::npos || labels.find(",dog\n") != std::string::npos);
+}
