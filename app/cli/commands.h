@@ -15,5 +15,7 @@ void add_data_commands(CLI::App& app, GlobalOptions& global);
 void add_bench_commands(CLI::App& app, GlobalOptions& global);
 void add_model_commands(CLI::App& app, GlobalOptions& global);
 void add_kaggle_commands(CLI::App& app, GlobalOptions& global);
+void add_train_commands(CLI::App& app, GlobalOptions& global);
+void add_train_bench(CLI::App& bench, GlobalOptions& global);
 
 }  // namespace whisker::cli

@@ -89,6 +89,7 @@ void add_bench_commands(CLI::App& app, GlobalOptions& global) {
     auto* bench = app.add_subcommand("bench", "Measure the speed of Whisker's parts");
     bench->require_subcommand(1);
     add_loader_bench(*bench, global);
+    add_train_bench(*bench, global);
 }
 
 }  // namespace whisker::cli

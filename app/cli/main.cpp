@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
     whisker::cli::add_bench_commands(app, global);
     whisker::cli::add_model_commands(app, global);
     whisker::cli::add_kaggle_commands(app, global);
+    whisker::cli::add_train_commands(app, global);
     add_device_command(app);
     try {
         app.parse(argc, argv);

@@ -401,6 +401,12 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
             const auto epoch_start = std::chrono::steady_clock::now();
             for (auto& cb : callbacks_) cb->before_epoch(*this, st.epoch);
             set_train_mode();
+            // The NaN guard's fallback: the weights as this epoch began.
+            std::vector<at::Tensor> epoch_start_state;
+            if (!st.finder) {
+                torch::NoGradGuard no_grad;
+                for (const auto& [name, t] : models::state_dict_of(*model_)) epoch_start_state.push_back(t.detach().clone());
+            }
             const long loader_epoch = st.loader_epoch_base + st.epoch;
             // The batches of this epoch: images from the loader, or cached activations.
             std::vector<std::int64_t> order;
@@ -413,7 +419,9 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                 loader(data::View::Train).start_epoch(static_cast<int>(loader_epoch), st.batch);
             }
             for (;; ++st.batch) {
-                if (st.finder && st.batch >= static_cast<std::size_t>(st.batches_per_epoch)) break;
+                if (st.finder && (st.batch >= static_cast<std::size_t>(st.batches_per_epoch) ||
+                                  st.iteration >= static_cast<long>(st.multipliers.size())))
+                    break;
                 at::Tensor x, y;
                 if (st.precompute) {
                     const std::size_t begin = st.batch * static_cast<std::size_t>(config_.batch_size);
@@ -454,9 +462,16 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                         st.exploded = true;
                         break;
                     }
+                    {
+                        torch::NoGradGuard no_grad;
+                        const auto state = models::state_dict_of(*model_);
+                        for (std::size_t i = 0; i < state.size(); ++i) state[i].second.copy_(epoch_start_state[i]);
+                    }
+                    char lr_text[32];
+                    std::snprintf(lr_text, sizeof lr_text, "%.3g", lr);
                     throw StopTrainingInternal{"the loss became NaN at epoch " + std::to_string(st.epoch + 1) + ", batch " +
-                                               std::to_string(st.batch + 1) + ": the learning rate (" + std::to_string(lr) +
-                                               ") is probably too high; the model was left as it was before that batch"};
+                                               std::to_string(st.batch + 1) + ": the learning rate (" + lr_text +
+                                               ") is probably too high; the weights were restored to the start of that epoch"};
                 }
                 for (auto& cb : callbacks_) cb->after_loss(*this, loss_value);
                 if (use_amp) {
@@ -500,7 +515,11 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                     progress_(st.finder ? "lr_find" : "epoch " + std::to_string(st.epoch + 1) + "/" + std::to_string(st.total_epochs),
                               static_cast<long>(st.batch + 1), st.batches_per_epoch);
             }
-            if (st.finder) break;
+            if (st.finder) {
+                st.batch = 0;
+                if (st.exploded || st.iteration >= static_cast<long>(st.multipliers.size())) break;
+                continue;
+            }
             st.batch = 0;
             EpochRecord rec;
             rec.epoch = st.epoch;
@@ -532,7 +551,8 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
     } catch (const StopTrainingInternal& s) {
         result.stopped = true;
         result.stop_reason = s.reason;
-        if (autosave && !st.finder) save_with_fit_state("autosave", &st);
+        // A user's stop can be resumed; a NaN stop would only diverge again.
+        if (autosave && !st.finder && s.reason.find("NaN") == std::string::npos) save_with_fit_state("autosave", &st);
     }
     (void)fit_start;
     for (auto& cb : callbacks_) cb->after_fit(*this, result);
@@ -609,8 +629,12 @@ LrFindResult Learner::lr_find(double start_lr, double end_lr, bool linear, const
     st->batches_per_epoch = precompute_
                                 ? static_cast<long>((activations_->train_x.size(0) + config_.batch_size - 1) / config_.batch_size)
                                 : static_cast<long>(loader(data::View::Train).batches_per_epoch());
-    st->total_epochs = 1;
-    const auto rates = lr_find_rates(start_lr, end_lr, static_cast<int>(st->batches_per_epoch), linear);
+    // fastai 0.7 sweeps one epoch; on a small dataset that is too few points for a useful
+    // curve, so the sweep runs at least kMinFinderBatches batches (over several epochs).
+    constexpr long kMinFinderBatches = 100;
+    const long sweep = std::max(st->batches_per_epoch, kMinFinderBatches);
+    st->total_epochs = static_cast<int>((sweep + st->batches_per_epoch - 1) / st->batches_per_epoch);
+    const auto rates = lr_find_rates(start_lr, end_lr, static_cast<int>(sweep), linear);
     for (double r : rates) st->multipliers.push_back(r / start_lr);
     st->loader_epoch_base = epochs_trained_;
     std::exception_ptr error;

@@ -6,6 +6,7 @@
 #include "whisker/data/prepare.h"
 #include "whisker/kaggle/submission_check.h"
 #include "whisker/models/checkpoint.h"
+#include "whisker/train/callbacks.h"
 #include "whisker/train/learner.h"
 
 #include <ATen/ATen.h>
@@ -207,9 +208,10 @@ TEST_F(LearnerTest, LrFindLeavesNoTraceAndStopsWhenTheLossExplodes) {
     EXPECT_NEAR(r.lrs[0], 1e3, 1e-9);
     EXPECT_TRUE(r.stopped_early);
     EXPECT_LT(r.lrs.size(), 4u);
-    // A sane sweep records one smoothed loss per batch.
+    // A sane sweep records one smoothed loss per batch: 100 batches at least (25 epochs of 4).
     const LrFindResult sane = l->lr_find(1e-5, 1e-2);
-    EXPECT_EQ(sane.lrs.size(), 4u);
+    EXPECT_EQ(sane.lrs.size(), 100u);
+    EXPECT_EQ(sane.plot_lrs.size(), 85u);  // without the first 10 and the last 5
     EXPECT_FALSE(sane.stopped_early);
     EXPECT_TRUE(same(before, weights(*l)));
 }
@@ -362,4 +364,23 @@ TEST_F(LearnerTest, SubmissionFileIsKaggleShaped) {
     write_submission(*dir_ / "labels.csv", *dataset_, test, 0, true);
     const std::string labels = read_file(*dir_ / "labels.csv");
     EXPECT_TRUE(labels.find(",cat\n") != std::string::npos || labels.find(",dog\n") != std::string::npos);
+}
+
+TEST_F(LearnerTest, EarlyStoppingAndBestModel) {
+    auto l = make();
+    l->autosave = false;
+    // A val_loss that never improves after the first epoch: stop after `patience` more.
+    auto early = std::make_shared<EarlyStopping>(1, Monitor::Accuracy);
+    auto best = std::make_shared<SaveBestModel>("best", Monitor::ValLoss, true);
+    l->add_callback(best);
+    l->add_callback(early);
+    FitOptions o;
+    o.lrs = {1e-9};  // the metric cannot improve
+    o.n_cycle = 6;
+    const FitResult r = l->fit(o);
+    EXPECT_TRUE(r.stopped);
+    EXPECT_NE(r.stop_reason.find("early stopping"), std::string::npos) << r.stop_reason;
+    EXPECT_LT(r.epochs.size(), 6u);
+    EXPECT_GE(best->best_epoch(), 0);
+    EXPECT_TRUE(l->has_checkpoint("best"));
 }

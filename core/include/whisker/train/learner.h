@@ -159,6 +159,7 @@ public:
     // fastai v2's fine_tune: one frozen one-cycle epoch, then unfreeze and one-cycle with lrs
     // from base_lr/100 (early) to base_lr/2 (head).
     FitResult fine_tune(int epochs, double base_lr = 2e-3, int freeze_epochs = 1, const std::atomic<bool>* stop = nullptr);
+    // Sweeps one epoch, or 100 batches over several epochs when an epoch is shorter.
     LrFindResult lr_find(double start_lr = 1e-5, double end_lr = 10, bool linear = false,
                          const std::atomic<bool>* stop = nullptr);
     Predictions predict(data::Split split, int tta = 0, TtaMix mix = TtaMix::Mean, const std::atomic<bool>* stop = nullptr);

@@ -1,0 +1,514 @@
+// whisker-cli lr-find | fit | predict | save | load | run | bench train
+//
+// Every command works on a project folder and continues where the last one left off, the way
+// the notebook's `learn` object does: the learner's configuration lives in PROJECT/learner.json
+// and its state (weights, freezing, precompute) in the checkpoint "current".
+#include "commands.h"
+#include "terminal_progress.h"
+
+#include "whisker/common/device.h"
+#include "whisker/common/errors.h"
+#include "whisker/common/files.h"
+#include "whisker/data/dataset.h"
+#include "whisker/models/weights.h"
+#include "whisker/train/learner.h"
+
+#include <ATen/ATen.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/sgd.h>
+
+#include <chrono>
+#include <csignal>
+#include <unistd.h>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace whisker::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_sigint(int) { g_stop = true; }
+
+struct LearnerArgs {
+    std::string project;
+    std::string arch;
+    int size = 0, batch_size = 0;
+    std::optional<bool> pretrained;
+    bool new_learner = false;
+    std::uint64_t seed = 42;
+};
+
+void add_learner_options(CLI::App* cmd, LearnerArgs& a) {
+    cmd->add_option("PROJECT", a.project, "Project folder (prepared with 'data prepare')")->required();
+    cmd->add_option("--arch", a.arch, "Architecture, when the learner is created (default resnet34)");
+    cmd->add_option("--size", a.size, "Image size, when the learner is created (default 224)");
+    cmd->add_option("--bs", a.batch_size, "Batch size, when the learner is created (default 64)");
+    cmd->add_flag("--pretrained,!--no-pretrained", a.pretrained, "Start from ImageNet weights (default) or from scratch");
+    cmd->add_flag("--new-learner", a.new_learner, "Replace the project's learner with a new one");
+    cmd->add_option("--seed", a.seed, "Seed, when the learner is created")->capture_default_str();
+}
+
+// Terminal output of a fit: a progress bar per epoch and fastai's epoch table.
+struct TablePrinter : train::Callback {
+    TerminalProgress* bar;
+    bool json_lines;
+    bool header_printed = false;
+    void after_epoch(train::Learner&, const train::EpochRecord& r) override {
+        bar->finish();
+        if (json_lines) {
+            fmt::print("{}\n", json{{"event", "epoch"}, {"epoch", r.epoch}, {"trn_loss", r.trn_loss}, {"val_loss", r.val_loss},
+                                    {"accuracy", r.accuracy}, {"log_loss", r.log_loss}, {"seconds", r.seconds}}
+                                   .dump());
+        } else {
+            if (!header_printed) fmt::print("{}", train::epoch_table_header());
+            header_printed = true;
+            fmt::print("{}", train::epoch_table_row(r));
+        }
+        std::fflush(stdout);
+    }
+};
+
+struct Session {
+    fs::path project;
+    data::Dataset dataset;
+    train::LearnerConfig config;
+    std::unique_ptr<train::Learner> learner;
+    std::unique_ptr<TerminalProgress> bar;
+};
+
+Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_back_to_scratch) {
+    Session s;
+    s.project = a.project;
+    s.dataset = data::Dataset::load(s.project);
+    const fs::path cfg_file = s.project / "learner.json";
+    const bool exists = fs::exists(cfg_file) && !a.new_learner;
+    if (exists) {
+        const json j = json::parse(read_file(cfg_file));
+        s.config.arch = j.value("arch", "resnet34");
+        s.config.size = j.value("size", 224);
+        s.config.batch_size = j.value("batch_size", 64);
+        s.config.pretrained = j.value("pretrained", true);
+        s.config.seed = j.value("seed", std::uint64_t{42});
+        auto differs = [&](bool given, const std::string& what) {
+            if (given)
+                throw UserError("the project's learner already has its " + what,
+                                "leave --" + what + " out, or start over with --new-learner");
+        };
+        differs(!a.arch.empty() && a.arch != s.config.arch, "arch");
+        differs(a.size && a.size != s.config.size, "size");
+        differs(a.batch_size && a.batch_size != s.config.batch_size, "bs");
+    } else {
+        s.config.arch = a.arch.empty() ? "resnet34" : a.arch;
+        s.config.size = a.size ? a.size : 224;
+        s.config.batch_size = a.batch_size ? a.batch_size : 64;
+        s.config.pretrained = a.pretrained.value_or(true);
+        s.config.seed = a.seed;
+    }
+    s.config.threads = g.threads;
+    s.bar = std::make_unique<TerminalProgress>(!g.quiet && isatty(2));
+    TerminalProgress* bar = s.bar.get();
+    auto progress = [bar](const std::string& stage, long done, long total) {
+        bar->update({stage, static_cast<std::uint64_t>(done), static_cast<std::uint64_t>(total)});
+    };
+    if (s.config.pretrained && fall_back_to_scratch && !exists &&
+        models::weights_state(models::parse_arch(s.config.arch)) != models::WeightsState::Cached) {
+        try {
+            DownloadOptions dl;
+            dl.max_attempts = 2;
+            dl.progress = [bar](const Progress& p) { bar->update(p); };
+            models::ensure_pretrained_weights(models::parse_arch(s.config.arch), dl);
+        } catch (const UserError& e) {
+            bar->finish();
+            fmt::print(stderr, "note: no pretrained {} weights available ({}); training from scratch instead\n",
+                       s.config.arch, e.what());
+            s.config.pretrained = false;
+        }
+    }
+    s.learner = std::make_unique<train::Learner>(s.project, s.dataset, s.config, progress);
+    s.learner->set_progress(progress);
+    if (!exists || a.new_learner) {
+        write_file_atomically(cfg_file, json{{"arch", s.config.arch}, {"size", s.config.size}, {"batch_size", s.config.batch_size},
+                                             {"pretrained", s.config.pretrained}, {"seed", s.config.seed}}
+                                            .dump(1));
+        if (!g.quiet)
+            fmt::print("New learner: {} at {} px, batch {}, {}; {}\n", s.config.arch, s.config.size, s.config.batch_size,
+                       s.config.pretrained ? "ImageNet weights" : "from scratch", detect_compute_device().describe());
+    } else if (s.learner->has_checkpoint("current")) {
+        s.learner->load("current");
+    }
+    return s;
+}
+
+std::vector<double> parse_lrs(const std::vector<std::string>& in) {
+    std::vector<double> out;
+    for (const auto& s : in) {
+        std::size_t start = 0;
+        while (start <= s.size()) {
+            const auto comma = s.find(',', start);
+            const std::string part = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+            if (!part.empty()) {
+                try {
+                    out.push_back(std::stod(part));
+                } catch (const std::exception&) {
+                    throw UserError("'" + part + "' is not a learning rate");
+                }
+            }
+            if (comma == std::string::npos) break;
+            start = comma + 1;
+        }
+    }
+    return out;
+}
+
+void print_fit_end(const train::FitResult& r, const std::string& project, bool quiet) {
+    if (r.stopped && !quiet) {
+        fmt::print(stderr, "fit stopped: {}\n", r.stop_reason);
+        fmt::print(stderr, "the model is saved; continue the interrupted fit with: whisker-cli fit {} --resume\n", project);
+    }
+}
+
+struct StepArgs {
+    std::vector<std::string> lrs;
+    int cycles = 1;
+    double cycle_len = 0;
+    int cycle_mult = 1;
+    std::vector<double> wds;
+    std::optional<bool> precompute;
+    bool unfreeze = false, freeze = false, adamw = false, one_cycle = false, resume = false;
+    std::optional<int> freeze_to;
+    std::optional<bool> bn_freeze;
+};
+
+void apply_state_flags(train::Learner& l, const StepArgs& s) {
+    if (s.freeze) l.freeze();
+    if (s.freeze_to) l.freeze_to(*s.freeze_to);
+    if (s.unfreeze) l.unfreeze();
+    if (s.bn_freeze) l.bn_freeze(*s.bn_freeze);
+    if (s.precompute) l.set_precompute(*s.precompute);
+}
+
+void add_state_flags(CLI::App* cmd, StepArgs& s) {
+    cmd->add_flag("--precompute,!--no-precompute", s.precompute, "Train the head on cached activations (or not)");
+    cmd->add_flag("--unfreeze", s.unfreeze, "Unfreeze all layer groups first");
+    cmd->add_flag("--freeze", s.freeze, "Freeze the body first (head only)");
+    cmd->add_option("--freeze-to", s.freeze_to, "Freeze the layer groups before N");
+    cmd->add_flag("--bn-freeze,!--no-bn-freeze", s.bn_freeze, "Keep every BatchNorm's statistics fixed");
+}
+
+train::LrFindResult run_lr_find(train::Learner& l, double start, double end, bool linear, bool quiet) {
+    const auto r = l.lr_find(start, end, linear, &g_stop);
+    if (!quiet) {
+        fmt::print("lr_find: {} batches{}\n", r.lrs.size(), r.stopped_early ? " (stopped: the loss exploded)" : "");
+        const std::size_t step = std::max<std::size_t>(1, r.plot_lrs.size() / 12);
+        for (std::size_t i = 0; i < r.plot_lrs.size(); i += step) fmt::print("  lr {:10.3e}  loss {:.4f}\n", r.plot_lrs[i], r.plot_losses[i]);
+        if (r.suggestions.valid)
+            fmt::print("suggestions: minimum/10 {:.2e}, steepest {:.2e}, valley {:.2e}\n", r.suggestions.minimum,
+                       r.suggestions.steepest, r.suggestions.valley);
+        else
+            fmt::print("suggestions: none (too few points; use more data or a smaller batch size)\n");
+    }
+    return r;
+}
+
+}  // namespace
+
+void add_train_commands(CLI::App& app, GlobalOptions& global) {
+    std::signal(SIGINT, on_sigint);
+
+    // ---- lr-find ----
+    static LearnerArgs lf;
+    static StepArgs lf_state;
+    static double lf_start = 1e-5, lf_end = 10;
+    static bool lf_linear = false;
+    static std::string lf_csv;
+    auto* lrf = app.add_subcommand("lr-find", "Sweep the learning rate over one epoch and suggest one (leaves the model as it was)");
+    add_learner_options(lrf, lf);
+    add_state_flags(lrf, lf_state);
+    lrf->add_option("--start", lf_start, "Start learning rate")->capture_default_str();
+    lrf->add_option("--end", lf_end, "End learning rate")->capture_default_str();
+    lrf->add_flag("--linear", lf_linear, "Linear instead of exponential sweep");
+    lrf->add_option("--csv", lf_csv, "Write the curve (lr, smoothed loss) to this CSV");
+    lrf->callback([&global] {
+        Session s = open_session(lf, global, false);
+        apply_state_flags(*s.learner, lf_state);
+        const auto r = run_lr_find(*s.learner, lf_start, lf_end, lf_linear, global.quiet);
+        if (!lf_csv.empty()) {
+            std::string out = "lr,loss\n";
+            for (std::size_t i = 0; i < r.lrs.size(); ++i) out += fmt::format("{:.6e},{:.6f}\n", r.lrs[i], r.losses[i]);
+            write_file_atomically(lf_csv, out);
+        }
+        s.learner->save("current");
+    });
+
+    // ---- fit ----
+    static LearnerArgs fa;
+    static StepArgs fs_args;
+    static bool fit_json = false;
+    auto* fit = app.add_subcommand("fit", "Train: SGDR with restarts, differential learning rates, freezing, precompute");
+    add_learner_options(fit, fa);
+    add_state_flags(fit, fs_args);
+    fit->add_option("--lr", fs_args.lrs, "Learning rate: one, or one per layer group (comma-separated or repeated)");
+    fit->add_option("--cycles", fs_args.cycles, "Number of cycles (epochs without --cycle-len)")->capture_default_str();
+    fit->add_option("--cycle-len", fs_args.cycle_len, "Epochs per cycle: cosine annealing with restarts (SGDR)");
+    fit->add_option("--cycle-mult", fs_args.cycle_mult, "Each cycle this many times longer")->capture_default_str();
+    fit->add_option("--wd", fs_args.wds, "Weight decay: one, or one per layer group");
+    fit->add_flag("--adamw", fs_args.adamw, "AdamW instead of SGD with momentum");
+    fit->add_flag("--one-cycle", fs_args.one_cycle, "fastai v2's one-cycle schedule (--cycles epochs, --lr is the maximum)");
+    fit->add_flag("--resume", fs_args.resume, "Continue the fit that was interrupted (autosave)");
+    fit->add_flag("--json", fit_json, "One JSON line per epoch instead of the table");
+    fit->callback([&global] {
+        Session s = open_session(fa, global, false);
+        auto printer = std::make_shared<TablePrinter>();
+        printer->bar = s.bar.get();
+        printer->json_lines = fit_json;
+        s.learner->add_callback(printer);
+        train::FitResult r;
+        if (fs_args.resume) {
+            r = s.learner->resume("autosave", &g_stop);
+        } else {
+            apply_state_flags(*s.learner, fs_args);
+            train::FitOptions o;
+            o.lrs = parse_lrs(fs_args.lrs);
+            if (o.lrs.empty()) o.lrs = {1e-2};
+            o.n_cycle = fs_args.cycles;
+            o.cycle_len = fs_args.cycle_len;
+            o.cycle_mult = fs_args.cycle_mult;
+            o.wds = fs_args.wds;
+            o.optimizer = fs_args.adamw ? train::OptimizerKind::AdamW : train::OptimizerKind::SGD;
+            o.one_cycle = fs_args.one_cycle;
+            r = s.learner->fit(o, &g_stop);
+        }
+        s.bar->finish();
+        s.learner->save("current");
+        print_fit_end(r, fa.project, global.quiet);
+        if (r.stopped && r.stop_reason.find("NaN") != std::string::npos) throw UserError(r.stop_reason);
+    });
+
+    // ---- predict ----
+    static LearnerArgs pa;
+    static std::string p_split = "test", p_out;
+    static int p_tta = 0;
+    static bool p_beta = false, p_labels = false;
+    static double p_clip = 0;
+    auto* pred = app.add_subcommand("predict", "Predict the test set (writes the submission) or the valid set (prints the evaluation)");
+    add_learner_options(pred, pa);
+    pred->add_option("--split", p_split, "test or valid")->capture_default_str();
+    pred->add_option("--tta", p_tta, "Test-time augmentation: this many augmented passes besides the plain one");
+    pred->add_flag("--beta", p_beta, "Mix TTA as fastai v2 (0.75 augmented + 0.25 plain) instead of the mean");
+    pred->add_option("--out", p_out, "Submission file (.csv or .csv.gz); default PROJECT/submission.csv");
+    pred->add_option("--clip", p_clip, "Clip probabilities to [c, 1-c] (log loss safety)");
+    pred->add_flag("--labels", p_labels, "Write the predicted class name instead of probabilities");
+    pred->callback([&global] {
+        Session s = open_session(pa, global, false);
+        const auto split = data::parse_split(p_split);
+        if (!split || *split == data::Split::Train) throw UserError("--split must be test or valid");
+        const auto p = s.learner->predict(*split, p_tta, p_beta ? train::TtaMix::Beta : train::TtaMix::Mean, &g_stop);
+        s.bar->finish();
+        if (*split == data::Split::Valid) {
+            fmt::print("valid: {} images, accuracy {:.4f}, log loss {:.4f}{}\n", p.records.size(), p.accuracy(), p.log_loss(),
+                       p_tta ? fmt::format(" (TTA, {} passes)", p.passes) : "");
+            const int c = static_cast<int>(s.dataset.classes.size());
+            if (c <= 20) {
+                fmt::print("confusion matrix (rows actual, columns predicted):\n");
+                const auto cm = p.confusion_matrix(c);
+                for (int a = 0; a < c; ++a) {
+                    fmt::print("  {:>12}", s.dataset.classes[static_cast<std::size_t>(a)]);
+                    for (int q = 0; q < c; ++q) fmt::print(" {:>6}", cm[static_cast<std::size_t>(a)][static_cast<std::size_t>(q)]);
+                    fmt::print("\n");
+                }
+            }
+            for (const auto& [a, q, n] : p.most_confused(c, 1))
+                fmt::print("  {} taken for {}: {}\n", s.dataset.classes[static_cast<std::size_t>(a)],
+                           s.dataset.classes[static_cast<std::size_t>(q)], n);
+            fmt::print("highest losses:\n");
+            for (std::size_t i : p.top_losses(5))
+                fmt::print("  {:.3f}  {}\n", p.losses[i], s.dataset.images[p.records[i]].path);
+            return;
+        }
+        const fs::path out = p_out.empty() ? s.project / "submission.csv" : fs::path(p_out);
+        train::write_submission(out, s.dataset, p, p_clip, p_labels);
+        if (!global.quiet) fmt::print("Wrote {} ({} rows{})\n", out.string(), p.records.size(), p_tta ? fmt::format(", TTA x{}", p_tta) : "");
+    });
+
+    // ---- save / load ----
+    static LearnerArgs sa, la;
+    static std::string save_name, load_name;
+    auto* save = app.add_subcommand("save", "Save the learner's weights and state as a named checkpoint");
+    add_learner_options(save, sa);
+    save->add_option("NAME", save_name)->required();
+    save->callback([&global] {
+        Session s = open_session(sa, global, false);
+        s.learner->save(save_name);
+        if (!global.quiet) fmt::print("Saved {}\n", (s.project / "models" / (save_name + ".safetensors")).string());
+    });
+    auto* load = app.add_subcommand("load", "Load a named checkpoint into the learner");
+    add_learner_options(load, la);
+    load->add_option("NAME", load_name)->required();
+    load->callback([&global] {
+        Session s = open_session(la, global, false);
+        s.learner->load(load_name);
+        s.learner->save("current");
+        if (!global.quiet) fmt::print("Loaded {}\n", load_name);
+    });
+
+    // ---- run ----
+    static LearnerArgs ra;
+    static std::string recipe_file;
+    auto* run = app.add_subcommand("run", "Run a whole recipe (default: the seed's 8 steps), then predict the test set");
+    add_learner_options(run, ra);
+    run->add_option("--recipe", recipe_file, "JSON list of steps (see README)");
+    run->callback([&global] {
+        json recipe;
+        if (recipe_file.empty()) {
+            // fastai's 8 steps as the Dogs vs. Cats lesson runs them.
+            recipe = json::parse(R"([
+              {"step": "precompute", "on": true},
+              {"step": "lr_find"},
+              {"step": "fit", "lr": "found", "cycles": 1},
+              {"step": "precompute", "on": false},
+              {"step": "fit", "lr": "found", "cycles": 3, "cycle_len": 1},
+              {"step": "unfreeze"},
+              {"step": "lr_find"},
+              {"step": "fit", "lr": ["found/100", "found/10", "found"], "cycles": 3, "cycle_len": 1, "cycle_mult": 2},
+              {"step": "predict", "split": "valid", "tta": 4},
+              {"step": "predict", "split": "test", "tta": 4, "out": "submission.csv"}
+            ])");
+        } else {
+            try {
+                recipe = json::parse(read_file(recipe_file));
+            } catch (const json::exception& e) {
+                throw UserError("the recipe '" + recipe_file + "' is not valid JSON: " + e.what());
+            }
+        }
+        if (!recipe.is_array()) throw UserError("a recipe is a JSON list of steps");
+        Session s = open_session(ra, global, true);
+        auto printer = std::make_shared<TablePrinter>();
+        printer->bar = s.bar.get();
+        printer->json_lines = false;
+        s.learner->add_callback(printer);
+        double found = 1e-2;
+        bool found_set = false;
+        auto lr_value = [&](const json& v) {
+            if (v.is_number()) return v.get<double>();
+            const std::string text = v.get<std::string>();
+            if (text.rfind("found", 0) != 0) throw UserError("learning rate '" + text + "': use a number or 'found[/N]'");
+            return text.size() > 6 && text[5] == '/' ? found / std::stod(text.substr(6)) : found;
+        };
+        int n = 0;
+        std::vector<train::EpochRecord> table;
+        for (const auto& step : recipe) {
+            const std::string kind = step.value("step", "");
+            if (!global.quiet) fmt::print("== step {}: {}\n", ++n, step.dump());
+            if (kind == "precompute") s.learner->set_precompute(step.value("on", true));
+            else if (kind == "unfreeze") s.learner->unfreeze();
+            else if (kind == "freeze") s.learner->freeze();
+            else if (kind == "bn_freeze") s.learner->bn_freeze(step.value("on", true));
+            else if (kind == "lr_find") {
+                const auto r = run_lr_find(*s.learner, step.value("start", 1e-5), step.value("end", 10.0), false, global.quiet);
+                // The first sweep chooses the learning rate "found" stands for; later ones are
+                // shown for information (the lesson keeps its differential rates), unless the
+                // step says "set_lr": true.
+                if (step.value("set_lr", !found_set)) {
+                    found_set = true;
+                    // The learning rate for "found": the minimum/10 suggestion, kept in a sane range.
+                    if (r.suggestions.valid) found = std::clamp(r.suggestions.minimum, 1e-4, 1e-1);
+                    if (!global.quiet) fmt::print("using lr {:.2e}\n", found);
+                }
+            } else if (kind == "fit") {
+                train::FitOptions o;
+                o.lrs.clear();
+                const json lr = step.value("lr", json("found"));
+                if (lr.is_array())
+                    for (const auto& v : lr) o.lrs.push_back(lr_value(v));
+                else
+                    o.lrs = {lr_value(lr)};
+                o.n_cycle = step.value("cycles", 1);
+                o.cycle_len = step.value("cycle_len", 0.0);
+                o.cycle_mult = step.value("cycle_mult", 1);
+                o.optimizer = step.value("optimizer", "sgd") == "adamw" ? train::OptimizerKind::AdamW : train::OptimizerKind::SGD;
+                o.one_cycle = step.value("one_cycle", false);
+                if (step.contains("wd")) o.wds = {step["wd"].get<double>()};
+                const auto r = s.learner->fit(o, &g_stop);
+                table.insert(table.end(), r.epochs.begin(), r.epochs.end());
+                s.learner->save("current");
+                if (r.stopped) {
+                    print_fit_end(r, ra.project, global.quiet);
+                    throw UserError("the recipe stopped at step " + std::to_string(n) + ": " + r.stop_reason);
+                }
+            } else if (kind == "predict") {
+                const auto split = data::parse_split(step.value("split", "test"));
+                if (!split || *split == data::Split::Train) throw UserError("predict steps take split test or valid");
+                if (s.dataset.count(*split) == 0) continue;
+                const auto p = s.learner->predict(*split, step.value("tta", 0), train::TtaMix::Mean, &g_stop);
+                s.bar->finish();
+                if (*split == data::Split::Valid) {
+                    fmt::print("valid with TTA: accuracy {:.4f}, log loss {:.4f}\n", p.accuracy(), p.log_loss());
+                } else {
+                    const fs::path out = s.project / step.value("out", "submission.csv");
+                    train::write_submission(out, s.dataset, p, step.value("clip", 0.0));
+                    fmt::print("Wrote the submission {} ({} rows)\n", out.string(), p.records.size());
+                }
+            } else {
+                throw UserError("unknown recipe step '" + kind + "'",
+                                "steps: precompute, unfreeze, freeze, bn_freeze, lr_find, fit, predict");
+            }
+        }
+        s.learner->save("current");
+        if (!table.empty()) {
+            fmt::print("\n{}", train::epoch_table_header());
+            int e = 0;
+            for (auto r : table) {
+                r.epoch = e++;
+                fmt::print("{}", train::epoch_table_row(r));
+            }
+        }
+    });
+}
+
+void add_train_bench(CLI::App& bench, GlobalOptions& global) {
+    static std::string arch = "resnet34";
+    static int size = 224, bs = 16, steps = 10;
+    static bool json_out = false;
+    auto* cmd = bench.add_subcommand("train", "Training steps per second of a whole network (random data, SGD)");
+    cmd->add_option("--arch", arch)->capture_default_str();
+    cmd->add_option("--size", size)->capture_default_str();
+    cmd->add_option("--bs", bs)->capture_default_str();
+    cmd->add_option("--steps", steps, "Timed steps (after 2 warm-up steps)")->capture_default_str();
+    cmd->add_flag("--json", json_out);
+    cmd->callback([&global] {
+        const ComputeDevice dev = detect_compute_device();
+        torch::manual_seed(0);
+        models::ClassifierModel model(models::parse_arch(arch), 2);
+        const at::Device device = dev.cuda ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+        model.to(device);
+        model.train();
+        torch::optim::SGD opt(model.parameters(), torch::optim::SGDOptions(1e-3).momentum(0.9));
+        const at::Tensor x = at::randn({bs, 3, size, size}).to(device);
+        const at::Tensor y = at::randint(0, 2, {bs}, at::kLong).to(device);
+        auto step = [&] {
+            opt.zero_grad();
+            auto loss = torch::nn::functional::nll_loss(model.forward(x), y);
+            loss.backward();
+            opt.step();
+            return loss.item<double>();
+        };
+        step();
+        step();
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < steps; ++i) step();
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double rate = steps * bs / secs;
+        if (json_out)
+            fmt::print("{}\n", json{{"arch", arch}, {"size", size}, {"bs", bs}, {"images_per_second", rate},
+                                    {"threads", dev.cpu_threads}, {"device", dev.describe()}}
+                                   .dump());
+        else
+            fmt::print("train {} at {} px, batch {} on {}: {:.1f} images/s\n", arch, size, bs, dev.describe(), rate);
+    });
+}
+
+}  // namespace whisker::cli
