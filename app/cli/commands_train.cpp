@@ -37,7 +37,12 @@ struct LearnerArgs {
     std::string project;
     std::string arch;
     int size = 0, batch_size = 0;
-    std::optional<bool> pretrained;
+    bool pretrained_flag = false, no_pretrained_flag = false;
+    std::optional<bool> pretrained() const {
+        if (no_pretrained_flag) return false;
+        if (pretrained_flag) return true;
+        return std::nullopt;
+    }
     bool new_learner = false;
     std::uint64_t seed = 42;
 };
@@ -47,7 +52,8 @@ void add_learner_options(CLI::App* cmd, LearnerArgs& a) {
     cmd->add_option("--arch", a.arch, "Architecture, when the learner is created (default resnet34)");
     cmd->add_option("--size", a.size, "Image size, when the learner is created (default 224)");
     cmd->add_option("--bs", a.batch_size, "Batch size, when the learner is created (default 64)");
-    cmd->add_flag("--pretrained,!--no-pretrained", a.pretrained, "Start from ImageNet weights (default) or from scratch");
+    auto* pre = cmd->add_flag("--pretrained", a.pretrained_flag, "Start from ImageNet weights (the default)");
+    cmd->add_flag("--no-pretrained", a.no_pretrained_flag, "Start from scratch (torchvision's random initialisation)")->excludes(pre);
     cmd->add_flag("--new-learner", a.new_learner, "Replace the project's learner with a new one");
     cmd->add_option("--seed", a.seed, "Seed, when the learner is created")->capture_default_str();
 }
@@ -105,7 +111,7 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
         s.config.arch = a.arch.empty() ? "resnet34" : a.arch;
         s.config.size = a.size ? a.size : 224;
         s.config.batch_size = a.batch_size ? a.batch_size : 64;
-        s.config.pretrained = a.pretrained.value_or(true);
+        s.config.pretrained = a.pretrained().value_or(true);
         s.config.seed = a.seed;
     }
     s.config.threads = g.threads;
@@ -177,26 +183,29 @@ struct StepArgs {
     double cycle_len = 0;
     int cycle_mult = 1;
     std::vector<double> wds;
-    std::optional<bool> precompute;
+    bool precompute_on = false, precompute_off = false, bn_freeze_on = false, bn_freeze_off = false;
     bool unfreeze = false, freeze = false, adamw = false, one_cycle = false, resume = false;
     std::optional<int> freeze_to;
-    std::optional<bool> bn_freeze;
 };
 
 void apply_state_flags(train::Learner& l, const StepArgs& s) {
     if (s.freeze) l.freeze();
     if (s.freeze_to) l.freeze_to(*s.freeze_to);
     if (s.unfreeze) l.unfreeze();
-    if (s.bn_freeze) l.bn_freeze(*s.bn_freeze);
-    if (s.precompute) l.set_precompute(*s.precompute);
+    if (s.bn_freeze_on) l.bn_freeze(true);
+    if (s.bn_freeze_off) l.bn_freeze(false);
+    if (s.precompute_on) l.set_precompute(true);
+    if (s.precompute_off) l.set_precompute(false);
 }
 
 void add_state_flags(CLI::App* cmd, StepArgs& s) {
-    cmd->add_flag("--precompute,!--no-precompute", s.precompute, "Train the head on cached activations (or not)");
+    auto* pre = cmd->add_flag("--precompute", s.precompute_on, "Train the head on cached body activations");
+    cmd->add_flag("--no-precompute", s.precompute_off, "Train on images again")->excludes(pre);
     cmd->add_flag("--unfreeze", s.unfreeze, "Unfreeze all layer groups first");
     cmd->add_flag("--freeze", s.freeze, "Freeze the body first (head only)");
     cmd->add_option("--freeze-to", s.freeze_to, "Freeze the layer groups before N");
-    cmd->add_flag("--bn-freeze,!--no-bn-freeze", s.bn_freeze, "Keep every BatchNorm's statistics fixed");
+    auto* bnf = cmd->add_flag("--bn-freeze", s.bn_freeze_on, "Keep every BatchNorm's statistics fixed");
+    cmd->add_flag("--no-bn-freeze", s.bn_freeze_off, "Let BatchNorm statistics of unfrozen groups update again")->excludes(bnf);
 }
 
 train::LrFindResult run_lr_find(train::Learner& l, double start, double end, bool linear, bool quiet) {
