@@ -170,6 +170,14 @@ std::vector<double> parse_lrs(const std::vector<std::string>& in) {
     return out;
 }
 
+void report_load_failures(const train::Learner& l) {
+    const auto& f = l.load_failures();
+    if (f.empty()) return;
+    fmt::print(stderr, "warning: {} image{} could not be read and {} left out:\n", f.size(), f.size() == 1 ? "" : "s",
+               f.size() == 1 ? "was" : "were");
+    for (std::size_t i = 0; i < f.size() && i < 10; ++i) fmt::print(stderr, "  {}: {}\n", f[i].path, f[i].reason);
+}
+
 void print_fit_end(const train::FitResult& r, const std::string& project, bool quiet) {
     if (r.stopped && !quiet) {
         fmt::print(stderr, "fit stopped: {}\n", r.stop_reason);
@@ -293,6 +301,7 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
         }
         s.bar->finish();
         s.learner->save("current");
+        report_load_failures(*s.learner);
         print_fit_end(r, fa.project, global.quiet);
         if (r.stopped && r.stop_reason.find("NaN") != std::string::npos) throw UserError(r.stop_reason);
     });
@@ -467,6 +476,7 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
             }
         }
         s.learner->save("current");
+        report_load_failures(*s.learner);
         if (!table.empty()) {
             fmt::print("\n{}", train::epoch_table_header());
             int e = 0;

@@ -435,6 +435,7 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                 } else {
                     auto b = loader(data::View::Train).next();
                     if (!b) break;
+                    load_failures_.insert(load_failures_.end(), b->failures.begin(), b->failures.end());
                     if (b->images.size(0) == 0) continue;
                     x = b->images.to(device(), /*non_blocking=*/true);
                     y = b->labels.to(device(), true);
@@ -682,6 +683,7 @@ Predictions Learner::predict(data::Split split, int tta, TtaMix mix, const std::
         long done = 0;
         while (auto b = l.next()) {
             if (stop && stop->load()) throw Cancelled();
+            load_failures_.insert(load_failures_.end(), b->failures.begin(), b->failures.end());
             if (b->images.size(0) == 0) continue;
             probs.push_back(probabilities(model_->forward(b->images.to(device())), dataset_.multi_label, v2).to(at::kCPU));
             if (record) p.records.insert(p.records.end(), b->records.begin(), b->records.end());

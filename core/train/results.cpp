@@ -125,11 +125,14 @@ void write_submission(const fs::path& path, const data::Dataset& d, const Predic
     }
 }
 
-std::string epoch_table_header() { return fmt::format("{:>5}  {:>9}  {:>9}  {:>9}  {:>9}  {:>7}\n", "epoch", "trn_loss", "val_loss", "accuracy", "log_loss", "time"); }
+std::string epoch_table_header() {
+    return fmt::format("{:>5}  {:>9}  {:>9}  {:>9}  {:>9}  {:>7}  {:>7}\n", "epoch", "trn_loss", "val_loss", "accuracy",
+                       "log_loss", "time", "left");
+}
 
 std::string epoch_table_row(const EpochRecord& r) {
-    return fmt::format("{:>5}  {:>9.6f}  {:>9.6f}  {:>9.6f}  {:>9.6f}  {:>6.1f}s\n", r.epoch, r.trn_loss, r.val_loss, r.accuracy,
-                       r.log_loss, r.seconds);
+    return fmt::format("{:>5}  {:>9.6f}  {:>9.6f}  {:>9.6f}  {:>9.6f}  {:>6.1f}s  {:>6.0f}s\n", r.epoch, r.trn_loss, r.val_loss,
+                       r.accuracy, r.log_loss, r.seconds, r.eta_seconds);
 }
 
 }  // namespace whisker::train

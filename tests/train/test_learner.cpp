@@ -384,3 +384,26 @@ TEST_F(LearnerTest, EarlyStoppingAndBestModel) {
     EXPECT_GE(best->best_epoch(), 0);
     EXPECT_TRUE(l->has_checkpoint("best"));
 }
+
+TEST(LearnerBadFiles, AnImageBrokenAfterPrepareIsLeftOutAndReported) {
+    test::TempDir dir;
+    test::write_sample(dir / "dl", 16, 2);
+    data::PrepareOptions o;
+    o.project = dir / "p";
+    o.source = dir / "dl";
+    o.valid_per_class = 2;
+    const data::Dataset d = data::prepare_dataset(o);
+    const auto train = d.indices(data::Split::Train);
+    write_file_atomically(d.resolve(dir / "p", d.images[train[0]]), "broken since");
+    LearnerConfig c;
+    c.arch = "resnet18";
+    c.size = 32;
+    c.batch_size = 4;
+    c.pretrained = false;
+    Learner l(dir / "p", d, c);
+    l.autosave = false;
+    const FitResult r = l.fit(FitOptions{});
+    EXPECT_FALSE(r.stopped);
+    ASSERT_EQ(l.load_failures().size(), 1u);
+    EXPECT_NE(l.load_failures()[0].reason.find("not an image"), std::string::npos);
+}

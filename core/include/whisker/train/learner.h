@@ -188,6 +188,8 @@ public:
     const std::vector<BatchRecord>& batch_history() const { return batches_; }
     const std::vector<EpochRecord>& epoch_history() const { return epochs_; }
     long epochs_trained() const { return epochs_trained_; }
+    // Images that could not be read while training or predicting (left out, never fatal).
+    const std::vector<data::SkippedFile>& load_failures() const { return load_failures_; }
     // The learning rate of each optimiser parameter group during a fit (early -> head), for
     // callbacks and tests; empty outside a fit.
     std::vector<double> current_learning_rates() const;
@@ -218,7 +220,8 @@ private:
     std::unique_ptr<Activations> activations_;
     std::vector<BatchRecord> batches_;
     std::vector<EpochRecord> epochs_;
-    long epochs_trained_ = 0;           // drives the loaders' epoch index (shuffles differ per epoch)
+    long epochs_trained_ = 0;
+    std::vector<data::SkippedFile> load_failures_;           // drives the loaders' epoch index (shuffles differ per epoch)
     std::string stop_request_;
     std::unique_ptr<FitState> pending_;  // a fit loaded from a checkpoint, for resume()
     FitState* active_ = nullptr;         // the fit in progress
