@@ -112,6 +112,11 @@ void add_kaggle_commands(CLI::App& app, GlobalOptions& global) {
             const fs::path candidate = fs::path(sub_project) / "sample_submission.csv";
             if (fs::exists(candidate)) sample = candidate;
         }
+        if (sample.empty()) {
+            // A submission written into a project lies beside the project's sample.
+            const fs::path beside = fs::absolute(sub_file).parent_path() / "sample_submission.csv";
+            if (fs::exists(beside)) sample = beside;
+        }
         if (!sample.empty() && !sub_no_check) {
             const auto check = kaggle::check_submission(sub_file, sample);
             if (!check.ok())

@@ -281,7 +281,7 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
         Session s = open_session(fa, global, false);
         auto printer = std::make_shared<TablePrinter>();
         printer->bar = s.bar.get();
-        printer->json_lines = fit_json;
+        printer->json_lines = fit_json || global.json;
         s.learner->add_callback(printer);
         train::FitResult r;
         if (fs_args.resume) {
@@ -406,7 +406,7 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
         Session s = open_session(ra, global, true);
         auto printer = std::make_shared<TablePrinter>();
         printer->bar = s.bar.get();
-        printer->json_lines = false;
+        printer->json_lines = global.json;
         s.learner->add_callback(printer);
         double found = 1e-2;
         bool found_set = false;

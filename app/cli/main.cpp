@@ -47,8 +47,10 @@ int main(int argc, char** argv) {
     CLI::App app{"whisker-cli: train image classifiers by transfer learning, from a Kaggle download to a submission"};
     app.set_version_flag("--version", std::string("whisker-cli ") + WHISKER_VERSION);
     app.require_subcommand(1);
+    app.fallthrough();  // global options (--threads, -q, --json) may also follow the subcommand
     whisker::cli::GlobalOptions global;
     app.add_flag("-q,--quiet", global.quiet, "Print only results and errors");
+    app.add_flag("--json-log", global.json, "Training commands print one JSON object per epoch (for scripts)");
     app.add_option("--threads", global.threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
     add_sample_command(app, global);
     whisker::cli::add_data_commands(app, global);
