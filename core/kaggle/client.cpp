@@ -7,6 +7,8 @@
 
 #include <chrono>
 #include <cmath>
+#include "whisker/common/environment.h"
+
 #include <cstdlib>
 #include <random>
 #include <sys/stat.h>
@@ -62,10 +64,6 @@ Submission parse_submission(const json& j) {
     return s;
 }
 
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    return v ? v : "";
-}
 
 }  // namespace
 
@@ -92,7 +90,7 @@ std::string percent_encode(const std::string& s) {
 }
 
 std::string Client::default_endpoint() {
-    const std::string e = env("KAGGLE_API_ENDPOINT");
+    const std::string e = environment_variable("KAGGLE_API_ENDPOINT");
     return e.empty() ? "https://api.kaggle.com" : e;
 }
 
@@ -151,6 +149,17 @@ namespace {
 }
 }  // namespace
 
+Client::Reply Client::to_reply(const HttpResponse& resp) {
+    Reply out;
+    out.status = resp.status;
+    out.raw = resp.body;
+    out.location = resp.header("location");
+    const std::string ra = resp.header("retry-after");
+    if (!ra.empty()) out.retry_after = std::atol(ra.c_str());
+    out.body = json::parse(resp.body, nullptr, false);
+    return out;
+}
+
 Client::Reply Client::call(const std::string& method, const std::string& body_json, const std::string& competition) {
     const std::string url = origin_ + "/v1/" + kService + "/" + method;
     Reply r = send_with_retries([&] {
@@ -160,15 +169,7 @@ Client::Reply Client::call(const std::string& method, const std::string& body_js
         req.headers = {credentials_.authorization_header(), "Content-Type: application/json", "Accept: application/json"};
         req.body = body_json;
         req.cancel = options_.cancel;
-        const HttpResponse resp = http_request(req);
-        Reply out;
-        out.status = resp.status;
-        out.raw = resp.body;
-        out.location = resp.header("location");
-        const std::string ra = resp.header("retry-after");
-        if (!ra.empty()) out.retry_after = std::atol(ra.c_str());
-        out.body = json::parse(resp.body, nullptr, false);
-        return out;
+        return to_reply(http_request(req));
     });
     if (r.status >= 400 && !(r.status == 404 && !(r.body.is_object() && r.body.contains("message"))))
         throw_for(r.status, r.raw, r.body, url, credentials_, competition);
@@ -188,15 +189,7 @@ Client::Reply Client::legacy(const std::string& http_method, const std::string& 
             req.body = form;
         }
         req.cancel = options_.cancel;
-        const HttpResponse resp = http_request(req);
-        Reply out;
-        out.status = resp.status;
-        out.raw = resp.body;
-        out.location = resp.header("location");
-        const std::string ra = resp.header("retry-after");
-        if (!ra.empty()) out.retry_after = std::atol(ra.c_str());
-        out.body = json::parse(resp.body, nullptr, false);
-        return out;
+        return to_reply(http_request(req));
     });
     if (r.status >= 400) throw_for(r.status, r.raw, r.body, url, credentials_, competition);
     return r;

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "whisker/common/environment.h"
+
 #include <cstdlib>
 #include <sys/stat.h>
 
@@ -14,10 +16,6 @@ namespace fs = std::filesystem;
 namespace whisker::kaggle {
 
 namespace {
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    return v ? std::string(v) : std::string();
-}
 std::string trim(std::string s) {
     while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
     while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.erase(0, 1);
@@ -42,13 +40,13 @@ std::string Credentials::describe() const {
 }
 
 fs::path config_dir() {
-    const std::string explicit_dir = env("KAGGLE_CONFIG_DIR");
+    const std::string explicit_dir = environment_variable("KAGGLE_CONFIG_DIR");
     if (!explicit_dir.empty()) return explicit_dir;
-    const fs::path home = env("HOME");
+    const fs::path home = environment_variable("HOME");
     const fs::path dot = home / ".kaggle";
     std::error_code ec;
     if (fs::exists(dot, ec)) return dot;
-    fs::path xdg = env("XDG_CONFIG_HOME");
+    fs::path xdg = environment_variable("XDG_CONFIG_HOME");
     if (xdg.empty()) xdg = home / ".config";
     return xdg / "kaggle";
 }
@@ -57,7 +55,7 @@ std::optional<Credentials> find_credentials() {
     const fs::path dir = config_dir();
     std::error_code ec;
     // 1. access tokens
-    if (const std::string t = env("KAGGLE_API_TOKEN"); !t.empty()) {
+    if (const std::string t = environment_variable("KAGGLE_API_TOKEN"); !t.empty()) {
         Credentials c;
         c.is_token = true;
         if (fs::is_regular_file(t, ec)) {
@@ -81,10 +79,10 @@ std::optional<Credentials> find_credentials() {
         if (!c.secret.empty()) return c;
     }
     // 2. environment
-    if (!env("KAGGLE_USERNAME").empty() && !env("KAGGLE_KEY").empty()) {
+    if (!environment_variable("KAGGLE_USERNAME").empty() && !environment_variable("KAGGLE_KEY").empty()) {
         Credentials c;
-        c.username = env("KAGGLE_USERNAME");
-        c.secret = env("KAGGLE_KEY");
+        c.username = environment_variable("KAGGLE_USERNAME");
+        c.secret = environment_variable("KAGGLE_KEY");
         c.source = "$KAGGLE_USERNAME/$KAGGLE_KEY";
         return c;
     }

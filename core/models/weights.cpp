@@ -3,6 +3,8 @@
 #include "whisker/common/errors.h"
 #include "whisker/common/hash.h"
 
+#include "whisker/common/environment.h"
+
 #include <cstdlib>
 #include <regex>
 
@@ -10,25 +12,18 @@ namespace fs = std::filesystem;
 
 namespace whisker::models {
 
-namespace {
-std::string env(const char* name) {
-    const char* v = std::getenv(name);
-    return v ? std::string(v) : std::string();
-}
-}  // namespace
-
 fs::path torch_hub_checkpoints_dir() {
-    fs::path torch_home = env("TORCH_HOME");
+    fs::path torch_home = environment_variable("TORCH_HOME");
     if (torch_home.empty()) {
-        fs::path cache = env("XDG_CACHE_HOME");
-        if (cache.empty()) cache = fs::path(env("HOME")) / ".cache";
+        fs::path cache = environment_variable("XDG_CACHE_HOME");
+        if (cache.empty()) cache = fs::path(environment_variable("HOME")) / ".cache";
         torch_home = cache / "torch";
     }
     return torch_home / "hub" / "checkpoints";
 }
 
 std::string weights_base_url() {
-    std::string base = env("WHISKER_WEIGHTS_URL");
+    std::string base = environment_variable("WHISKER_WEIGHTS_URL");
     if (base.empty()) base = "https://download.pytorch.org/models";
     while (!base.empty() && base.back() == '/') base.pop_back();
     return base;

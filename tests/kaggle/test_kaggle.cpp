@@ -18,27 +18,11 @@ using namespace whisker;
 using namespace whisker::kaggle;
 
 namespace {
-class ScopedEnv {
-public:
-    ScopedEnv(const char* name, const std::string& value) : name_(name) {
-        if (const char* old = std::getenv(name)) old_ = old;
-        if (value.empty()) unsetenv(name);
-        else setenv(name, value.c_str(), 1);
-    }
-    ~ScopedEnv() {
-        if (old_) setenv(name_, old_->c_str(), 1);
-        else unsetenv(name_);
-    }
-
-private:
-    const char* name_;
-    std::optional<std::string> old_;
-};
 
 // A clean environment for credential lookups rooted in a temporary HOME.
 struct CredentialEnv {
     test::TempDir home;
-    ScopedEnv h{"HOME", home.path().string()}, cfg{"KAGGLE_CONFIG_DIR", ""}, xdg{"XDG_CONFIG_HOME", ""},
+    test::ScopedEnv h{"HOME", home.path().string()}, cfg{"KAGGLE_CONFIG_DIR", ""}, xdg{"XDG_CONFIG_HOME", ""},
         user{"KAGGLE_USERNAME", ""}, key{"KAGGLE_KEY", ""}, token{"KAGGLE_API_TOKEN", ""};
 };
 }  // namespace
@@ -47,12 +31,12 @@ TEST(Credentials, ConfigFolderFollowsTheOfficialCli) {
     CredentialEnv env;
     EXPECT_EQ(config_dir(), env.home / ".config/kaggle");  // ~/.kaggle does not exist
     {
-        ScopedEnv xdg("XDG_CONFIG_HOME", "/xdg");
+        test::ScopedEnv xdg("XDG_CONFIG_HOME", "/xdg");
         EXPECT_EQ(config_dir(), fs::path("/xdg/kaggle"));
     }
     fs::create_directories(env.home / ".kaggle");
     EXPECT_EQ(config_dir(), env.home / ".kaggle");
-    ScopedEnv explicit_dir("KAGGLE_CONFIG_DIR", "/etc/kaggle-conf");
+    test::ScopedEnv explicit_dir("KAGGLE_CONFIG_DIR", "/etc/kaggle-conf");
     EXPECT_EQ(config_dir(), fs::path("/etc/kaggle-conf"));
 }
 
@@ -76,7 +60,7 @@ TEST(Credentials, OrderTokenThenEnvironmentThenFile) {
     EXPECT_TRUE(c->warnings.empty());
     EXPECT_EQ(c->describe().find("filekey"), std::string::npos);
 
-    ScopedEnv u("KAGGLE_USERNAME", "bob"), k("KAGGLE_KEY", "envkey");
+    test::ScopedEnv u("KAGGLE_USERNAME", "bob"), k("KAGGLE_KEY", "envkey");
     EXPECT_EQ(find_credentials()->username, "bob");
 
     write_file_atomically(config_dir() / "access_token", "tok-from-file\n");
@@ -84,7 +68,7 @@ TEST(Credentials, OrderTokenThenEnvironmentThenFile) {
     EXPECT_TRUE(c->is_token);
     EXPECT_EQ(c->authorization_header(), "Authorization: Bearer tok-from-file");
 
-    ScopedEnv t("KAGGLE_API_TOKEN", "tok-from-env");
+    test::ScopedEnv t("KAGGLE_API_TOKEN", "tok-from-env");
     EXPECT_EQ(find_credentials()->secret, "tok-from-env");
     EXPECT_EQ(find_credentials()->describe().find("tok-from-env"), std::string::npos);
 }
@@ -150,7 +134,7 @@ TEST(SubmissionCheck, ClassNameColumnsAreNotCheckedAsNumbers) {
 
 TEST(KaggleClient, PercentEncodingAndEndpoint) {
     EXPECT_EQ(percent_encode("a b/c"), "a%20b%2Fc");
-    ScopedEnv e("KAGGLE_API_ENDPOINT", "http://127.0.0.1:8080");
+    test::ScopedEnv e("KAGGLE_API_ENDPOINT", "http://127.0.0.1:8080");
     EXPECT_EQ(Client::default_endpoint(), "http://127.0.0.1:8080");
     Credentials creds;
     creds.username = "u";

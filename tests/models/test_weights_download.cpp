@@ -18,22 +18,6 @@ using namespace whisker::models;
 
 namespace {
 
-class ScopedEnv {
-public:
-    ScopedEnv(const char* name, const std::string& value) : name_(name) {
-        if (const char* old = std::getenv(name)) old_ = old;
-        if (value.empty()) unsetenv(name);
-        else setenv(name, value.c_str(), 1);
-    }
-    ~ScopedEnv() {
-        if (old_) setenv(name_, old_->c_str(), 1);
-        else unsetenv(name_);
-    }
-
-private:
-    const char* name_;
-    std::optional<std::string> old_;
-};
 
 std::string random_bytes(std::size_t n, unsigned seed) {
     std::string s(n, '\0');
@@ -73,33 +57,33 @@ protected:
 
 TEST(WeightsCache, TorchHubLocations) {
     {
-        ScopedEnv th("TORCH_HOME", "/opt/torch");
+        test::ScopedEnv th("TORCH_HOME", "/opt/torch");
         EXPECT_EQ(torch_hub_checkpoints_dir(), fs::path("/opt/torch/hub/checkpoints"));
     }
     {
-        ScopedEnv th("TORCH_HOME", "");
-        ScopedEnv xdg("XDG_CACHE_HOME", "/var/cache/me");
+        test::ScopedEnv th("TORCH_HOME", "");
+        test::ScopedEnv xdg("XDG_CACHE_HOME", "/var/cache/me");
         EXPECT_EQ(torch_hub_checkpoints_dir(), fs::path("/var/cache/me/torch/hub/checkpoints"));
     }
     {
-        ScopedEnv th("TORCH_HOME", "");
-        ScopedEnv xdg("XDG_CACHE_HOME", "");
-        ScopedEnv home("HOME", "/home/user");
+        test::ScopedEnv th("TORCH_HOME", "");
+        test::ScopedEnv xdg("XDG_CACHE_HOME", "");
+        test::ScopedEnv home("HOME", "/home/user");
         EXPECT_EQ(torch_hub_checkpoints_dir(), fs::path("/home/user/.cache/torch/hub/checkpoints"));
         EXPECT_EQ(cached_weights_path(Arch::ResNet34), fs::path("/home/user/.cache/torch/hub/checkpoints/resnet34-b627a593.pth"));
     }
     {
-        ScopedEnv base("WHISKER_WEIGHTS_URL", "");
+        test::ScopedEnv base("WHISKER_WEIGHTS_URL", "");
         EXPECT_EQ(weights_url(Arch::ResNet34), "https://download.pytorch.org/models/resnet34-b627a593.pth");
     }
-    ScopedEnv base("WHISKER_WEIGHTS_URL", "http://127.0.0.1:9/mirror/");
+    test::ScopedEnv base("WHISKER_WEIGHTS_URL", "http://127.0.0.1:9/mirror/");
     EXPECT_EQ(weights_url(Arch::VGG16_BN), "http://127.0.0.1:9/mirror/vgg16_bn-6c64b313.pth");
 }
 
 TEST(WeightsCache, AFileAlreadyInTheCacheIsUsedWithoutNetwork) {
     test::TempDir dir;
-    ScopedEnv th("TORCH_HOME", dir.path().string());
-    ScopedEnv base("WHISKER_WEIGHTS_URL", "http://127.0.0.1:9");  // nothing listens there
+    test::ScopedEnv th("TORCH_HOME", dir.path().string());
+    test::ScopedEnv base("WHISKER_WEIGHTS_URL", "http://127.0.0.1:9");  // nothing listens there
     EXPECT_EQ(weights_state(Arch::ResNet18), WeightsState::NotDownloaded);
     write_file_atomically(cached_weights_path(Arch::ResNet18), "cached");
     EXPECT_EQ(weights_state(Arch::ResNet18), WeightsState::Cached);
@@ -108,8 +92,8 @@ TEST(WeightsCache, AFileAlreadyInTheCacheIsUsedWithoutNetwork) {
 
 TEST(WeightsCache, OfflineErrorSaysWhichFileAndWhereToPutIt) {
     test::TempDir dir;
-    ScopedEnv th("TORCH_HOME", dir.path().string());
-    ScopedEnv base("WHISKER_WEIGHTS_URL", "http://127.0.0.1:9");
+    test::ScopedEnv th("TORCH_HOME", dir.path().string());
+    test::ScopedEnv base("WHISKER_WEIGHTS_URL", "http://127.0.0.1:9");
     DownloadOptions o;
     o.max_attempts = 2;
     o.first_backoff_seconds = 0.01;
@@ -217,8 +201,8 @@ TEST_F(Downloads, CancelKeepsThePartialFileForLater) {
 TEST_F(Downloads, EnsurePretrainedWeightsDeletesAMismatchedDownload) {
     // The served file cannot carry resnet18's real hash, so the download must be refused.
     write_file_atomically(*root_ / "files/resnet18-f37072fd.pth", payload_);
-    ScopedEnv th("TORCH_HOME", (*root_ / "torch").string());
-    ScopedEnv base("WHISKER_WEIGHTS_URL", server_->url() + "/ok");
+    test::ScopedEnv th("TORCH_HOME", (*root_ / "torch").string());
+    test::ScopedEnv base("WHISKER_WEIGHTS_URL", server_->url() + "/ok");
     EXPECT_THROW(ensure_pretrained_weights(Arch::ResNet18, options_), UserError);
     EXPECT_FALSE(fs::exists(cached_weights_path(Arch::ResNet18)));
 }

@@ -177,6 +177,20 @@ BackgroundServer::~BackgroundServer() {
     }
 }
 
+ScopedEnv::ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) {
+        had_old_ = true;
+        old_ = old;
+    }
+    if (value.empty()) unsetenv(name);
+    else setenv(name, value.c_str(), 1);
+}
+
+ScopedEnv::~ScopedEnv() {
+    if (had_old_) setenv(name_, old_.c_str(), 1);
+    else unsetenv(name_);
+}
+
 fs::path tests_dir() { return WHISKER_TESTS_DIR; }
 
 bool have_python_torchvision() {

@@ -67,6 +67,20 @@ private:
     int port_ = 0;
 };
 
+// Sets (or, with "", unsets) an environment variable for the lifetime of the object.
+class ScopedEnv {
+public:
+    ScopedEnv(const char* name, const std::string& value);
+    ~ScopedEnv();
+    ScopedEnv(const ScopedEnv&) = delete;
+    ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+private:
+    const char* name_;
+    bool had_old_ = false;
+    std::string old_;
+};
+
 // Path of a file in the source tree's tests/ folder (WHISKER_TESTS_DIR is set by CMake).
 std::filesystem::path tests_dir();
 // True when Debian's python3 with torch and torchvision is available for reference files.

@@ -162,7 +162,9 @@ TEST_F(LearnerTest, DifferentialLearningRatesAndTheSchedule) {
         EXPECT_NEAR(rates[i][2], 1e-2 * m[i], 1e-15);
         EXPECT_NEAR(recorded[i], 1e-2 * m[i], 1e-15);  // the head's rate is the one recorded
     }
-    EXPECT_THROW(l->fit(FitOptions{{1e-3, 1e-2}}), UserError);  // two rates for three groups
+    FitOptions two;
+    two.lrs = {1e-3, 1e-2};
+    EXPECT_THROW(l->fit(two), UserError);  // two rates for three groups
 }
 
 TEST_F(LearnerTest, FitReportsFastaiMetricsAndSmoothedLoss) {

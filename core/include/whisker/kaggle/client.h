@@ -12,6 +12,7 @@
 
 #include "whisker/common/parallel.h"
 #include "whisker/common/errors.h"
+#include "whisker/common/http.h"
 #include "whisker/kaggle/credentials.h"
 
 #include <atomic>
@@ -102,6 +103,7 @@ private:
                  const std::string& competition);
     Reply send_with_retries(const std::function<Reply()>& once);
     bool rpc_missing(const Reply& reply);
+    static Reply to_reply(const HttpResponse& response);
     std::string legacy_base() const;
 
     Credentials credentials_;
