@@ -49,7 +49,7 @@ bool BackgroundJob::start(const QString& name, Work work) {
             const QString stage = QString::fromStdString(p.stage);
             const qulonglong done = p.done, total = p.total;
             QMetaObject::invokeMethod(self, [self, stage, done, total] {
-                if (self) emit self->progressed(stage, done, total);
+                if (self) Q_EMIT self->progressed(stage, done, total);
             }, Qt::QueuedConnection);
         };
         enum class Outcome { Ok, Failed, Cancelled } outcome = Outcome::Ok;
@@ -70,10 +70,10 @@ bool BackgroundJob::start(const QString& name, Work work) {
         QMetaObject::invokeMethod(self, [self, name, outcome, message] {
             if (!self) return;
             self->busy_ = false;
-            if (outcome == Outcome::Ok) emit self->succeeded(name);
-            else if (outcome == Outcome::Cancelled) emit self->cancelled(name);
-            else emit self->failed(name, message);
-            emit self->finished(name);
+            if (outcome == Outcome::Ok) Q_EMIT self->succeeded(name);
+            else if (outcome == Outcome::Cancelled) Q_EMIT self->cancelled(name);
+            else Q_EMIT self->failed(name, message);
+            Q_EMIT self->finished(name);
         }, Qt::QueuedConnection);
     });
     return true;

@@ -32,7 +32,7 @@ public:
     // Blocks until the current job has finished (for shutdown and tests).
     void wait();
 
-signals:
+Q_SIGNALS:
     void progressed(const QString& stage, qulonglong done, qulonglong total);
     void succeeded(const QString& name);
     void failed(const QString& name, const QString& message);

@@ -2,6 +2,7 @@
 
 #include "background_job.h"
 #include "data_page.h"
+#include "train_page.h"
 
 #include "whisker/common/device.h"
 #include "whisker/data/prepare.h"
@@ -46,7 +47,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     nav_->setFixedWidth(150);
     const struct { const char* name; QStyle::StandardPixmap icon; const char* tip; } steps[] = {
         {QT_TR_NOOP("1  Data"), QStyle::SP_DirOpenIcon, QT_TR_NOOP("Get the images, split them, look at them")},
-        {QT_TR_NOOP("2  Train"), QStyle::SP_MediaPlay, QT_TR_NOOP("Fine-tune a pretrained network (comes with the training issue)")},
+        {QT_TR_NOOP("2  Train"), QStyle::SP_MediaPlay, QT_TR_NOOP("Fine-tune a pretrained network: LR finder, fit, live plots")},
         {QT_TR_NOOP("3  Inspect"), QStyle::SP_FileDialogContentsView, QT_TR_NOOP("See what the model gets wrong (not built yet)")},
         {QT_TR_NOOP("4  Submit"), QStyle::SP_ArrowUp, QT_TR_NOOP("Export the CSV and submit it to Kaggle (not built yet)")},
     };
@@ -55,13 +56,16 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
         item->setToolTip(tr(s.tip));
         nav_->addItem(item);
     }
-    // Only the Data page exists so far; the others stay visible (the workflow's shape) but
-    // cannot be selected until they are built.
-    for (int i = TrainPageIndex; i <= SubmitPageIndex; ++i) nav_->item(i)->setFlags(Qt::NoItemFlags);
+    // Inspect and Submit are not built yet; they stay visible (the workflow's shape) but
+    // cannot be selected.
+    for (int i = InspectPageIndex; i <= SubmitPageIndex; ++i) nav_->item(i)->setFlags(Qt::NoItemFlags);
 
     pages_ = new QStackedWidget;
     data_page_ = new DataPage;
     pages_->addWidget(data_page_);
+    train_page_ = new TrainPage;
+    pages_->addWidget(train_page_);
+    connect(train_page_, &TrainPage::log, this, &MainWindow::log);
     connect(nav_, &QListWidget::currentRowChanged, this, [this](int row) {
         if (row >= 0 && row < pages_->count()) pages_->setCurrentIndex(row);
     });
@@ -176,6 +180,7 @@ bool MainWindow::open_project(const fs::path& project) {
         return false;
     }
     project_ = project;
+    train_page_->set_project(project);
     setWindowTitle(tr("Whisker — %1").arg(qstr(project.filename())));
     try {
         if (data::Dataset::exists(project)) {
@@ -252,6 +257,7 @@ void MainWindow::refresh_recent_menu() {
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
+    if (train_page_->busy()) train_page_->stop();
     if (job_->busy()) {
         job_->cancel();
         job_->wait();

@@ -19,6 +19,7 @@ namespace whisker::ui {
 
 class BackgroundJob;
 class DataPage;
+class TrainPage;
 
 class MainWindow : public QMainWindow {
     Q_OBJECT
@@ -36,6 +37,7 @@ public:
 
     const std::filesystem::path& project() const { return project_; }
     DataPage* data_page() const { return data_page_; }
+    TrainPage* train_page() const { return train_page_; }
     BackgroundJob* job() const { return job_; }
     QListWidget* navigation() const { return nav_; }
     void log(const QString& line);
@@ -56,6 +58,7 @@ private:
     QListWidget* nav_ = nullptr;
     QStackedWidget* pages_ = nullptr;
     DataPage* data_page_ = nullptr;
+    TrainPage* train_page_ = nullptr;
     QPlainTextEdit* log_ = nullptr;
     QLabel* device_label_ = nullptr;
     QLabel* job_label_ = nullptr;

@@ -3,10 +3,19 @@
 #include "background_job.h"
 #include "data_page.h"
 #include "main_window.h"
+#include "train_page.h"
+#include "training_worker.h"
+#include "qcustomplot_include.h"
 
 #include "whisker/data/prepare.h"
+#include "whisker/sample/sample_competition.h"
 
 #include <QApplication>
+#include <QCheckBox>
+#include <QComboBox>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QSpinBox>
 #include <QDir>
 #include <QLabel>
 #include <QListWidget>
@@ -27,13 +36,7 @@ private:
         return dir;
     }
 
-private slots:
-    void initTestCase() {
-        QCoreApplication::setOrganizationName("WhiskerTest");
-        QCoreApplication::setApplicationName("WhiskerTest");
-        QStandardPaths::setTestModeEnabled(true);
-    }
-
+private Q_SLOTS:
     void starts_with_the_workflow_pages_and_quits_cleanly() {
         MainWindow w;
         w.show();
@@ -107,5 +110,111 @@ private slots:
     }
 };
 
-QTEST_MAIN(MainWindowTest)
+// The Train page on a small prepared sample: learner -> LR finder -> one epoch -> Stop during
+// a longer fit -> save and load a checkpoint; screenshots along the way.
+class TrainPageTest : public QObject {
+    Q_OBJECT
+private Q_SLOTS:
+    void train_page_walk() {
+        QTemporaryDir tmp;
+        const std::filesystem::path root = tmp.path().toStdString();
+        whisker::sample::SampleOptions so;
+        so.train_images = 64;
+        so.test_images = 4;
+        whisker::sample::write_sample_competition(root / "dl", so);
+        whisker::data::PrepareOptions po;
+        po.project = root / "project";
+        po.source = root / "dl";
+        whisker::data::prepare_dataset(po);
+
+        MainWindow w;
+        w.resize(1280, 860);
+        w.show();
+        QVERIFY(w.open_project(root / "project"));
+        w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
+        auto* page = w.train_page();
+        auto* worker = page->worker();
+        page->arch_box()->setCurrentText("resnet18");
+        page->size_box()->setValue(32);
+        page->batch_box()->setValue(8);
+        page->pretrained_box()->setChecked(false);
+
+        QSignalSpy finished(worker, &whisker::ui::TrainingWorker::job_finished);
+        QSignalSpy failed(worker, &whisker::ui::TrainingWorker::failed);
+        QSignalSpy ready(worker, &whisker::ui::TrainingWorker::learner_ready);
+        QTest::mouseClick(page->create_button(), Qt::LeftButton);
+        QVERIFY(finished.wait(60000));
+        QCOMPARE(failed.count(), 0);
+        QCOMPARE(ready.count(), 1);
+
+        // LR finder: the curve has points and a suggestion sets the learning rate.
+        QTest::mouseClick(page->lr_find_button(), Qt::LeftButton);
+        QVERIFY(finished.wait(120000));
+        QCOMPARE(failed.count(), 0);
+        QVERIFY(page->lr_plot()->graph(0)->dataCount() > 10);
+        QVERIFY(page->lr_plot()->graph(1)->dataCount() >= 1);
+        QCOMPARE(page->loss_plot()->graph(0)->dataCount(), 0);  // the sweep is not training
+        const double suggested = page->lr_edit()->text().toDouble();
+        QVERIFY(suggested > 0);
+        page->choose_learning_rate(0.01);
+        QCOMPARE(page->lr_edit()->text(), QString("0.01"));
+
+        // One epoch: a table row and plotted batches.
+        page->cycles_box()->setValue(1);
+        QTest::mouseClick(page->start_button(), Qt::LeftButton);
+        QVERIFY(page->busy());
+        QVERIFY(finished.wait(120000));
+        QCOMPARE(failed.count(), 0);
+        QCoreApplication::processEvents();
+        QCOMPARE(page->epoch_table()->rowCount(), 1);
+        QVERIFY(page->loss_plot()->graph(0)->dataCount() > 0);
+        QCOMPARE(page->metrics_plot()->graph(1)->dataCount(), 1);
+        QVERIFY(w.grab().save(screenshot_dir() + "/train_page.png"));
+
+        // Stop during a longer fit: it ends within a batch, before its second epoch.
+        page->cycles_box()->setValue(20);
+        QSignalSpy batches(worker, &whisker::ui::TrainingWorker::batches);
+        QTest::mouseClick(page->start_button(), Qt::LeftButton);
+        QVERIFY(batches.wait(60000));
+        QTest::mouseClick(page->stop_button(), Qt::LeftButton);
+        QVERIFY(finished.wait(60000));
+        const auto args = finished.takeLast();
+        QCOMPARE(args.at(0).toString(), QString("fit"));
+        QCOMPARE(args.at(1).toBool(), true);
+        QVERIFY(page->epoch_table()->rowCount() <= 2);
+        QVERIFY(!page->busy());
+
+        // Save and load a checkpoint through the worker.
+        QMetaObject::invokeMethod(worker, [worker] { worker->save("ui-test"); }, Qt::QueuedConnection);
+        QVERIFY(finished.wait(60000));
+        QVERIFY(std::filesystem::exists(root / "project/models/ui-test.safetensors"));
+        QMetaObject::invokeMethod(worker, [worker] { worker->load("ui-test"); }, Qt::QueuedConnection);
+        QVERIFY(finished.wait(60000));
+        QCOMPARE(failed.count(), 0);
+    }
+
+private:
+    QString screenshot_dir() const {
+        const QString dir = qEnvironmentVariable("WHISKER_SCREENSHOT_DIR", QDir::tempPath() + "/whisker-screenshots");
+        QDir().mkpath(dir);
+        return dir;
+    }
+};
+
+int main(int argc, char** argv) {
+    QApplication app(argc, argv);
+    QCoreApplication::setOrganizationName("WhiskerTest");
+    QCoreApplication::setApplicationName("WhiskerTest");
+    QStandardPaths::setTestModeEnabled(true);
+    int status = 0;
+    {
+        MainWindowTest t;
+        status |= QTest::qExec(&t, argc, argv);
+    }
+    {
+        TrainPageTest t;
+        status |= QTest::qExec(&t, argc, argv);
+    }
+    return status;
+}
 #include "test_main_window.moc"

@@ -1,0 +1,152 @@
+#include "training_worker.h"
+
+#include "whisker/common/device.h"
+#include "whisker/common/errors.h"
+#include "whisker/data/dataset.h"
+
+#include <fmt/format.h>
+
+namespace whisker::ui {
+
+void register_training_types() {
+    qRegisterMetaType<LossPoint>();
+    qRegisterMetaType<QVector<LossPoint>>();
+    qRegisterMetaType<LrCurve>();
+    qRegisterMetaType<LearnerSettings>();
+    qRegisterMetaType<train::EpochRecord>();
+    qRegisterMetaType<train::FitOptions>();
+}
+
+// Forwards the Learner's callbacks to the worker's throttled signals.
+class SignalBridge : public train::Callback {
+public:
+    explicit SignalBridge(TrainingWorker* w) : w_(w) {}
+    void after_batch(train::Learner&, const train::BatchRecord& b) override {
+        if (w_->in_lr_find_) return;  // the sweep has its own plot
+        w_->pending_.push_back({w_->iteration_base_ + b.iteration, b.loss, b.smooth_loss, b.lr});
+        w_->flush_points(false);
+    }
+    void after_epoch(train::Learner&, const train::EpochRecord& r) override {
+        w_->flush_points(true);
+        Q_EMIT w_->epoch_finished(r);
+    }
+    void after_fit(train::Learner& l, const train::FitResult&) override {
+        w_->flush_points(true);
+        w_->iteration_base_ = static_cast<long>(l.batch_history().size());
+    }
+
+private:
+    TrainingWorker* w_;
+};
+
+TrainingWorker::TrainingWorker() { register_training_types(); }
+TrainingWorker::~TrainingWorker() = default;
+
+void TrainingWorker::flush_points(bool force) {
+    const auto now = std::chrono::steady_clock::now();
+    if (pending_.isEmpty() || (!force && now - last_flush_ < std::chrono::milliseconds(200))) return;
+    last_flush_ = now;
+    Q_EMIT batches(pending_);
+    pending_.clear();
+}
+
+template <class F>
+void TrainingWorker::run_job(const QString& name, F&& body) {
+    stop_ = false;
+    try {
+        body();
+    } catch (const Cancelled&) {
+        Q_EMIT job_finished(name, true, QStringLiteral("stopped"));
+    } catch (const UserError& e) {
+        QString message = QString::fromStdString(e.what());
+        if (!e.hint().empty()) message += "\n\n" + QString::fromStdString(e.hint());
+        Q_EMIT failed(name, message);
+    } catch (const std::exception& e) {  // c10::Error included
+        Q_EMIT failed(name, QString::fromStdString(e.what()));
+    }
+}
+
+void TrainingWorker::create_learner(const LearnerSettings& s) {
+    run_job("create learner", [&] {
+        const std::filesystem::path project = s.project.toStdString();
+        data::Dataset dataset = data::Dataset::load(project);
+        train::LearnerConfig c;
+        c.arch = s.arch.toStdString();
+        c.size = s.size;
+        c.batch_size = s.batch_size;
+        c.pretrained = s.pretrained;
+        auto progress = [this](const std::string& stage, long done, long total) {
+            const auto now = std::chrono::steady_clock::now();
+            if (done < total && now - last_progress_ < std::chrono::milliseconds(150)) return;
+            last_progress_ = now;
+            Q_EMIT this->progress(QString::fromStdString(stage), done, total);
+        };
+        learner_.reset();
+        learner_ = std::make_unique<train::Learner>(project, std::move(dataset), c, progress);
+        learner_->add_callback(std::make_shared<SignalBridge>(this));
+        iteration_base_ = 0;
+        Q_EMIT learner_ready(QString::fromStdString(fmt::format("{} at {} px, batch {}, {} — {}", c.arch, c.size, c.batch_size,
+                                                              c.pretrained ? "ImageNet weights" : "from scratch",
+                                                              detect_compute_device().describe())));
+        Q_EMIT job_finished("create learner", false, {});
+    });
+}
+
+void TrainingWorker::lr_find() {
+    run_job("lr_find", [&] {
+        if (!learner_) throw UserError("create a learner first");
+        in_lr_find_ = true;
+        struct Reset {
+            bool& flag;
+            ~Reset() { flag = false; }
+        } reset{in_lr_find_};
+        const auto r = learner_->lr_find(1e-5, 10, false, &stop_);
+        LrCurve c;
+        c.lrs = QVector<double>(r.plot_lrs.begin(), r.plot_lrs.end());
+        c.losses = QVector<double>(r.plot_losses.begin(), r.plot_losses.end());
+        c.minimum = r.suggestions.minimum;
+        c.steepest = r.suggestions.steepest;
+        c.valley = r.suggestions.valley;
+        c.valid = r.suggestions.valid;
+        c.stopped_early = r.stopped_early;
+        Q_EMIT lr_find_finished(c);
+        Q_EMIT job_finished("lr_find", stop_.load(), {});
+    });
+}
+
+void TrainingWorker::fit(const train::FitOptions& options, bool precompute, int freeze_to, bool bn_freeze) {
+    run_job("fit", [&] {
+        if (!learner_) throw UserError("create a learner first");
+        learner_->freeze_to(freeze_to);
+        learner_->bn_freeze(bn_freeze);
+        if (precompute != learner_->precompute()) learner_->set_precompute(precompute);
+        const auto r = learner_->fit(options, &stop_);
+        Q_EMIT job_finished("fit", r.stopped, QString::fromStdString(r.stop_reason));
+    });
+}
+
+void TrainingWorker::resume() {
+    run_job("resume", [&] {
+        if (!learner_) throw UserError("create a learner first");
+        const auto r = learner_->resume("autosave", &stop_);
+        Q_EMIT job_finished("resume", r.stopped, QString::fromStdString(r.stop_reason));
+    });
+}
+
+void TrainingWorker::save(const QString& name) {
+    run_job("save", [&] {
+        if (!learner_) throw UserError("create a learner first");
+        learner_->save(name.toStdString());
+        Q_EMIT job_finished("save", false, name);
+    });
+}
+
+void TrainingWorker::load(const QString& name) {
+    run_job("load", [&] {
+        if (!learner_) throw UserError("create a learner first");
+        learner_->load(name.toStdString());
+        Q_EMIT job_finished("load", false, name);
+    });
+}
+
+}  // namespace whisker::ui
