@@ -12,6 +12,7 @@
 #include "whisker/data/dataset.h"
 #include "whisker/models/weights.h"
 #include "whisker/train/learner.h"
+#include "whisker/train/recipe.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -380,109 +381,47 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     add_learner_options(run, ra);
     run->add_option("--recipe", recipe_file, "JSON list of steps (see README)");
     run->callback([&global] {
-        json recipe;
-        if (recipe_file.empty()) {
-            // fastai's 8 steps as the Dogs vs. Cats lesson runs them.
-            recipe = json::parse(R"([
-              {"step": "precompute", "on": true},
-              {"step": "lr_find"},
-              {"step": "fit", "lr": "found", "cycles": 1},
-              {"step": "precompute", "on": false},
-              {"step": "fit", "lr": "found", "cycles": 3, "cycle_len": 1},
-              {"step": "unfreeze"},
-              {"step": "lr_find"},
-              {"step": "fit", "lr": ["found/100", "found/10", "found"], "cycles": 3, "cycle_len": 1, "cycle_mult": 2},
-              {"step": "predict", "split": "valid", "tta": 4},
-              {"step": "predict", "split": "test", "tta": 4, "out": "submission.csv"}
-            ])");
-        } else {
-            try {
-                recipe = json::parse(read_file(recipe_file));
-            } catch (const json::exception& e) {
-                throw UserError("the recipe '" + recipe_file + "' is not valid JSON: " + e.what());
-            }
-        }
-        if (!recipe.is_array()) throw UserError("a recipe is a JSON list of steps");
+        std::string recipe = train::default_recipe();
+        if (!recipe_file.empty()) recipe = read_file(recipe_file);
         Session s = open_session(ra, global, true);
         auto printer = std::make_shared<TablePrinter>();
         printer->bar = s.bar.get();
         printer->json_lines = global.json;
         s.learner->add_callback(printer);
-        double found = 1e-2;
-        bool found_set = false;
-        auto lr_value = [&](const json& v) {
-            if (v.is_number()) return v.get<double>();
-            const std::string text = v.get<std::string>();
-            if (text.rfind("found", 0) != 0) throw UserError("learning rate '" + text + "': use a number or 'found[/N]'");
-            return text.size() > 6 && text[5] == '/' ? found / std::stod(text.substr(6)) : found;
+        train::RecipeEvents ev;
+        ev.step_started = [&](int n, const std::string& step) {
+            if (!global.quiet) fmt::print("== step {}: {}\n", n, step);
         };
-        int n = 0;
-        std::vector<train::EpochRecord> table;
-        for (const auto& step : recipe) {
-            const std::string kind = step.value("step", "");
-            if (!global.quiet) fmt::print("== step {}: {}\n", ++n, step.dump());
-            if (kind == "precompute") s.learner->set_precompute(step.value("on", true));
-            else if (kind == "unfreeze") s.learner->unfreeze();
-            else if (kind == "freeze") s.learner->freeze();
-            else if (kind == "bn_freeze") s.learner->bn_freeze(step.value("on", true));
-            else if (kind == "lr_find") {
-                const auto r = run_lr_find(*s.learner, step.value("start", 1e-5), step.value("end", 10.0), false, global.quiet);
-                // The first sweep chooses the learning rate "found" stands for; later ones are
-                // shown for information (the lesson keeps its differential rates), unless the
-                // step says "set_lr": true.
-                if (step.value("set_lr", !found_set)) {
-                    found_set = true;
-                    // The learning rate for "found": the minimum/10 suggestion, kept in a sane range.
-                    if (r.suggestions.valid) found = std::clamp(r.suggestions.minimum, 1e-4, 1e-1);
-                    if (!global.quiet) fmt::print("using lr {:.2e}\n", found);
-                }
-            } else if (kind == "fit") {
-                train::FitOptions o;
-                o.lrs.clear();
-                const json lr = step.value("lr", json("found"));
-                if (lr.is_array())
-                    for (const auto& v : lr) o.lrs.push_back(lr_value(v));
-                else
-                    o.lrs = {lr_value(lr)};
-                o.n_cycle = step.value("cycles", 1);
-                o.cycle_len = step.value("cycle_len", 0.0);
-                o.cycle_mult = step.value("cycle_mult", 1);
-                o.optimizer = step.value("optimizer", "sgd") == "adamw" ? train::OptimizerKind::AdamW : train::OptimizerKind::SGD;
-                o.one_cycle = step.value("one_cycle", false);
-                if (step.contains("wd")) o.wds = {step["wd"].get<double>()};
-                const auto r = s.learner->fit(o, &g_stop);
-                table.insert(table.end(), r.epochs.begin(), r.epochs.end());
-                s.learner->save("current");
-                if (r.stopped) {
-                    print_fit_end(r, ra.project, global.quiet);
-                    throw UserError("the recipe stopped at step " + std::to_string(n) + ": " + r.stop_reason);
-                }
-            } else if (kind == "predict") {
-                const auto split = data::parse_split(step.value("split", "test"));
-                if (!split || *split == data::Split::Train) throw UserError("predict steps take split test or valid");
-                if (s.dataset.count(*split) == 0) continue;
-                const auto p = s.learner->predict(*split, step.value("tta", 0), train::TtaMix::Mean, &g_stop);
-                s.bar->finish();
-                if (*split == data::Split::Valid) {
-                    fmt::print("valid with TTA: accuracy {:.4f}, log loss {:.4f}\n", p.accuracy(), p.log_loss());
-                } else {
-                    const fs::path out = s.project / step.value("out", "submission.csv");
-                    train::write_submission(out, s.dataset, p, step.value("clip", 0.0));
-                    fmt::print("Wrote the submission {} ({} rows)\n", out.string(), p.records.size());
-                }
-            } else {
-                throw UserError("unknown recipe step '" + kind + "'",
-                                "steps: precompute, unfreeze, freeze, bn_freeze, lr_find, fit, predict");
-            }
-        }
+        ev.lr_found = [&](const train::LrFindResult& r, double lr, bool chosen) {
+            s.bar->finish();
+            if (global.quiet) return;
+            fmt::print("lr_find: {} batches{}\n", r.lrs.size(), r.stopped_early ? " (stopped: the loss exploded)" : "");
+            if (r.suggestions.valid)
+                fmt::print("suggestions: minimum/10 {:.2e}, steepest {:.2e}, valley {:.2e}\n", r.suggestions.minimum,
+                           r.suggestions.steepest, r.suggestions.valley);
+            if (chosen) fmt::print("using lr {:.2e}\n", lr);
+        };
+        ev.fit_done = [&](const train::FitResult&) { s.learner->save("current"); };
+        ev.predicted = [&](const train::Predictions& p, data::Split split, const fs::path& written) {
+            s.bar->finish();
+            if (split == data::Split::Valid)
+                fmt::print("valid with TTA: accuracy {:.4f}, log loss {:.4f}\n", p.accuracy(), p.log_loss());
+            else
+                fmt::print("Wrote the submission {} ({} rows)\n", written.string(), p.records.size());
+        };
+        const auto r = train::run_recipe(*s.learner, recipe, ev, &g_stop);
         s.learner->save("current");
         report_load_failures(*s.learner);
-        if (!table.empty()) {
+        if (r.stopped) {
+            print_fit_end(train::FitResult{{}, true, r.stop_reason}, ra.project, global.quiet);
+            throw UserError("the recipe stopped at step " + std::to_string(r.steps_done + 1) + ": " + r.stop_reason);
+        }
+        if (!r.epochs.empty()) {
             fmt::print("\n{}", train::epoch_table_header());
             int e = 0;
-            for (auto r : table) {
-                r.epoch = e++;
-                fmt::print("{}", train::epoch_table_row(r));
+            for (auto rec : r.epochs) {
+                rec.epoch = e++;
+                fmt::print("{}", train::epoch_table_row(rec));
             }
         }
     });

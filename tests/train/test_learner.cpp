@@ -8,6 +8,7 @@
 #include "whisker/models/checkpoint.h"
 #include "whisker/train/callbacks.h"
 #include "whisker/train/learner.h"
+#include "whisker/train/recipe.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -408,4 +409,41 @@ TEST(LearnerBadFiles, AnImageBrokenAfterPrepareIsLeftOutAndReported) {
     EXPECT_FALSE(r.stopped);
     ASSERT_EQ(l.load_failures().size(), 1u);
     EXPECT_NE(l.load_failures()[0].reason.find("not an image"), std::string::npos);
+}
+
+TEST_F(LearnerTest, RecipesRunStepByStepAndRejectUnknownSteps) {
+    auto l = make();
+    l->autosave = false;
+    std::vector<std::string> started;
+    train::RecipeEvents ev;
+    ev.step_started = [&](int, const std::string& s) { started.push_back(s); };
+    bool chose = false;
+    ev.lr_found = [&](const LrFindResult&, double lr, bool chosen) {
+        chose = chosen;
+        EXPECT_GE(lr, 1e-4);
+        EXPECT_LE(lr, 1e-1);
+    };
+    const auto r = run_recipe(*l,
+                              R"([{"step": "precompute", "on": true}, {"step": "lr_find"},
+                                  {"step": "fit", "lr": "found", "cycles": 1},
+                                  {"step": "precompute", "on": false}, {"step": "unfreeze"},
+                                  {"step": "fit", "lr": ["found/100", "found/10", "found"], "cycles": 1, "cycle_len": 1},
+                                  {"step": "predict", "split": "test", "tta": 1, "out": "recipe.csv"}])",
+                              ev);
+    EXPECT_FALSE(r.stopped);
+    EXPECT_EQ(r.steps_done, 7);
+    EXPECT_EQ(started.size(), 7u);
+    EXPECT_TRUE(chose);
+    EXPECT_EQ(r.epochs.size(), 2u);
+    EXPECT_TRUE(fs::exists(*dir_ / "p/recipe.csv"));
+    EXPECT_EQ(l->frozen_groups(), 0);
+    try {
+        run_recipe(*l, R"([{"step": "fit"}, {"step": "dance"}])");
+        FAIL();
+    } catch (const UserError& e) {
+        EXPECT_NE(std::string(e.what()).find("step 2"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(run_recipe(*l, "[{\"step\": \"fit\", \"lr\": \"lots\"}]"), UserError);
+    EXPECT_NO_THROW(default_recipe());
+    EXPECT_THROW(run_recipe(*l, "not json"), UserError);
 }

@@ -1,0 +1,129 @@
+#include "whisker/train/recipe.h"
+
+#include "whisker/common/errors.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+using nlohmann::json;
+
+namespace whisker::train {
+
+std::string default_recipe() {
+    return R"([
+  {"step": "precompute", "on": true},
+  {"step": "lr_find"},
+  {"step": "fit", "lr": "found", "cycles": 1},
+  {"step": "precompute", "on": false},
+  {"step": "fit", "lr": "found", "cycles": 3, "cycle_len": 1},
+  {"step": "unfreeze"},
+  {"step": "lr_find"},
+  {"step": "fit", "lr": ["found/100", "found/10", "found"], "cycles": 3, "cycle_len": 1, "cycle_mult": 2},
+  {"step": "predict", "split": "valid", "tta": 4},
+  {"step": "predict", "split": "test", "tta": 4, "out": "submission.csv"}
+])";
+}
+
+namespace {
+
+const char* kKnownSteps[] = {"precompute", "unfreeze", "freeze", "bn_freeze", "lr_find", "fit", "predict"};
+
+double rate_of(const json& v, double found) {
+    if (v.is_number()) return v.get<double>();
+    if (!v.is_string()) throw UserError("a learning rate must be a number or \"found[/N]\", not " + v.dump());
+    const std::string text = v.get<std::string>();
+    if (text == "found") return found;
+    if (text.rfind("found/", 0) == 0) {
+        try {
+            return found / std::stod(text.substr(6));
+        } catch (const std::exception&) {
+        }
+    }
+    throw UserError("learning rate '" + text + "': use a number, \"found\" or \"found/N\"");
+}
+
+}  // namespace
+
+RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const RecipeEvents& ev,
+                        const std::atomic<bool>* stop) {
+    json recipe;
+    try {
+        recipe = json::parse(recipe_json);
+    } catch (const json::exception& e) {
+        throw UserError(std::string("the recipe is not valid JSON: ") + e.what());
+    }
+    if (!recipe.is_array() || recipe.empty()) throw UserError("a recipe is a non-empty JSON list of steps");
+    for (std::size_t i = 0; i < recipe.size(); ++i) {
+        const std::string kind = recipe[i].is_object() ? recipe[i].value("step", "") : "";
+        if (std::find(std::begin(kKnownSteps), std::end(kKnownSteps), kind) == std::end(kKnownSteps))
+            throw UserError("recipe step " + std::to_string(i + 1) + " (" + recipe[i].dump() + ") is not a known step",
+                            "steps: precompute, unfreeze, freeze, bn_freeze, lr_find, fit, predict");
+    }
+
+    RecipeResult result;
+    double found = 1e-2;
+    bool found_set = false;
+    int n = 0;
+    for (const auto& step : recipe) {
+        if (stop && stop->load()) {
+            result.stopped = true;
+            result.stop_reason = "stopped by the user";
+            break;
+        }
+        ++n;
+        if (ev.step_started) ev.step_started(n, step.dump());
+        const std::string kind = step.value("step", "");
+        if (kind == "precompute") learner.set_precompute(step.value("on", true));
+        else if (kind == "unfreeze") learner.unfreeze();
+        else if (kind == "freeze") learner.freeze();
+        else if (kind == "bn_freeze") learner.bn_freeze(step.value("on", true));
+        else if (kind == "lr_find") {
+            const auto r = learner.lr_find(step.value("start", 1e-5), step.value("end", 10.0), false, stop);
+            const bool choose = step.value("set_lr", !found_set);
+            if (choose) {
+                found_set = true;
+                if (r.suggestions.valid) found = std::clamp(r.suggestions.minimum, 1e-4, 1e-1);
+            }
+            if (ev.lr_found) ev.lr_found(r, found, choose);
+        } else if (kind == "fit") {
+            FitOptions o;
+            o.lrs.clear();
+            const json lr = step.value("lr", json("found"));
+            if (lr.is_array())
+                for (const auto& v : lr) o.lrs.push_back(rate_of(v, found));
+            else
+                o.lrs = {rate_of(lr, found)};
+            o.n_cycle = step.value("cycles", 1);
+            o.cycle_len = step.value("cycle_len", 0.0);
+            o.cycle_mult = step.value("cycle_mult", 1);
+            o.optimizer = step.value("optimizer", "sgd") == "adamw" ? OptimizerKind::AdamW : OptimizerKind::SGD;
+            o.one_cycle = step.value("one_cycle", false);
+            if (step.contains("wd")) o.wds = {step["wd"].get<double>()};
+            const FitResult r = learner.fit(o, stop);
+            result.epochs.insert(result.epochs.end(), r.epochs.begin(), r.epochs.end());
+            if (ev.fit_done) ev.fit_done(r);
+            if (r.stopped) {
+                result.stopped = true;
+                result.stop_reason = r.stop_reason;
+                result.steps_done = n - 1;
+                return result;
+            }
+        } else if (kind == "predict") {
+            const auto split = data::parse_split(step.value("split", "test"));
+            if (!split || *split == data::Split::Train) throw UserError("predict steps take split test or valid");
+            if (learner.dataset().count(*split) == 0) continue;
+            const auto p = learner.predict(*split, step.value("tta", 0), TtaMix::Mean, stop);
+            std::filesystem::path written;
+            if (*split == data::Split::Test) {
+                written = learner.project() / step.value("out", "submission.csv");
+                write_submission(written, learner.dataset(), p, step.value("clip", 0.0));
+            }
+            if (ev.predicted) ev.predicted(p, *split, written);
+        }
+        result.steps_done = n;
+    }
+    return result;
+}
+
+}  // namespace whisker::train
