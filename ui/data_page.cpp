@@ -2,7 +2,19 @@
 
 #include "whisker/data/report.h"
 
+#include "image_browser.h"
+
+#include <QComboBox>
+#include <QDoubleSpinBox>
+#include <QFileDialog>
+#include <QFormLayout>
+#include <QGroupBox>
+#include <QHBoxLayout>
 #include <QHeaderView>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QTabWidget>
 #include <QLabel>
 #include <QPlainTextEdit>
 #include <QSplitter>
@@ -68,10 +80,95 @@ DataPage::DataPage(QWidget* parent) : QWidget(parent) {
     split->setStretchFactor(0, 2);
     split->setStretchFactor(1, 3);
 
+    // ---- get data ----
+    competition_ = new QLineEdit;
+    competition_->setObjectName("competitionEdit");
+    competition_->setPlaceholderText("dogs-vs-cats-redux-kernels-edition");
+    download_ = new QPushButton(tr("&Download from Kaggle"));
+    source_ = new QLineEdit;
+    source_->setObjectName("sourceEdit");
+    source_->setPlaceholderText(tr("a folder (train/<class>/…), Kaggle zips, or a labels CSV"));
+    auto* browse_folder = new QPushButton(tr("Folder…"));
+    auto* browse_file = new QPushButton(tr("Zip / CSV…"));
+    split_mode_ = new QComboBox;
+    split_mode_->addItems({tr("fraction of each class"), tr("images per class")});
+    valid_frac_ = new QDoubleSpinBox;
+    valid_frac_->setRange(0.0, 0.9);
+    valid_frac_->setSingleStep(0.05);
+    valid_frac_->setValue(0.2);
+    valid_per_class_ = new QSpinBox;
+    valid_per_class_->setRange(0, 1000000);
+    valid_per_class_->setValue(2000);
+    valid_per_class_->setVisible(false);
+    seed_ = new QSpinBox;
+    seed_->setRange(0, 1000000);
+    seed_->setValue(42);
+    prepare_ = new QPushButton(tr("&Prepare dataset"));
+    auto* get = new QGroupBox(tr("Get data"));
+    auto* gl = new QFormLayout(get);
+    auto* kaggle_row = new QHBoxLayout;
+    kaggle_row->addWidget(competition_, 1);
+    kaggle_row->addWidget(download_);
+    gl->addRow(tr("Kaggle competition"), kaggle_row);
+    auto* source_row = new QHBoxLayout;
+    source_row->addWidget(source_, 1);
+    source_row->addWidget(browse_folder);
+    source_row->addWidget(browse_file);
+    gl->addRow(tr("Or local data"), source_row);
+    auto* split_row = new QHBoxLayout;
+    split_row->addWidget(split_mode_);
+    split_row->addWidget(valid_frac_);
+    split_row->addWidget(valid_per_class_);
+    split_row->addWidget(new QLabel(tr("seed")));
+    split_row->addWidget(seed_);
+    split_row->addStretch(1);
+    split_row->addWidget(prepare_);
+    gl->addRow(tr("Validation split"), split_row);
+    connect(split_mode_, &QComboBox::currentIndexChanged, this, [this](int mode) {
+        valid_frac_->setVisible(mode == 0);
+        valid_per_class_->setVisible(mode == 1);
+    });
+    connect(browse_folder, &QPushButton::clicked, this, [this] {
+        const QString d = QFileDialog::getExistingDirectory(this, tr("Data folder"));
+        if (!d.isEmpty()) source_->setText(d);
+    });
+    connect(browse_file, &QPushButton::clicked, this, [this] {
+        const QString f = QFileDialog::getOpenFileName(this, tr("Kaggle zip or labels CSV"), {}, tr("Data (*.zip *.csv)"));
+        if (!f.isEmpty()) source_->setText(f);
+    });
+    connect(download_, &QPushButton::clicked, this, [this] {
+        if (!competition_->text().trimmed().isEmpty()) Q_EMIT download_requested(competition_->text().trimmed());
+    });
+    connect(prepare_, &QPushButton::clicked, this, [this] {
+        if (source_->text().trimmed().isEmpty()) return;
+        Q_EMIT prepare_requested(request_for(source_->text().trimmed()));
+    });
+
+    browser_ = new ImageBrowser;
+    tabs_ = new QTabWidget;
+    tabs_->addTab(split, tr("Summary"));
+    tabs_->addTab(browser_, tr("Images"));
+
     auto* layout = new QVBoxLayout(this);
     layout->addWidget(heading_);
     layout->addWidget(details_);
-    layout->addWidget(split, 1);
+    layout->addWidget(get);
+    layout->addWidget(tabs_, 1);
+    set_busy(false);
+}
+
+PrepareRequest DataPage::request_for(const QString& source) const {
+    PrepareRequest r;
+    r.source = source;
+    if (split_mode_->currentIndex() == 0) r.valid_frac = valid_frac_->value();
+    else r.valid_per_class = valid_per_class_->value();
+    r.seed = static_cast<std::uint64_t>(seed_->value());
+    return r;
+}
+
+void DataPage::set_busy(bool busy) {
+    download_->setEnabled(!busy);
+    prepare_->setEnabled(!busy);
 }
 
 void DataPage::show_no_dataset(const std::filesystem::path& project) {
@@ -82,6 +179,7 @@ void DataPage::show_no_dataset(const std::filesystem::path& project) {
     counts_->setRowCount(0);
     skipped_->setRowCount(0);
     warnings_->clear();
+    browser_->set_dataset(project, std::make_shared<const data::Dataset>());
 }
 
 void DataPage::show_dataset(const std::filesystem::path& project, const data::Dataset& d) {
@@ -138,6 +236,7 @@ void DataPage::show_dataset(const std::filesystem::path& project, const data::Da
     QStringList warnings;
     for (const auto& w : d.warnings) warnings << QString::fromStdString(w);
     warnings_->setPlainText(warnings.join('\n'));
+    browser_->set_dataset(project, std::make_shared<const data::Dataset>(d));
 }
 
 }  // namespace whisker::ui

@@ -8,12 +8,30 @@
 #include <QWidget>
 
 #include <filesystem>
+#include <memory>
+#include <optional>
 
 class QLabel;
 class QTableWidget;
 class QPlainTextEdit;
+class QComboBox;
+class QDoubleSpinBox;
+class QLineEdit;
+class QPushButton;
+class QSpinBox;
+class QTabWidget;
 
 namespace whisker::ui {
+
+class ImageBrowser;
+
+// What "Prepare" asks for: the source and the split.
+struct PrepareRequest {
+    QString source;
+    std::optional<int> valid_per_class;
+    std::optional<double> valid_frac;
+    std::uint64_t seed = 42;
+};
 
 class DataPage : public QWidget {
     Q_OBJECT
@@ -24,6 +42,22 @@ public:
     void show_no_dataset(const std::filesystem::path& project);
 
     QTableWidget* counts_table() const { return counts_; }
+    ImageBrowser* browser() const { return browser_; }
+    QTabWidget* tabs() const { return tabs_; }
+    QLineEdit* competition_edit() const { return competition_; }
+    QLineEdit* source_edit() const { return source_; }
+    QPushButton* download_button() const { return download_; }
+    QPushButton* prepare_button() const { return prepare_; }
+    void set_busy(bool busy);
+    // The split settings on the page, applied to `source`.
+    PrepareRequest request_for(const QString& source) const;
+
+Q_SIGNALS:
+    // The main window runs these in the background.
+    void download_requested(const QString& competition);
+    void prepare_requested(const whisker::ui::PrepareRequest& request);
+
+public:
     QTableWidget* skipped_table() const { return skipped_; }
 
 private:
@@ -32,6 +66,18 @@ private:
     QTableWidget* counts_;
     QTableWidget* skipped_;
     QPlainTextEdit* warnings_;
+    QTabWidget* tabs_;
+    ImageBrowser* browser_;
+    QLineEdit* competition_;
+    QPushButton* download_;
+    QLineEdit* source_;
+    QPushButton* prepare_;
+    QComboBox* split_mode_;
+    QDoubleSpinBox* valid_frac_;
+    QSpinBox* valid_per_class_;
+    QSpinBox* seed_;
 };
 
 }  // namespace whisker::ui
+
+Q_DECLARE_METATYPE(whisker::ui::PrepareRequest)

@@ -6,6 +6,7 @@
 
 #include "whisker/common/device.h"
 #include "whisker/data/prepare.h"
+#include "whisker/kaggle/client.h"
 #include "whisker/sample/sample_competition.h"
 
 #include <QAction>
@@ -66,6 +67,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     train_page_ = new TrainPage;
     pages_->addWidget(train_page_);
     connect(train_page_, &TrainPage::log, this, &MainWindow::log);
+    connect(data_page_, &DataPage::prepare_requested, this, [this](const PrepareRequest& r) { prepare_from(r); });
+    connect(data_page_, &DataPage::download_requested, this, &MainWindow::download_competition);
     connect(nav_, &QListWidget::currentRowChanged, this, [this](int row) {
         if (row >= 0 && row < pages_->count()) pages_->setCurrentIndex(row);
     });
@@ -112,6 +115,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     connect(job_, &BackgroundJob::cancelled, this, [this](const QString& name) { log(tr("%1 stopped").arg(name)); });
     connect(job_, &BackgroundJob::finished, this, [this] {
         open_when_done_.clear();
+        data_page_->set_busy(false);
         job_label_->setText(tr("Ready"));
         progress_->setRange(0, 1000);
         progress_->setValue(0);
@@ -133,6 +137,9 @@ void MainWindow::build_menus() {
     QAction* open = file->addAction(style()->standardIcon(QStyle::SP_DirOpenIcon), tr("&Open project…"), this,
                                     &MainWindow::choose_project);
     open->setShortcut(QKeySequence::Open);
+    QAction* create = file->addAction(style()->standardIcon(QStyle::SP_FileDialogNewFolder), tr("&New project…"), this,
+                                      &MainWindow::choose_new_project);
+    create->setShortcut(QKeySequence::New);
     QAction* sample = file->addAction(tr("Open &sample project…"), this, &MainWindow::choose_sample_folder);
     sample->setShortcut(QKeySequence(tr("Ctrl+Shift+O")));
     recent_menu_ = file->addMenu(tr("&Recent projects"));
@@ -225,6 +232,77 @@ void MainWindow::create_sample_project(const fs::path& folder) {
     cancel_button_->setVisible(true);
     log(tr("Creating the sample project in %1").arg(qstr(folder)));
     open_when_done_ = folder;
+}
+
+void MainWindow::choose_new_project() {
+    const QString dir = QFileDialog::getExistingDirectory(this, tr("Folder for the new project (an empty folder)"));
+    if (dir.isEmpty()) return;
+    open_project(dir.toStdString());
+    log(tr("New project %1: get data on the Data page").arg(dir));
+}
+
+void MainWindow::prepare_from(const PrepareRequest& r) {
+    if (project_.empty()) {
+        QMessageBox::information(this, tr("No project"), tr("Open or create a project first (File menu)."));
+        return;
+    }
+    const fs::path project = project_;
+    const bool started = job_->start(tr("Preparing the dataset"), [project, r](const ProgressFn& progress,
+                                                                               const std::atomic<bool>& cancel) {
+        data::PrepareOptions po;
+        po.project = project;
+        po.source = r.source.toStdString();
+        po.valid_frac = r.valid_frac;
+        po.valid_per_class = r.valid_per_class;
+        po.seed = r.seed;
+        po.progress = progress;
+        po.cancel = &cancel;
+        data::prepare_dataset(po);
+    });
+    if (!started) {
+        QMessageBox::information(this, tr("Busy"), tr("Wait for the current job to finish, or stop it."));
+        return;
+    }
+    progress_->setVisible(true);
+    cancel_button_->setVisible(true);
+    data_page_->set_busy(true);
+    log(tr("Preparing %1 from %2").arg(qstr(project), r.source));
+    open_when_done_ = project;
+}
+
+void MainWindow::download_competition(const QString& competition) {
+    if (project_.empty()) {
+        QMessageBox::information(this, tr("No project"), tr("Open or create a project first (File menu)."));
+        return;
+    }
+    const fs::path project = project_;
+    const PrepareRequest split = data_page_->request_for({});
+    const std::string comp = competition.toStdString();
+    const bool started = job_->start(tr("Downloading %1").arg(competition), [project, split, comp](const ProgressFn& progress,
+                                                                                                  const std::atomic<bool>& cancel) {
+        kaggle::ClientOptions co;
+        co.cancel = &cancel;
+        kaggle::Client client(kaggle::require_credentials(), co);
+        const auto report = client.download_all(comp, project / "download", false, progress);
+        data::PrepareOptions po;
+        po.project = project;
+        po.source = report.file;
+        po.valid_frac = split.valid_frac;
+        po.valid_per_class = split.valid_per_class;
+        po.seed = split.seed;
+        po.progress = progress;
+        po.cancel = &cancel;
+        data::prepare_dataset(po);
+    });
+    if (!started) {
+        QMessageBox::information(this, tr("Busy"), tr("Wait for the current job to finish, or stop it."));
+        return;
+    }
+    progress_->setVisible(true);
+    cancel_button_->setVisible(true);
+    data_page_->set_busy(true);
+    log(tr("Downloading the Kaggle competition %1 into %2").arg(competition, qstr(project / "download")));
+    open_when_done_ = project;
 }
 
 void MainWindow::choose_project() {

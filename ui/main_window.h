@@ -5,6 +5,8 @@
 
 #include <QMainWindow>
 
+#include "data_page.h"
+
 #include <filesystem>
 
 class QLabel;
@@ -34,6 +36,10 @@ public:
     // Creates a project from the built-in sample competition in `folder` in the background
     // (sample → prepare), then opens it.
     void create_sample_project(const std::filesystem::path& folder);
+    // Prepares the open project's dataset from a local source, in the background.
+    void prepare_from(const PrepareRequest& request);
+    // Downloads a Kaggle competition into PROJECT/download and prepares it, in the background.
+    void download_competition(const QString& competition);
 
     const std::filesystem::path& project() const { return project_; }
     DataPage* data_page() const { return data_page_; }
@@ -49,6 +55,7 @@ private:
     void build_menus();
     void build_status_bar();
     void choose_project();
+    void choose_new_project();
     void choose_sample_folder();
     void remember_recent(const std::filesystem::path& project);
     void refresh_recent_menu();

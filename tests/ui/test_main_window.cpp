@@ -1,6 +1,7 @@
 // Drives the real main window offscreen: the sample project is created in the background,
 // the Data page shows it, and each state is saved as a screenshot to look at.
 #include "background_job.h"
+#include "image_browser.h"
 #include "data_page.h"
 #include "main_window.h"
 #include "train_page.h"
@@ -11,6 +12,8 @@
 #include "whisker/sample/sample_competition.h"
 
 #include <QApplication>
+#include <QListView>
+#include <QTabWidget>
 #include <QCheckBox>
 #include <QComboBox>
 #include <QLineEdit>
@@ -76,6 +79,31 @@ private Q_SLOTS:
         QCOMPARE(counts->item(3, 2)->text(), QString("100"));
         QCOMPARE(w.data_page()->skipped_table()->rowCount(), 0);
         QVERIFY(w.grab().save(screenshot_dir() + "/data_page_sample.png"));
+
+        // The image browser shows every image, filters by split and class, decodes thumbnails
+        // off the UI thread, and opens an image large.
+        auto* browser = w.data_page()->browser();
+        w.data_page()->tabs()->setCurrentIndex(1);
+        QCOMPARE(browser->model()->rowCount(), 500);
+        QTRY_VERIFY_WITH_TIMEOUT(browser->model()->thumbnails_ready() > 0, 20000);
+        browser->split_box()->setCurrentIndex(2);  // valid
+        QCOMPARE(browser->model()->rowCount(), 80);
+        browser->class_box()->setCurrentIndex(2);  // dog
+        QCOMPARE(browser->model()->rowCount(), 40);
+        browser->split_box()->setCurrentIndex(0);
+        browser->class_box()->setCurrentIndex(0);
+        browser->model()->wait_for_thumbnails();
+        QTest::qWait(300);
+        QVERIFY(w.grab().save(screenshot_dir() + "/data_page_images.png"));
+        QDialog* large = browser->open_row(0);
+        QVERIFY(large);
+        QVERIFY(large->findChild<QLabel*>("imageInfo")->text().contains("cat.0.jpg"));
+        QVERIFY(large->grab().save(screenshot_dir() + "/image_large.png"));
+        large->close();
+        QDialog* seen = browser->open_model_view(0, 128);
+        QCOMPARE(seen->findChildren<QLabel*>("augmentedSample").size(), 8);
+        QVERIFY(seen->grab().save(screenshot_dir() + "/what_the_model_sees.png"));
+        seen->close();
     }
 
     void a_project_with_bad_files_lists_them() {
@@ -94,14 +122,16 @@ private Q_SLOTS:
         QVERIFY(bad.open(QIODevice::WriteOnly));
         bad.write("not a picture");
         bad.close();
-        whisker::data::PrepareOptions o;
-        o.project = root / "project";
-        o.source = root / "src";
-        whisker::data::prepare_dataset(o);
-
+        // Prepared from the Data page, in the background.
+        std::filesystem::create_directories(root / "project");
         MainWindow w;
         w.show();
         QVERIFY(w.open_project(root / "project"));
+        QSignalSpy done(w.job(), &whisker::ui::BackgroundJob::finished);
+        w.data_page()->source_edit()->setText(QString::fromStdString((root / "src").string()));
+        QTest::mouseClick(w.data_page()->prepare_button(), Qt::LeftButton);
+        QVERIFY(done.wait(60000));
+        QCoreApplication::processEvents();
         QTableWidget* skipped = w.data_page()->skipped_table();
         QCOMPARE(skipped->rowCount(), 1);
         QVERIFY(skipped->item(0, 0)->text().endsWith("broken.jpg"));

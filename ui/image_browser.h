@@ -1,0 +1,91 @@
+#pragma once
+// The image browser: a thumbnail grid over a dataset's images, filtered by split and class.
+//
+// Model/view with uniform item sizes, so 25,000 images scroll smoothly; thumbnails are decoded
+// on a thread pool (JPEGs reduced in the DCT domain) only when a row is shown, and kept in a
+// bounded cache. Activating a tile opens the image large with its path, size and label; "What
+// the model sees" shows the training transform applied to it a few times.
+
+#include "whisker/data/dataset.h"
+
+#include <QAbstractListModel>
+#include <QCache>
+#include <QDialog>
+#include <QImage>
+#include <QPixmap>
+#include <QSet>
+#include <QThreadPool>
+#include <QWidget>
+
+#include <filesystem>
+#include <memory>
+
+class QComboBox;
+class QLabel;
+class QListView;
+
+namespace whisker::ui {
+
+class ThumbnailModel : public QAbstractListModel {
+    Q_OBJECT
+public:
+    static constexpr int kThumbSize = 128;
+    explicit ThumbnailModel(QObject* parent = nullptr);
+    ~ThumbnailModel() override;
+
+    void set_dataset(const std::filesystem::path& project, std::shared_ptr<const data::Dataset> dataset);
+    // -1 = all; split: 0 train, 1 valid, 2 test.
+    void set_filter(int split, int label);
+
+    int rowCount(const QModelIndex& parent = {}) const override;
+    QVariant data(const QModelIndex& index, int role) const override;
+    std::size_t record_at(int row) const { return rows_.at(static_cast<std::size_t>(row)); }
+    std::filesystem::path path_at(int row) const;
+    const data::Dataset* dataset() const { return dataset_.get(); }
+    // Thumbnails decoded so far (tests wait for them).
+    int thumbnails_ready() const { return ready_; }
+    void wait_for_thumbnails() { pool_.waitForDone(); }
+
+Q_SIGNALS:
+    void thumbnail_ready(int row);
+
+private:
+    void request(std::size_t record) const;
+    void deliver(std::size_t record, const QImage& image, const QString& error);
+
+    std::filesystem::path project_;
+    std::shared_ptr<const data::Dataset> dataset_;
+    std::vector<std::size_t> rows_;
+    std::vector<int> row_of_record_;
+    mutable QCache<std::size_t, QPixmap> cache_{3000};
+    mutable QSet<std::size_t> pending_;
+    QSet<std::size_t> failed_;
+    mutable QThreadPool pool_;
+    int ready_ = 0;
+    std::uint64_t generation_ = 0;
+};
+
+class ImageBrowser : public QWidget {
+    Q_OBJECT
+public:
+    explicit ImageBrowser(QWidget* parent = nullptr);
+    void set_dataset(const std::filesystem::path& project, std::shared_ptr<const data::Dataset> dataset);
+    ThumbnailModel* model() const { return model_; }
+    QListView* view() const { return view_; }
+    QComboBox* split_box() const { return split_; }
+    QComboBox* class_box() const { return class_; }
+    // Opens the large view of a row (what a click does).
+    QDialog* open_row(int row);
+    QDialog* open_model_view(int row, int model_size = 224);
+
+private:
+    void apply_filter();
+    std::filesystem::path project_;
+    ThumbnailModel* model_;
+    QListView* view_;
+    QComboBox* split_;
+    QComboBox* class_;
+    QLabel* count_;
+};
+
+}  // namespace whisker::ui
