@@ -1,6 +1,9 @@
 #include "train_page.h"
 
+#include "whisker/common/files.h"
 #include "whisker/models/weights.h"
+
+#include <nlohmann/json.hpp>
 #include "whisker/models/zoo.h"
 
 #include "qcustomplot_include.h"
@@ -140,6 +143,9 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     resume_ = new QPushButton(tr("&Resume"));
     save_ = new QPushButton(tr("Save…"));
     load_ = new QPushButton(tr("Load…"));
+    recipe_ = new QPushButton(tr("Run the &recipe (8 steps)"));
+    recipe_->setToolTip(tr("precompute → lr_find → fit → train with augmentation (SGDR) → unfreeze → "
+                           "differential rates → lr_find → SGDR with cycle_mult 2, then TTA and the submission"));
     auto* fit_box = new QGroupBox(tr("Fit"));
     auto* ff = new QFormLayout(fit_box);
     ff->addRow(tr("Learning rate(s)"), lr_);
@@ -153,6 +159,7 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     auto* buttons = new QHBoxLayout;
     for (auto* b : {start_, stop_button_, resume_, save_, load_}) buttons->addWidget(b);
     ff->addRow(buttons);
+    ff->addRow(recipe_);
 
     // ---- live ----
     progress_ = new QProgressBar;
@@ -236,6 +243,14 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     });
     connect(start_, &QPushButton::clicked, this, &TrainPage::start_fit);
     connect(stop_button_, &QPushButton::clicked, this, &TrainPage::stop);
+    connect(recipe_, &QPushButton::clicked, this, [this] {
+        set_busy(true, tr("Running the recipe…"));
+        QMetaObject::invokeMethod(worker_, [w = worker_] { w->run_recipe({}); }, Qt::QueuedConnection);
+    });
+    connect(worker_, &TrainingWorker::recipe_step, this, [this](int n, const QString& step) {
+        status_->setText(tr("Recipe step %1: %2").arg(n).arg(step));
+        Q_EMIT log(status_->text());
+    });
     connect(resume_, &QPushButton::clicked, this, [this] {
         set_busy(true, tr("Resuming the interrupted fit…"));
         QMetaObject::invokeMethod(worker_, [w = worker_] { w->resume(); }, Qt::QueuedConnection);
@@ -289,6 +304,18 @@ TrainPage::~TrainPage() {
 
 void TrainPage::set_project(const std::filesystem::path& project) {
     project_ = project;
+    // The learner whisker-cli made for this project, if any: same settings, so "Create"
+    // continues from its checkpoint.
+    try {
+        if (std::filesystem::exists(project / "learner.json")) {
+            const auto j = nlohmann::json::parse(read_file(project / "learner.json"));
+            arch_->setCurrentText(QString::fromStdString(j.value("arch", "resnet34")));
+            size_->setValue(j.value("size", 224));
+            batch_->setValue(j.value("batch_size", 64));
+            pretrained_->setChecked(j.value("pretrained", true));
+        }
+    } catch (const std::exception&) {
+    }
     has_learner_ = false;
     learner_label_->setText(tr("No learner yet"));
     set_busy(false);
@@ -303,7 +330,8 @@ void TrainPage::set_busy(bool busy, const QString& what) {
     busy_ = busy;
     const bool project = !project_.empty();
     create_->setEnabled(!busy && project);
-    for (auto* w : std::initializer_list<QWidget*>{lr_find_, start_, resume_, save_, load_}) w->setEnabled(!busy && has_learner_);
+    for (auto* w : std::initializer_list<QWidget*>{lr_find_, start_, resume_, save_, load_, recipe_})
+        w->setEnabled(!busy && has_learner_);
     stop_button_->setEnabled(busy);
     if (busy) {
         status_->setText(what);

@@ -38,6 +38,7 @@ public:
     QPushButton* lr_find_button() const { return lr_find_; }
     QPushButton* start_button() const { return start_; }
     QPushButton* stop_button() const { return stop_button_; }
+    QPushButton* recipe_button() const { return recipe_; }
     QComboBox* arch_box() const { return arch_; }
     QSpinBox* size_box() const { return size_; }
     QSpinBox* batch_box() const { return batch_; }
@@ -91,6 +92,7 @@ private:
     QPushButton* resume_;
     QPushButton* save_;
     QPushButton* load_;
+    QPushButton* recipe_;
     QProgressBar* progress_;
     QLabel* status_;
     QCustomPlot* loss_plot_;

@@ -2,7 +2,11 @@
 
 #include "whisker/common/device.h"
 #include "whisker/common/errors.h"
+#include "whisker/common/files.h"
 #include "whisker/data/dataset.h"
+#include "whisker/train/recipe.h"
+
+#include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 
@@ -21,8 +25,10 @@ void register_training_types() {
 class SignalBridge : public train::Callback {
 public:
     explicit SignalBridge(TrainingWorker* w) : w_(w) {}
-    void after_batch(train::Learner&, const train::BatchRecord& b) override {
-        if (w_->in_lr_find_) return;  // the sweep has its own plot
+    void after_batch(train::Learner& l, const train::BatchRecord& b) override {
+        // lr_find sweeps have their own plot; their batches never enter the history.
+        const auto& h = l.batch_history();
+        if (w_->in_lr_find_ || h.empty() || h.back().iteration != b.iteration || h.back().loss != b.loss) return;
         w_->pending_.push_back({w_->iteration_base_ + b.iteration, b.loss, b.smooth_loss, b.lr});
         w_->flush_points(false);
     }
@@ -84,11 +90,59 @@ void TrainingWorker::create_learner(const LearnerSettings& s) {
         learner_.reset();
         learner_ = std::make_unique<train::Learner>(project, std::move(dataset), c, progress);
         learner_->add_callback(std::make_shared<SignalBridge>(this));
+        // The same learner as whisker-cli's, when the settings match: continue from "current".
+        bool continued = false;
+        const auto cfg_file = project / "learner.json";
+        if (std::filesystem::exists(cfg_file) && learner_->has_checkpoint("current")) {
+            try {
+                const auto j = nlohmann::json::parse(read_file(cfg_file));
+                if (j.value("arch", "") == c.arch && j.value("size", 0) == c.size && j.value("batch_size", 0) == c.batch_size) {
+                    learner_->load("current");
+                    continued = true;
+                }
+            } catch (const std::exception&) {
+                // a damaged or foreign state: start afresh
+            }
+        }
+        if (!continued) persist();
         iteration_base_ = 0;
         Q_EMIT learner_ready(QString::fromStdString(fmt::format("{} at {} px, batch {}, {} — {}", c.arch, c.size, c.batch_size,
                                                               c.pretrained ? "ImageNet weights" : "from scratch",
                                                               detect_compute_device().describe())));
         Q_EMIT job_finished("create learner", false, {});
+    });
+}
+
+void TrainingWorker::persist() {
+    if (!learner_) return;
+    const auto& c = learner_->config();
+    write_file_atomically(learner_->project() / "learner.json",
+                          nlohmann::json{{"arch", c.arch}, {"size", c.size}, {"batch_size", c.batch_size},
+                                         {"pretrained", c.pretrained}, {"seed", c.seed}}
+                              .dump(1));
+    learner_->save("current");
+}
+
+void TrainingWorker::run_recipe(const QString& recipe_json) {
+    run_job("recipe", [&] {
+        if (!learner_) throw UserError("create a learner first");
+        train::RecipeEvents ev;
+        ev.step_started = [this](int n, const std::string& step) { Q_EMIT recipe_step(n, QString::fromStdString(step)); };
+        ev.lr_found = [this](const train::LrFindResult& r, double, bool) {
+            LrCurve c;
+            c.lrs = QVector<double>(r.plot_lrs.begin(), r.plot_lrs.end());
+            c.losses = QVector<double>(r.plot_losses.begin(), r.plot_losses.end());
+            c.minimum = r.suggestions.minimum;
+            c.steepest = r.suggestions.steepest;
+            c.valley = r.suggestions.valley;
+            c.valid = r.suggestions.valid;
+            Q_EMIT lr_find_finished(c);
+        };
+        in_lr_find_ = false;
+        const std::string recipe = recipe_json.isEmpty() ? train::default_recipe() : recipe_json.toStdString();
+        const auto r = train::run_recipe(*learner_, recipe, ev, &stop_);
+        persist();
+        Q_EMIT job_finished("recipe", r.stopped, QString::fromStdString(r.stop_reason));
     });
 }
 
@@ -121,6 +175,7 @@ void TrainingWorker::fit(const train::FitOptions& options, bool precompute, int 
         learner_->bn_freeze(bn_freeze);
         if (precompute != learner_->precompute()) learner_->set_precompute(precompute);
         const auto r = learner_->fit(options, &stop_);
+        persist();
         Q_EMIT job_finished("fit", r.stopped, QString::fromStdString(r.stop_reason));
     });
 }
@@ -129,6 +184,7 @@ void TrainingWorker::resume() {
     run_job("resume", [&] {
         if (!learner_) throw UserError("create a learner first");
         const auto r = learner_->resume("autosave", &stop_);
+        persist();
         Q_EMIT job_finished("resume", r.stopped, QString::fromStdString(r.stop_reason));
     });
 }
@@ -145,6 +201,7 @@ void TrainingWorker::load(const QString& name) {
     run_job("load", [&] {
         if (!learner_) throw UserError("create a learner first");
         learner_->load(name.toStdString());
+        persist();
         Q_EMIT job_finished("load", false, name);
     });
 }

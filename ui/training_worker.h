@@ -63,6 +63,8 @@ public Q_SLOTS:
     void resume();
     void save(const QString& name);
     void load(const QString& name);
+    // Runs a recipe (JSON; empty = the seed's 8 steps), reporting each step.
+    void run_recipe(const QString& recipe_json);
 
 Q_SIGNALS:
     void learner_ready(const QString& description);
@@ -71,6 +73,7 @@ Q_SIGNALS:
     void lr_find_finished(const whisker::ui::LrCurve& curve);
     void progress(const QString& stage, qlonglong done, qlonglong total);
     void job_finished(const QString& job, bool stopped, const QString& message);
+    void recipe_step(int number, const QString& description);
     void failed(const QString& job, const QString& message);
 
 private:
@@ -78,6 +81,8 @@ private:
     template <class F>
     void run_job(const QString& name, F&& body);
     void flush_points(bool force);
+    // Keeps the project's learner in step with whisker-cli: learner.json and checkpoint "current".
+    void persist();
 
     std::unique_ptr<train::Learner> learner_;
     std::atomic<bool> stop_{false};

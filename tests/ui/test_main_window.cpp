@@ -221,6 +221,19 @@ private Q_SLOTS:
         QMetaObject::invokeMethod(worker, [worker] { worker->load("ui-test"); }, Qt::QueuedConnection);
         QVERIFY(finished.wait(60000));
         QCOMPARE(failed.count(), 0);
+        // The project's learner is shared with whisker-cli.
+        QVERIFY(std::filesystem::exists(root / "project/learner.json"));
+        QVERIFY(std::filesystem::exists(root / "project/models/current.json"));
+
+        // "Run the recipe": the seed's steps one after the other, each reported, to a submission.
+        QSignalSpy steps(worker, &whisker::ui::TrainingWorker::recipe_step);
+        QTest::mouseClick(page->recipe_button(), Qt::LeftButton);
+        QVERIFY(finished.wait(300000));
+        QCOMPARE(failed.count(), 0);
+        QCOMPARE(steps.count(), 10);
+        QVERIFY(std::filesystem::exists(root / "project/submission.csv"));
+        QVERIFY(page->epoch_table()->rowCount() >= 12);
+        QVERIFY(w.grab().save(screenshot_dir() + "/train_page_recipe.png"));
     }
 
 private:
