@@ -106,6 +106,7 @@ QVariant ThumbnailModel::data(const QModelIndex& index, int role) const {
 void ThumbnailModel::request(std::size_t record) const {
     if (pending_.contains(record)) return;
     pending_.insert(record);
+    ++requested_;
     const std::filesystem::path file = dataset_->resolve(project_, dataset_->images[record]);
     const std::uint64_t gen = generation_;
     auto* self = const_cast<ThumbnailModel*>(this);

@@ -44,6 +44,8 @@ public:
     const data::Dataset* dataset() const { return dataset_.get(); }
     // Thumbnails decoded so far (tests wait for them).
     int thumbnails_ready() const { return ready_; }
+    // Thumbnails asked for so far: only rows that were shown are ever decoded.
+    int thumbnails_requested() const { return requested_; }
     void wait_for_thumbnails() { pool_.waitForDone(); }
 
 Q_SIGNALS:
@@ -62,6 +64,7 @@ private:
     QSet<std::size_t> failed_;
     mutable QThreadPool pool_;
     int ready_ = 0;
+    mutable int requested_ = 0;
     std::uint64_t generation_ = 0;
 };
 

@@ -94,17 +94,15 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     build_status_bar();
 
     connect(job_, &BackgroundJob::progressed, this, [this](const QString& stage, qulonglong done, qulonglong total) {
-        job_label_->setText(stage);
-        if (total == 0) {
-            progress_->setRange(0, 0);
-        } else {
-            progress_->setRange(0, 1000);
-            progress_->setValue(static_cast<int>(1000.0 * static_cast<double>(done) / static_cast<double>(total)));
-        }
+        show_progress(stage, static_cast<qlonglong>(done), static_cast<qlonglong>(total));
     });
-    connect(job_, &BackgroundJob::failed, this, [this](const QString& name, const QString& message) {
-        log(tr("%1 failed: %2").arg(name, message));
-        QMessageBox::warning(this, tr("%1 failed").arg(name), message);
+    connect(train_page_, &TrainPage::progress_changed, this, &MainWindow::show_progress);
+    connect(train_page_, &TrainPage::busy_changed, this, [this](bool busy) {
+        progress_->setVisible(busy);
+        if (!busy) {
+            job_label_->setText(tr("Ready"));
+            eta_stage_.clear();
+        }
     });
     connect(job_, &BackgroundJob::succeeded, this, [this] {
         if (open_when_done_.empty()) return;
@@ -174,6 +172,30 @@ void MainWindow::build_status_bar() {
     statusBar()->addPermanentWidget(progress_);
     statusBar()->addPermanentWidget(cancel_button_);
     statusBar()->addPermanentWidget(device_label_);
+}
+
+void MainWindow::show_progress(const QString& stage, qlonglong done, qlonglong total) {
+    const qint64 now = QDateTime::currentMSecsSinceEpoch();
+    if (stage != eta_stage_) {
+        eta_stage_ = stage;
+        eta_start_ms_ = now;
+    }
+    QString text = stage;
+    if (total > 0) {
+        progress_->setRange(0, 1000);
+        progress_->setValue(static_cast<int>(1000.0 * static_cast<double>(done) / static_cast<double>(total)));
+        const double elapsed = static_cast<double>(now - eta_start_ms_) / 1000.0;
+        if (done > 0 && elapsed > 0.5) {
+            const auto left = static_cast<qint64>(elapsed / static_cast<double>(done) * static_cast<double>(total - done));
+            text += tr(" — %1/%2, %3 left").arg(done).arg(total).arg(
+                left >= 3600 ? QString("%1:%2:%3").arg(left / 3600).arg((left / 60) % 60, 2, 10, QChar('0')).arg(left % 60, 2, 10, QChar('0'))
+                             : QString("%1:%2").arg(left / 60).arg(left % 60, 2, 10, QChar('0')));
+        }
+    } else {
+        progress_->setRange(0, 0);
+    }
+    progress_->setVisible(true);
+    job_label_->setText(text);
 }
 
 void MainWindow::log(const QString& line) {

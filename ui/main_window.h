@@ -59,6 +59,7 @@ private:
     void choose_sample_folder();
     void remember_recent(const std::filesystem::path& project);
     void refresh_recent_menu();
+    void show_progress(const QString& stage, qlonglong done, qlonglong total);
 
     std::filesystem::path project_;
     std::filesystem::path open_when_done_;   // opened when the running job succeeds
@@ -72,6 +73,9 @@ private:
     QProgressBar* progress_ = nullptr;
     QToolButton* cancel_button_ = nullptr;
     QMenu* recent_menu_ = nullptr;
+    // For the status bar's "time left" of the current stage.
+    QString eta_stage_;
+    qint64 eta_start_ms_ = 0;
     BackgroundJob* job_ = nullptr;
 };
 

@@ -276,6 +276,7 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
         status_->setText(stage);
         progress_->setRange(0, total > 0 ? static_cast<int>(total) : 0);
         progress_->setValue(static_cast<int>(done));
+        Q_EMIT progress_changed(stage, done, total);
     });
     connect(worker_, &TrainingWorker::lr_find_finished, this, &TrainPage::show_lr_curve);
     connect(worker_, &TrainingWorker::batches, this, &TrainPage::add_points);

@@ -55,6 +55,7 @@ public:
 Q_SIGNALS:
     void log(const QString& line);
     void busy_changed(bool busy);
+    void progress_changed(const QString& stage, qlonglong done, qlonglong total);
 
 private:
     void set_busy(bool busy, const QString& what = {});

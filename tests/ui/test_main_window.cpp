@@ -106,6 +106,39 @@ private Q_SLOTS:
         seen->close();
     }
 
+    void browser_scales_to_25000_images() {
+        // 25,000 records (pointing at a few real files): the grid fills at once, and only the
+        // rows shown are decoded, however far the user scrolls.
+        QTemporaryDir tmp;
+        const std::filesystem::path root = tmp.path().toStdString();
+        whisker::sample::SampleOptions so;
+        so.train_images = 8;
+        so.test_images = 0;
+        whisker::sample::write_sample_competition(root / "dl", so);
+        whisker::data::PrepareOptions po;
+        po.project = root / "p";
+        po.source = root / "dl";
+        auto d = std::make_shared<whisker::data::Dataset>(whisker::data::prepare_dataset(po));
+        const auto base = d->images;
+        d->images.clear();
+        for (int i = 0; i < 25000; ++i) d->images.push_back(base[static_cast<std::size_t>(i) % base.size()]);
+        whisker::ui::ImageBrowser browser;
+        browser.resize(1000, 700);
+        browser.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&browser));
+        browser.set_dataset(root / "p", d);
+        QCOMPARE(browser.model()->rowCount(), 25000);
+        QTest::qWait(200);
+        browser.view()->scrollToBottom();
+        QTest::qWait(200);
+        browser.view()->scrollTo(browser.model()->index(12500));
+        QTest::qWait(200);
+        browser.model()->wait_for_thumbnails();
+        QVERIFY2(browser.model()->thumbnails_requested() < 600,
+                 qPrintable(QString::number(browser.model()->thumbnails_requested())));
+        QVERIFY(browser.model()->thumbnails_requested() > 0);
+    }
+
     void a_project_with_bad_files_lists_them() {
         QTemporaryDir tmp;
         const std::filesystem::path root = tmp.path().toStdString();
