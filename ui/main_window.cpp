@@ -256,6 +256,12 @@ void MainWindow::create_sample_project(const fs::path& folder) {
     open_when_done_ = folder;
 }
 
+bool MainWindow::start_job(const QString& name, std::function<void(const ProgressFn&, const std::atomic<bool>&)> work) {
+    if (job_->start(name, std::move(work))) return true;
+    QMessageBox::information(this, tr("Busy"), tr("Wait for the current job to finish, or stop it."));
+    return false;
+}
+
 void MainWindow::choose_new_project() {
     const QString dir = QFileDialog::getExistingDirectory(this, tr("Folder for the new project (an empty folder)"));
     if (dir.isEmpty()) return;
@@ -269,7 +275,7 @@ void MainWindow::prepare_from(const PrepareRequest& r) {
         return;
     }
     const fs::path project = project_;
-    const bool started = job_->start(tr("Preparing the dataset"), [project, r](const ProgressFn& progress,
+    const bool started = start_job(tr("Preparing the dataset"), [project, r](const ProgressFn& progress,
                                                                                const std::atomic<bool>& cancel) {
         data::PrepareOptions po;
         po.project = project;
@@ -281,15 +287,7 @@ void MainWindow::prepare_from(const PrepareRequest& r) {
         po.cancel = &cancel;
         data::prepare_dataset(po);
     });
-    if (!started) {
-        QMessageBox::information(this, tr("Busy"), tr("Wait for the current job to finish, or stop it."));
-        return;
-    }
-    progress_->setVisible(true);
-    cancel_button_->setVisible(true);
-    data_page_->set_busy(true);
-    log(tr("Preparing %1 from %2").arg(qstr(project), r.source));
-    open_when_done_ = project;
+    if (started) job_started(project, tr("Preparing %1 from %2").arg(qstr(project), r.source));
 }
 
 void MainWindow::download_competition(const QString& competition) {
@@ -300,7 +298,7 @@ void MainWindow::download_competition(const QString& competition) {
     const fs::path project = project_;
     const PrepareRequest split = data_page_->request_for({});
     const std::string comp = competition.toStdString();
-    const bool started = job_->start(tr("Downloading %1").arg(competition), [project, split, comp](const ProgressFn& progress,
+    const bool started = start_job(tr("Downloading %1").arg(competition), [project, split, comp](const ProgressFn& progress,
                                                                                                   const std::atomic<bool>& cancel) {
         kaggle::ClientOptions co;
         co.cancel = &cancel;
@@ -316,15 +314,16 @@ void MainWindow::download_competition(const QString& competition) {
         po.cancel = &cancel;
         data::prepare_dataset(po);
     });
-    if (!started) {
-        QMessageBox::information(this, tr("Busy"), tr("Wait for the current job to finish, or stop it."));
-        return;
-    }
+    if (started)
+        job_started(project, tr("Downloading the Kaggle competition %1 into %2").arg(competition, qstr(project / "download")));
+}
+
+void MainWindow::job_started(const fs::path& reopen, const QString& message) {
     progress_->setVisible(true);
     cancel_button_->setVisible(true);
     data_page_->set_busy(true);
-    log(tr("Downloading the Kaggle competition %1 into %2").arg(competition, qstr(project / "download")));
-    open_when_done_ = project;
+    log(message);
+    open_when_done_ = reopen;
 }
 
 void MainWindow::choose_project() {

@@ -7,6 +7,11 @@
 
 #include "data_page.h"
 
+#include "whisker/common/parallel.h"
+
+#include <atomic>
+#include <functional>
+
 #include <filesystem>
 
 class QLabel;
@@ -60,6 +65,10 @@ private:
     void remember_recent(const std::filesystem::path& project);
     void refresh_recent_menu();
     void show_progress(const QString& stage, qlonglong done, qlonglong total);
+    // Starts a background job, or says the window is busy (false).
+    bool start_job(const QString& name, std::function<void(const ProgressFn&, const std::atomic<bool>&)> work);
+    // Shows a started job in the status bar; the project is reopened when it succeeds.
+    void job_started(const std::filesystem::path& reopen, const QString& message);
 
     std::filesystem::path project_;
     std::filesystem::path open_when_done_;   // opened when the running job succeeds

@@ -45,6 +45,20 @@ private:
     TrainingWorker* w_;
 };
 
+namespace {
+LrCurve curve_of(const train::LrFindResult& r) {
+    LrCurve c;
+    c.lrs = QVector<double>(r.plot_lrs.begin(), r.plot_lrs.end());
+    c.losses = QVector<double>(r.plot_losses.begin(), r.plot_losses.end());
+    c.minimum = r.suggestions.minimum;
+    c.steepest = r.suggestions.steepest;
+    c.valley = r.suggestions.valley;
+    c.valid = r.suggestions.valid;
+    c.stopped_early = r.stopped_early;
+    return c;
+}
+}  // namespace
+
 TrainingWorker::TrainingWorker() { register_training_types(); }
 TrainingWorker::~TrainingWorker() = default;
 
@@ -129,14 +143,7 @@ void TrainingWorker::run_recipe(const QString& recipe_json) {
         train::RecipeEvents ev;
         ev.step_started = [this](int n, const std::string& step) { Q_EMIT recipe_step(n, QString::fromStdString(step)); };
         ev.lr_found = [this](const train::LrFindResult& r, double, bool) {
-            LrCurve c;
-            c.lrs = QVector<double>(r.plot_lrs.begin(), r.plot_lrs.end());
-            c.losses = QVector<double>(r.plot_losses.begin(), r.plot_losses.end());
-            c.minimum = r.suggestions.minimum;
-            c.steepest = r.suggestions.steepest;
-            c.valley = r.suggestions.valley;
-            c.valid = r.suggestions.valid;
-            Q_EMIT lr_find_finished(c);
+            Q_EMIT lr_find_finished(curve_of(r));
         };
         in_lr_find_ = false;
         const std::string recipe = recipe_json.isEmpty() ? train::default_recipe() : recipe_json.toStdString();
@@ -155,15 +162,7 @@ void TrainingWorker::lr_find() {
             ~Reset() { flag = false; }
         } reset{in_lr_find_};
         const auto r = learner_->lr_find(1e-5, 10, false, &stop_);
-        LrCurve c;
-        c.lrs = QVector<double>(r.plot_lrs.begin(), r.plot_lrs.end());
-        c.losses = QVector<double>(r.plot_losses.begin(), r.plot_losses.end());
-        c.minimum = r.suggestions.minimum;
-        c.steepest = r.suggestions.steepest;
-        c.valley = r.suggestions.valley;
-        c.valid = r.suggestions.valid;
-        c.stopped_early = r.stopped_early;
-        Q_EMIT lr_find_finished(c);
+        Q_EMIT lr_find_finished(curve_of(r));
         Q_EMIT job_finished("lr_find", stop_.load(), {});
     });
 }
