@@ -35,6 +35,19 @@ namespace whisker::ui {
 
 namespace {
 QString qstr(const fs::path& p) { return QString::fromStdString(p.string()); }
+
+data::PrepareOptions prepare_options(const fs::path& project, const fs::path& source, const PrepareRequest& split,
+                                     const ProgressFn& progress, const std::atomic<bool>& cancel) {
+    data::PrepareOptions po;
+    po.project = project;
+    po.source = source;
+    po.valid_frac = split.valid_frac;
+    po.valid_per_class = split.valid_per_class;
+    po.seed = split.seed;
+    po.progress = progress;
+    po.cancel = &cancel;
+    return po;
+}
 }  // namespace
 
 MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
@@ -277,15 +290,7 @@ void MainWindow::prepare_from(const PrepareRequest& r) {
     const fs::path project = project_;
     const bool started = start_job(tr("Preparing the dataset"), [project, r](const ProgressFn& progress,
                                                                                const std::atomic<bool>& cancel) {
-        data::PrepareOptions po;
-        po.project = project;
-        po.source = r.source.toStdString();
-        po.valid_frac = r.valid_frac;
-        po.valid_per_class = r.valid_per_class;
-        po.seed = r.seed;
-        po.progress = progress;
-        po.cancel = &cancel;
-        data::prepare_dataset(po);
+        data::prepare_dataset(prepare_options(project, r.source.toStdString(), r, progress, cancel));
     });
     if (started) job_started(project, tr("Preparing %1 from %2").arg(qstr(project), r.source));
 }
@@ -304,15 +309,7 @@ void MainWindow::download_competition(const QString& competition) {
         co.cancel = &cancel;
         kaggle::Client client(kaggle::require_credentials(), co);
         const auto report = client.download_all(comp, project / "download", false, progress);
-        data::PrepareOptions po;
-        po.project = project;
-        po.source = report.file;
-        po.valid_frac = split.valid_frac;
-        po.valid_per_class = split.valid_per_class;
-        po.seed = split.seed;
-        po.progress = progress;
-        po.cancel = &cancel;
-        data::prepare_dataset(po);
+        data::prepare_dataset(prepare_options(project, report.file, split, progress, cancel));
     });
     if (started)
         job_started(project, tr("Downloading the Kaggle competition %1 into %2").arg(competition, qstr(project / "download")));

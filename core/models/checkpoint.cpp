@@ -458,6 +458,12 @@ std::string safetensors_name(at::ScalarType t) {
 
 }  // namespace
 
+const at::Tensor& find_tensor(const StateDict& state, const std::string& name) {
+    for (const auto& [key, t] : state)
+        if (key == name) return t;
+    throw UserError("no tensor named '" + name + "'");
+}
+
 StateDict read_torch_checkpoint(const fs::path& path) {
     try {
         std::string head;

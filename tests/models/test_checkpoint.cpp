@@ -14,12 +14,6 @@ using namespace whisker;
 using namespace whisker::models;
 
 namespace {
-const at::Tensor& find(const StateDict& sd, const std::string& name) {
-    for (const auto& [k, v] : sd)
-        if (k == name) return v;
-    throw std::runtime_error("missing " + name);
-}
-
 class Net : public torch::nn::Module {
 public:
     Net() {
@@ -85,7 +79,7 @@ TEST(TorchCheckpoint, NotACheckpointIsAClearError) {
 }
 
 TEST(TorchCheckpoint, ReadsBothFormatsWrittenByPyTorch) {
-    if (!test::have_python_torchvision()) GTEST_SKIP() << "python3-torch is not installed";
+    WHISKER_REQUIRE_PYTHON_TORCHVISION();
     test::TempDir dir;
     const std::string script =
         "import torch, collections\n"
@@ -110,14 +104,14 @@ TEST(TorchCheckpoint, ReadsBothFormatsWrittenByPyTorch) {
         const StateDict sd = read_torch_checkpoint(dir / file);
         ASSERT_EQ(sd.size(), 7u);
         EXPECT_EQ(sd[0].first, "a");
-        EXPECT_TRUE(at::equal(find(sd, "a"), at::arange(12, at::kFloat).view({3, 4})));
-        EXPECT_TRUE(at::equal(find(sd, "row"), at::tensor({4.f, 5.f, 6.f, 7.f})));
-        EXPECT_TRUE(at::equal(find(sd, "t"), at::arange(6, at::kLong).view({2, 3}).t()));
-        EXPECT_EQ(find(sd, "h").scalar_type(), at::kHalf);
-        EXPECT_TRUE(at::equal(find(sd, "b"), at::tensor({1, 0, 1}).to(at::kBool)));
-        EXPECT_EQ(find(sd, "s").dim(), 0);
-        EXPECT_EQ(find(sd, "s").item<double>(), 3.5);
-        EXPECT_TRUE(at::equal(find(sd, "p"), at::ones({2, 2})));
+        EXPECT_TRUE(at::equal(find_tensor(sd, "a"), at::arange(12, at::kFloat).view({3, 4})));
+        EXPECT_TRUE(at::equal(find_tensor(sd, "row"), at::tensor({4.f, 5.f, 6.f, 7.f})));
+        EXPECT_TRUE(at::equal(find_tensor(sd, "t"), at::arange(6, at::kLong).view({2, 3}).t()));
+        EXPECT_EQ(find_tensor(sd, "h").scalar_type(), at::kHalf);
+        EXPECT_TRUE(at::equal(find_tensor(sd, "b"), at::tensor({1, 0, 1}).to(at::kBool)));
+        EXPECT_EQ(find_tensor(sd, "s").dim(), 0);
+        EXPECT_EQ(find_tensor(sd, "s").item<double>(), 3.5);
+        EXPECT_TRUE(at::equal(find_tensor(sd, "p"), at::ones({2, 2})));
     }
     // A truncated download of either format is an error naming the file, never garbage.
     for (const char* file : {"new.pth", "old.pth"}) {

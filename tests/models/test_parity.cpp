@@ -20,12 +20,6 @@ using namespace whisker::models;
 
 namespace {
 
-const at::Tensor& entry(const StateDict& sd, const std::string& name) {
-    for (const auto& [k, v] : sd)
-        if (k == name) return v;
-    throw std::runtime_error("missing " + name);
-}
-
 double relative_error(const at::Tensor& got, const at::Tensor& want) {
     return (got - want).abs().max().item<double>() / want.abs().max().item<double>();
 }
@@ -35,7 +29,7 @@ class Parity : public ::testing::TestWithParam<std::string> {};
 }  // namespace
 
 TEST_P(Parity, LoadsBothFormatsAndMatchesTorchvision) {
-    if (!test::have_python_torchvision()) GTEST_SKIP() << "python3-torchvision is not installed";
+    WHISKER_REQUIRE_PYTHON_TORCHVISION();
     detect_compute_device();
     const std::string arch_name = GetParam();
     test::TempDir dir;
@@ -43,7 +37,7 @@ TEST_P(Parity, LoadsBothFormatsAndMatchesTorchvision) {
                             arch_name + " " + dir.path().string();
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     const StateDict ref = read_torch_checkpoint(dir / (arch_name + ".reference.pth"));
-    const at::Tensor input = entry(ref, "input"), logits = entry(ref, "logits");
+    const at::Tensor input = find_tensor(ref, "input"), logits = find_tensor(ref, "logits");
 
     std::vector<std::string> files{arch_name + ".zip.pth", arch_name + ".legacy.pth"};
     if (arch_name == "resnet18") files.push_back(arch_name + ".legacy-old.pth");
@@ -71,7 +65,7 @@ INSTANTIATE_TEST_SUITE_P(Torchvision, Parity,
 // An exported learner model loads into torchvision from Python (reading the safetensors file
 // by hand: Debian has no safetensors package) and its body computes what Whisker's does.
 TEST(ExportParity, TorchvisionLoadsTheExportedBody) {
-    if (!test::have_python_torchvision()) GTEST_SKIP() << "python3-torchvision is not installed";
+    WHISKER_REQUIRE_PYTHON_TORCHVISION();
     test::TempDir dir;
     torch::manual_seed(3);
     ClassifierModel model(Arch::ResNet18, 2);

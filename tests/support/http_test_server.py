@@ -20,6 +20,8 @@ import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from file_serving import send_cut, send_ranged
+
 seen = set()
 lock = threading.Lock()
 
@@ -67,32 +69,8 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "badhash":
             data = data[:-1] + bytes([data[-1] ^ 0xFF])
         if mode == "cut" and first_time(self.path):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(2)
-            return
-        start = 0
-        rng = self.headers.get("Range")
-        if rng and mode != "norange" and rng.startswith("bytes="):
-            start = int(rng[6:].split("-")[0])
-            if start >= len(data):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+            return send_cut(self, data)
+        send_ranged(self, data, honour_range=mode != "norange")
 
     def plain(self, code, body):
         self.send_response(code)

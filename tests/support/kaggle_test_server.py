@@ -33,6 +33,8 @@ import urllib.parse
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from file_serving import send_cut, send_ranged
+
 LOCK = threading.Lock()
 SERVICE = "/v1/competitions.CompetitionApiService/"
 
@@ -128,34 +130,10 @@ class Handler(BaseHTTPRequestHandler):
         mtime = formatdate(os.path.getmtime(self.st.args.archive), usegmt=True)
         common = {"Last-Modified": mtime, "Accept-Ranges": "bytes"}
         if self.command == "HEAD":
-            self.send_response(200)
-            for k, v in common.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            return
+            return send_ranged(self, data, common, honour_range=False)
         if "cut" in self.st.modes and self.st.first("cut"):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(2)
-            return
-        start = 0
-        rng = self.headers.get("Range", "")
-        if rng.startswith("bytes="):
-            start = int(rng[6:].split("-")[0])
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            self.send_response(200)
-        for k, v in common.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        self.wfile.write(data[start:])
+            return send_cut(self, data)
+        send_ranged(self, data, common)
 
     # ---- the API ----
     def do_HEAD(self):

@@ -4,6 +4,7 @@
 #include <opencv2/core/mat.hpp>
 
 #include <filesystem>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -85,5 +86,19 @@ private:
 std::filesystem::path tests_dir();
 // True when Debian's python3 with torch and torchvision is available for reference files.
 bool have_python_torchvision();
+
+}  // namespace whisker::test
+
+// Skips a test that needs python3-torchvision where it is missing — except under CI (CI=true),
+// whose set-up installs it: there a missing package fails the test instead of hiding it.
+#define WHISKER_REQUIRE_PYTHON_TORCHVISION()                                                      \
+    do {                                                                                          \
+        if (!whisker::test::have_python_torchvision()) {                                          \
+            if (std::getenv("CI")) FAIL() << "python3-torchvision is missing under CI";           \
+            GTEST_SKIP() << "python3-torchvision is not installed";                               \
+        }                                                                                         \
+    } while (0)
+
+namespace whisker::test {
 
 }  // namespace whisker::test

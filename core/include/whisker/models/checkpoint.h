@@ -29,6 +29,9 @@ namespace whisker::models {
 // Name -> tensor, in file order.
 using StateDict = std::vector<std::pair<std::string, at::Tensor>>;
 
+// The tensor called `name`; throws UserError naming it when absent.
+const at::Tensor& find_tensor(const StateDict& state, const std::string& name);
+
 StateDict read_torch_checkpoint(const std::filesystem::path& path);
 StateDict read_safetensors(const std::filesystem::path& path, std::map<std::string, std::string>* metadata = nullptr);
 // Writes atomically; tensors are made contiguous CPU copies first.
