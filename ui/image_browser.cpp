@@ -32,6 +32,8 @@ QImage thumbnail_of(const std::filesystem::path& file, int side) {
 }
 }  // namespace
 
+QImage load_display_image(const std::filesystem::path& file) { return to_qimage(data::decode_image_file(file).rgb); }
+
 ThumbnailModel::ThumbnailModel(QObject* parent) : QAbstractListModel(parent) {
     pool_.setMaxThreadCount(std::max(1, QThread::idealThreadCount()));
 }
@@ -60,17 +62,36 @@ void ThumbnailModel::set_filter(int split, int label) {
     beginResetModel();
     rows_.clear();
     if (dataset_) {
-        row_of_record_.assign(dataset_->images.size(), -1);
         for (std::size_t i = 0; i < dataset_->images.size(); ++i) {
             const auto& im = dataset_->images[i];
             if (im.excluded) continue;
             if (split >= 0 && static_cast<int>(im.split) != split) continue;
             if (label >= 0 && std::find(im.labels.begin(), im.labels.end(), label) == im.labels.end()) continue;
-            row_of_record_[i] = static_cast<int>(rows_.size());
             rows_.push_back(i);
         }
     }
+    index_rows();
     endResetModel();
+}
+
+void ThumbnailModel::set_records(std::vector<std::size_t> records) {
+    beginResetModel();
+    rows_ = std::move(records);
+    if (dataset_) {
+        const std::size_t n = dataset_->images.size();
+        rows_.erase(std::remove_if(rows_.begin(), rows_.end(), [n](std::size_t r) { return r >= n; }), rows_.end());
+    }
+    index_rows();
+    endResetModel();
+}
+
+void ThumbnailModel::index_rows() {
+    row_of_record_.assign(dataset_ ? dataset_->images.size() : 0, -1);
+    for (std::size_t row = 0; row < rows_.size(); ++row) row_of_record_[rows_[row]] = static_cast<int>(row);
+}
+
+void ThumbnailModel::refresh_all() {
+    if (!rows_.empty()) Q_EMIT dataChanged(index(0), index(static_cast<int>(rows_.size()) - 1));
 }
 
 int ThumbnailModel::rowCount(const QModelIndex& parent) const { return parent.isValid() ? 0 : static_cast<int>(rows_.size()); }
@@ -85,6 +106,7 @@ QVariant ThumbnailModel::data(const QModelIndex& index, int role) const {
     const auto& im = dataset_->images[record];
     switch (role) {
         case Qt::DisplayRole: {
+            if (caption_) return caption_(record);
             QString label = im.labels.empty() ? tr("test") : QString::fromStdString(dataset_->classes[static_cast<std::size_t>(im.labels[0])]);
             return QString::fromStdString(std::filesystem::path(im.path).filename().string()) + "\n" + label;
         }
@@ -98,7 +120,13 @@ QVariant ThumbnailModel::data(const QModelIndex& index, int role) const {
             placeholder.fill(QColor(128, 128, 128, 40));
             return placeholder;
         }
-        case Qt::SizeHintRole: return QSize(kThumbSize + 16, kThumbSize + 40);
+        case Qt::BackgroundRole:
+            if (tint_) {
+                const QColor c = tint_(record);
+                if (c.isValid()) return c;
+            }
+            return {};
+        case Qt::SizeHintRole: return QSize(kThumbSize + 16, kThumbSize + (caption_ ? 56 : 40));
         default: return {};
     }
 }

@@ -18,6 +18,7 @@
 #include <QWidget>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 
 class QComboBox;
@@ -25,6 +26,10 @@ class QLabel;
 class QListView;
 
 namespace whisker::ui {
+
+// Decodes an image for display (any format Whisker reads, EXIF orientation applied); throws
+// on unreadable files.
+QImage load_display_image(const std::filesystem::path& file);
 
 class ThumbnailModel : public QAbstractListModel {
     Q_OBJECT
@@ -34,8 +39,15 @@ public:
     ~ThumbnailModel() override;
 
     void set_dataset(const std::filesystem::path& project, std::shared_ptr<const data::Dataset> dataset);
-    // -1 = all; split: 0 train, 1 valid, 2 test.
+    // -1 = all; split: 0 train, 1 valid, 2 test. Excluded images are left out.
     void set_filter(int split, int label);
+    // Shows exactly these records, in this order (the Inspect page's galleries).
+    void set_records(std::vector<std::size_t> records);
+    // Optional per-record caption and tile colour (default: file name and label, no colour).
+    void set_caption(std::function<QString(std::size_t record)> caption) { caption_ = std::move(caption); }
+    void set_tint(std::function<QColor(std::size_t record)> tint) { tint_ = std::move(tint); }
+    // Captions or tints changed (e.g. a mark was set): repaint every tile.
+    void refresh_all();
 
     int rowCount(const QModelIndex& parent = {}) const override;
     QVariant data(const QModelIndex& index, int role) const override;
@@ -57,6 +69,9 @@ private:
 
     std::filesystem::path project_;
     std::shared_ptr<const data::Dataset> dataset_;
+    void index_rows();
+    std::function<QString(std::size_t)> caption_;
+    std::function<QColor(std::size_t)> tint_;
     std::vector<std::size_t> rows_;
     std::vector<int> row_of_record_;
     mutable QCache<std::size_t, QPixmap> cache_{3000};

@@ -2,11 +2,14 @@
 
 #include "background_job.h"
 #include "data_page.h"
+#include "inspect_page.h"
+#include "submit_page.h"
 #include "train_page.h"
 
 #include "whisker/common/device.h"
 #include "whisker/data/prepare.h"
 #include "whisker/kaggle/client.h"
+#include "whisker/kaggle/submission_history.h"
 #include "whisker/sample/sample_competition.h"
 
 #include <QAction>
@@ -62,28 +65,49 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     const struct { const char* name; QStyle::StandardPixmap icon; const char* tip; } steps[] = {
         {QT_TR_NOOP("1  Data"), QStyle::SP_DirOpenIcon, QT_TR_NOOP("Get the images, split them, look at them")},
         {QT_TR_NOOP("2  Train"), QStyle::SP_MediaPlay, QT_TR_NOOP("Fine-tune a pretrained network: LR finder, fit, live plots")},
-        {QT_TR_NOOP("3  Inspect"), QStyle::SP_FileDialogContentsView, QT_TR_NOOP("See what the model gets wrong (not built yet)")},
-        {QT_TR_NOOP("4  Submit"), QStyle::SP_ArrowUp, QT_TR_NOOP("Export the CSV and submit it to Kaggle (not built yet)")},
+        {QT_TR_NOOP("3  Inspect"), QStyle::SP_FileDialogContentsView, QT_TR_NOOP("See what the model gets wrong: galleries by loss, confusion matrix, marks")},
+        {QT_TR_NOOP("4  Submit"), QStyle::SP_ArrowUp, QT_TR_NOOP("Predict the test set, check and export the CSV, submit it to Kaggle")},
     };
     for (const auto& s : steps) {
         auto* item = new QListWidgetItem(style()->standardIcon(s.icon), tr(s.name));
         item->setToolTip(tr(s.tip));
         nav_->addItem(item);
     }
-    // Inspect and Submit are not built yet; they stay visible (the workflow's shape) but
-    // cannot be selected.
-    for (int i = InspectPageIndex; i <= SubmitPageIndex; ++i) nav_->item(i)->setFlags(Qt::NoItemFlags);
 
     pages_ = new QStackedWidget;
     data_page_ = new DataPage;
     pages_->addWidget(data_page_);
     train_page_ = new TrainPage;
     pages_->addWidget(train_page_);
+    inspect_page_ = new InspectPage(train_page_);
+    pages_->addWidget(inspect_page_);
+    submit_page_ = new SubmitPage(train_page_);
+    pages_->addWidget(submit_page_);
     connect(train_page_, &TrainPage::log, this, &MainWindow::log);
+    connect(inspect_page_, &InspectPage::log, this, &MainWindow::log);
+    connect(submit_page_, &SubmitPage::log, this, &MainWindow::log);
+    // Marks made on the Inspect page show on the Data page at once.
+    connect(inspect_page_, &InspectPage::dataset_changed, this, [this] {
+        try {
+            data_page_->show_dataset(project_, data::Dataset::load(project_));
+        } catch (const std::exception& e) {
+            log(QString::fromStdString(e.what()));
+        }
+    });
+    connect(submit_page_, &SubmitPage::progress_changed, this, &MainWindow::show_progress);
+    connect(submit_page_, &SubmitPage::busy_changed, this, [this](bool busy) {
+        progress_->setVisible(busy);
+        if (!busy) {
+            job_label_->setText(tr("Ready"));
+            eta_stage_.clear();
+        }
+    });
     connect(data_page_, &DataPage::prepare_requested, this, [this](const PrepareRequest& r) { prepare_from(r); });
     connect(data_page_, &DataPage::download_requested, this, &MainWindow::download_competition);
     connect(nav_, &QListWidget::currentRowChanged, this, [this](int row) {
         if (row >= 0 && row < pages_->count()) pages_->setCurrentIndex(row);
+        // Opening Inspect after a fit shows the current model's mistakes without a click.
+        if (row == InspectPageIndex) inspect_page_->refresh_if_stale();
     });
     nav_->setCurrentRow(DataPageIndex);
 
@@ -223,6 +247,8 @@ bool MainWindow::open_project(const fs::path& project) {
     }
     project_ = project;
     train_page_->set_project(project);
+    inspect_page_->set_project(project);
+    submit_page_->set_project(project);
     setWindowTitle(tr("Whisker — %1").arg(qstr(project.filename())));
     try {
         if (data::Dataset::exists(project)) {
@@ -309,6 +335,10 @@ void MainWindow::download_competition(const QString& competition) {
         co.cancel = &cancel;
         kaggle::Client client(kaggle::require_credentials(), co);
         const auto report = client.download_all(comp, project / "download", false, progress);
+        // The Submit page submits to the competition the data came from.
+        auto history = kaggle::SubmissionHistory::load(project);
+        history.competition = comp;
+        history.save(project);
         data::prepare_dataset(prepare_options(project, report.file, split, progress, cancel));
     });
     if (started)
@@ -354,6 +384,10 @@ void MainWindow::refresh_recent_menu() {
 
 void MainWindow::closeEvent(QCloseEvent* event) {
     if (train_page_->busy()) train_page_->stop();
+    if (submit_page_->job()->busy()) {
+        submit_page_->job()->cancel();
+        submit_page_->job()->wait();
+    }
     if (job_->busy()) {
         job_->cancel();
         job_->wait();

@@ -26,6 +26,8 @@ namespace whisker::ui {
 
 class BackgroundJob;
 class DataPage;
+class InspectPage;
+class SubmitPage;
 class TrainPage;
 
 class MainWindow : public QMainWindow {
@@ -49,6 +51,8 @@ public:
     const std::filesystem::path& project() const { return project_; }
     DataPage* data_page() const { return data_page_; }
     TrainPage* train_page() const { return train_page_; }
+    InspectPage* inspect_page() const { return inspect_page_; }
+    SubmitPage* submit_page() const { return submit_page_; }
     BackgroundJob* job() const { return job_; }
     QListWidget* navigation() const { return nav_; }
     void log(const QString& line);
@@ -76,6 +80,8 @@ private:
     QStackedWidget* pages_ = nullptr;
     DataPage* data_page_ = nullptr;
     TrainPage* train_page_ = nullptr;
+    InspectPage* inspect_page_ = nullptr;
+    SubmitPage* submit_page_ = nullptr;
     QPlainTextEdit* log_ = nullptr;
     QLabel* device_label_ = nullptr;
     QLabel* job_label_ = nullptr;

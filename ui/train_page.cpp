@@ -344,6 +344,13 @@ void TrainPage::set_busy(bool busy, const QString& what) {
     Q_EMIT busy_changed(busy);
 }
 
+bool TrainPage::run_on_worker(const QString& what, std::function<void(TrainingWorker*)> call) {
+    if (busy_ || project_.empty()) return false;
+    set_busy(true, what);
+    QMetaObject::invokeMethod(worker_, [w = worker_, call = std::move(call)] { call(w); }, Qt::QueuedConnection);
+    return true;
+}
+
 void TrainPage::choose_learning_rate(double lr) {
     lr_->setText(QString::number(lr, 'g', 3));
     Q_EMIT log(tr("Learning rate set to %1").arg(lr_->text()));

@@ -9,6 +9,7 @@
 #include <QWidget>
 
 #include <filesystem>
+#include <functional>
 
 class QCheckBox;
 class QComboBox;
@@ -51,6 +52,11 @@ public:
     QCustomPlot* metrics_plot() const { return metrics_plot_; }
     TrainingWorker* worker() const { return worker_; }
     void choose_learning_rate(double lr);   // what a click on the LR-finder curve does
+    bool has_learner() const { return has_learner_; }
+    // Runs `call` on the worker thread as a job of this page's worker (other pages use the
+    // same learner: Inspect and Submit predict with it). Returns false, changing nothing, when
+    // the worker is busy.
+    bool run_on_worker(const QString& what, std::function<void(TrainingWorker*)> call);
 
 Q_SIGNALS:
     void log(const QString& line);

@@ -17,6 +17,7 @@ void register_training_types() {
     qRegisterMetaType<QVector<LossPoint>>();
     qRegisterMetaType<LrCurve>();
     qRegisterMetaType<LearnerSettings>();
+    qRegisterMetaType<PredictionSet>();
     qRegisterMetaType<train::EpochRecord>();
     qRegisterMetaType<train::FitOptions>();
 }
@@ -88,6 +89,18 @@ void TrainingWorker::run_job(const QString& name, F&& body) {
 
 void TrainingWorker::create_learner(const LearnerSettings& s) {
     run_job("create learner", [&] {
+        create_from_settings(s);
+        Q_EMIT job_finished("create learner", false, {});
+    });
+}
+
+void TrainingWorker::changed() {
+    ++generation_;
+    Q_EMIT model_changed(generation_);
+}
+
+void TrainingWorker::create_from_settings(const LearnerSettings& s) {
+    {
         const std::filesystem::path project = s.project.toStdString();
         data::Dataset dataset = data::Dataset::load(project);
         train::LearnerConfig c;
@@ -123,7 +136,50 @@ void TrainingWorker::create_learner(const LearnerSettings& s) {
         Q_EMIT learner_ready(QString::fromStdString(fmt::format("{} at {} px, batch {}, {} — {}", c.arch, c.size, c.batch_size,
                                                               c.pretrained ? "ImageNet weights" : "from scratch",
                                                               detect_compute_device().describe())));
-        Q_EMIT job_finished("create learner", false, {});
+        changed();
+    }
+}
+
+void TrainingWorker::predict(const QString& project, int split, int tta, int mix) {
+    run_job("predict", [&] {
+        if (!learner_) {
+            const std::filesystem::path p = project.toStdString();
+            if (!std::filesystem::exists(p / "learner.json"))
+                throw UserError("this project has no learner yet", "create one and train it on the Train page");
+            const auto j = nlohmann::json::parse(read_file(p / "learner.json"));
+            LearnerSettings s;
+            s.project = project;
+            s.arch = QString::fromStdString(j.value("arch", "resnet34"));
+            s.size = j.value("size", 224);
+            s.batch_size = j.value("batch_size", 64);
+            s.pretrained = j.value("pretrained", true);
+            create_from_settings(s);
+        }
+        const auto sp = static_cast<data::Split>(split);
+        if (learner_->dataset().count(sp) == 0)
+            throw UserError(std::string("the dataset has no ") + data::split_name(sp) + " images");
+        PredictionSet out;
+        out.predictions = std::make_shared<const train::Predictions>(
+            learner_->predict(sp, tta, mix ? train::TtaMix::Beta : train::TtaMix::Mean, &stop_));
+        out.dataset = std::make_shared<const data::Dataset>(learner_->dataset());
+        out.project = QString::fromStdString(learner_->project().string());
+        out.split = split;
+        out.tta = tta;
+        out.mix = mix;
+        out.generation = generation_;
+        const auto& c = learner_->config();
+        out.model = QString::fromStdString(fmt::format("{} at {} px, {} epoch{}", c.arch, c.size, learner_->epochs_trained(),
+                                                       learner_->epochs_trained() == 1 ? "" : "s"));
+        Q_EMIT predictions_ready(out);
+        Q_EMIT job_finished("predict", false, {});
+    });
+}
+
+void TrainingWorker::reload_dataset() {
+    run_job("reload dataset", [&] {
+        if (!learner_) return;
+        learner_->set_dataset(data::Dataset::load(learner_->project()));
+        changed();
     });
 }
 
@@ -149,6 +205,7 @@ void TrainingWorker::run_recipe(const QString& recipe_json) {
         const std::string recipe = recipe_json.isEmpty() ? train::default_recipe() : recipe_json.toStdString();
         const auto r = train::run_recipe(*learner_, recipe, ev, &stop_);
         persist();
+        changed();
         Q_EMIT job_finished("recipe", r.stopped, QString::fromStdString(r.stop_reason));
     });
 }
@@ -175,6 +232,7 @@ void TrainingWorker::fit(const train::FitOptions& options, bool precompute, int 
         if (precompute != learner_->precompute()) learner_->set_precompute(precompute);
         const auto r = learner_->fit(options, &stop_);
         persist();
+        changed();
         Q_EMIT job_finished("fit", r.stopped, QString::fromStdString(r.stop_reason));
     });
 }
@@ -184,6 +242,7 @@ void TrainingWorker::resume() {
         if (!learner_) throw UserError("create a learner first");
         const auto r = learner_->resume("autosave", &stop_);
         persist();
+        changed();
         Q_EMIT job_finished("resume", r.stopped, QString::fromStdString(r.stop_reason));
     });
 }
@@ -201,6 +260,7 @@ void TrainingWorker::load(const QString& name) {
         if (!learner_) throw UserError("create a learner first");
         learner_->load(name.toStdString());
         persist();
+        changed();
         Q_EMIT job_finished("load", false, name);
     });
 }

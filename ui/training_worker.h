@@ -37,6 +37,20 @@ struct LrCurve {
     bool stopped_early = false;
 };
 
+// Predictions of the learner on one split, with the dataset as the learner saw it. Shared,
+// read-only: pages keep them while the worker goes on.
+struct PredictionSet {
+    std::shared_ptr<const train::Predictions> predictions;
+    std::shared_ptr<const data::Dataset> dataset;
+    QString project;
+    int split = 1;              // data::Split as int: 1 valid, 2 test
+    int tta = 0;                // augmented passes besides the plain one
+    int mix = 0;                // train::TtaMix as int
+    qint64 generation = 0;      // the learner's state they came from (TrainingWorker::generation)
+    QString model;              // "resnet34 at 224 px, 5 epochs" — where they came from
+    bool valid() const { return predictions != nullptr && dataset != nullptr; }
+};
+
 struct LearnerSettings {
     QString project;
     QString arch = "resnet34";
@@ -65,6 +79,12 @@ public Q_SLOTS:
     void load(const QString& name);
     // Runs a recipe (JSON; empty = the seed's 8 steps), reporting each step.
     void run_recipe(const QString& recipe_json);
+    // Predicts a split (1 valid, 2 test) with `tta` augmented passes. Without a learner, the
+    // project's saved learner (learner.json + checkpoint "current", as whisker-cli leaves
+    // it) is created first.
+    void predict(const QString& project, int split, int tta, int mix);
+    // Rereads the project's manifest (after the user marked images) for the next fit.
+    void reload_dataset();
 
 Q_SIGNALS:
     void learner_ready(const QString& description);
@@ -75,6 +95,9 @@ Q_SIGNALS:
     void job_finished(const QString& job, bool stopped, const QString& message);
     void recipe_step(int number, const QString& description);
     void failed(const QString& job, const QString& message);
+    void predictions_ready(const whisker::ui::PredictionSet& predictions);
+    // The learner's weights or data changed (a fit, a load, new marks): older predictions are stale.
+    void model_changed(qint64 generation);
 
 private:
     friend class SignalBridge;
@@ -83,6 +106,8 @@ private:
     void flush_points(bool force);
     // Keeps the project's learner in step with whisker-cli: learner.json and checkpoint "current".
     void persist();
+    void changed();
+    void create_from_settings(const LearnerSettings& settings);
 
     std::unique_ptr<train::Learner> learner_;
     std::atomic<bool> stop_{false};
@@ -91,6 +116,7 @@ private:
     std::chrono::steady_clock::time_point last_progress_{};
     long iteration_base_ = 0;
     bool in_lr_find_ = false;
+    qint64 generation_ = 0;
 };
 
 // Registers the value types above for queued connections (call once, before use).
@@ -101,5 +127,6 @@ void register_training_types();
 Q_DECLARE_METATYPE(whisker::ui::LossPoint)
 Q_DECLARE_METATYPE(whisker::ui::LrCurve)
 Q_DECLARE_METATYPE(whisker::ui::LearnerSettings)
+Q_DECLARE_METATYPE(whisker::ui::PredictionSet)
 Q_DECLARE_METATYPE(whisker::train::EpochRecord)
 Q_DECLARE_METATYPE(whisker::train::FitOptions)

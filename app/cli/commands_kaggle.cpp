@@ -7,6 +7,7 @@
 #include "whisker/data/dataset.h"
 #include "whisker/kaggle/client.h"
 #include "whisker/kaggle/submission_check.h"
+#include "whisker/kaggle/submission_history.h"
 
 #include <fmt/format.h>
 
@@ -131,12 +132,33 @@ void add_kaggle_commands(CLI::App& app, GlobalOptions& global) {
         const std::string ref = client.submit(sub_comp, sub_file, sub_message, bar.callback());
         bar.finish();
         if (!global.quiet) fmt::print("Submitted {}{}\n", sub_file, ref.empty() ? "" : " (ref " + ref + ")");
+        // With --project, the submission joins the project's history (the workbench shows it).
+        kaggle::SubmissionRecord record;
+        record.date = kaggle::local_timestamp();
+        record.file = fs::absolute(sub_file).string();
+        record.message = sub_message;
+        record.ref = ref;
+        record.status = "PENDING";
+        auto remember = [&] {
+            if (sub_project.empty()) return;
+            auto history = kaggle::SubmissionHistory::load(sub_project);
+            history.competition = sub_comp;
+            history.upsert(record);
+            history.save(sub_project);
+        };
+        remember();
         if (sub_no_wait) return;
         std::string last_status;
         const auto s = client.wait_for_result(sub_comp, ref, sub_message, [&](const kaggle::Submission& s) {
             if (s.status != last_status && !global.quiet) fmt::print("status: {}\n", s.status);
             last_status = s.status;
         });
+        record.status = s.status;
+        record.public_score = s.public_score;
+        record.private_score = s.private_score;
+        record.error = s.error_description;
+        if (record.ref.empty()) record.ref = s.ref;
+        remember();
         if (s.status == "ERROR")
             throw UserError("Kaggle could not score the submission: " +
                             (s.error_description.empty() ? std::string("no reason given") : s.error_description));

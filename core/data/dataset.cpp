@@ -1,9 +1,13 @@
 #include "whisker/data/dataset.h"
 
+#include <map>
+
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
 
 #include <nlohmann/json.hpp>
+
+#include <map>
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -55,6 +59,7 @@ std::string Dataset::to_json() const {
         json e{{"path", im.path}, {"split", split_name(im.split)}, {"labels", im.labels},
                {"width", im.width}, {"height", im.height}, {"format", im.format}};
         if (im.excluded) e["excluded"] = true;
+        if (!im.original_labels.empty()) e["relabelled_from"] = im.original_labels;
         imgs.push_back(std::move(e));
     }
     j["images"] = std::move(imgs);
@@ -105,6 +110,7 @@ Dataset Dataset::from_json(const std::string& text) {
             im.height = e.value("height", 0);
             im.format = e.value("format", "");
             im.excluded = e.value("excluded", false);
+            im.original_labels = e.value("relabelled_from", std::vector<int>{});
             d.images.push_back(std::move(im));
         }
         for (const auto& e : j.at("skipped")) d.skipped.push_back({e.at("path"), e.at("reason")});
@@ -114,6 +120,69 @@ Dataset Dataset::from_json(const std::string& text) {
                         "run 'whisker-cli data prepare' again to rebuild it");
     }
     return d;
+}
+
+namespace {
+ImageRecord* find_image(std::vector<ImageRecord>& images, const std::string& path) {
+    for (auto& im : images)
+        if (im.path == path) return &im;
+    return nullptr;
+}
+}  // namespace
+
+bool Dataset::set_excluded(const std::string& path, bool excluded) {
+    ImageRecord* im = find_image(images, path);
+    if (!im) return false;
+    im->excluded = excluded;
+    return true;
+}
+
+bool Dataset::relabel(const std::string& path, std::vector<int> new_labels) {
+    ImageRecord* im = find_image(images, path);
+    if (!im) return false;
+    for (int l : new_labels)
+        if (l < 0 || l >= static_cast<int>(classes.size()))
+            throw UserError("label index " + std::to_string(l) + " out of range");
+    if (im->split == Split::Test) throw UserError("test images have no labels to correct");
+    if (im->original_labels.empty()) im->original_labels = im->labels;
+    im->labels = std::move(new_labels);
+    if (im->labels == im->original_labels) im->original_labels.clear();
+    return true;
+}
+
+bool Dataset::clear_marks(const std::string& path) {
+    ImageRecord* im = find_image(images, path);
+    if (!im) return false;
+    im->excluded = false;
+    if (!im->original_labels.empty()) {
+        im->labels = im->original_labels;
+        im->original_labels.clear();
+    }
+    return true;
+}
+
+void Dataset::keep_marks_of(const Dataset& earlier) {
+    std::map<std::string, const ImageRecord*> marked;
+    for (const auto& im : earlier.images)
+        if (im.excluded || im.relabelled()) marked[im.path] = &im;
+    if (marked.empty()) return;
+    for (auto& im : images) {
+        const auto it = marked.find(im.path);
+        if (it == marked.end()) continue;
+        im.excluded = it->second->excluded;
+        // A correction only carries over when the source still says what it said then, and
+        // the classes are the same.
+        if (it->second->relabelled() && it->second->original_labels == im.labels && classes == earlier.classes) {
+            im.original_labels = it->second->original_labels;
+            im.labels = it->second->labels;
+        }
+    }
+}
+
+std::size_t Dataset::marked_count() const {
+    std::size_t n = 0;
+    for (const auto& im : images) n += im.excluded || im.relabelled();
+    return n;
 }
 
 void Dataset::save(const fs::path& project) const { write_file_atomically(project / kFileName, to_json()); }

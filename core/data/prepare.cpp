@@ -429,13 +429,10 @@ Dataset prepare_dataset(const PrepareOptions& o) {
         d.sample_submission = "sample_submission.csv";
     }
 
-    // Keep the user's exclusion marks from an earlier manifest.
+    // Keep the user's marks (exclusions, corrected labels) from an earlier manifest.
     if (Dataset::exists(o.project)) {
         try {
-            const Dataset old = Dataset::load(o.project);
-            std::set<std::string> excluded;
-            for (const auto& im : old.images) if (im.excluded) excluded.insert(im.path);
-            for (auto& im : d.images) if (excluded.count(im.path)) im.excluded = true;
+            d.keep_marks_of(Dataset::load(o.project));
         } catch (const UserError&) {
             // A damaged old manifest is simply replaced.
         }

@@ -66,6 +66,62 @@ std::vector<std::size_t> Predictions::top_losses(std::size_t k) const {
     return idx;
 }
 
+std::vector<Predictions::ClassMetrics> Predictions::per_class(int c) const {
+    std::vector<ClassMetrics> out(static_cast<std::size_t>(std::max(c, 0)));
+    std::vector<int> correct(out.size(), 0);
+    for (std::size_t i = 0; i < actual.size(); ++i) {
+        if (actual[i] < 0 || actual[i] >= c || predicted[i] < 0 || predicted[i] >= c) continue;
+        ++out[static_cast<std::size_t>(actual[i])].support;
+        ++out[static_cast<std::size_t>(predicted[i])].predicted;
+        if (actual[i] == predicted[i]) ++correct[static_cast<std::size_t>(actual[i])];
+    }
+    for (std::size_t k = 0; k < out.size(); ++k) {
+        if (out[k].predicted) out[k].precision = static_cast<double>(correct[k]) / out[k].predicted;
+        if (out[k].support) out[k].recall = static_cast<double>(correct[k]) / out[k].support;
+    }
+    return out;
+}
+
+int Predictions::num_classes() const { return probs.defined() && probs.dim() == 2 ? static_cast<int>(probs.size(1)) : 0; }
+
+std::vector<float> Predictions::probability_matrix() const {
+    if (!probs.defined() || probs.numel() == 0) return {};
+    const at::Tensor p = probs.to(at::kCPU, at::kFloat).contiguous();
+    const float* data = p.data_ptr<float>();
+    return std::vector<float>(data, data + p.numel());
+}
+
+void write_predictions_csv(const fs::path& path, const fs::path& project, const data::Dataset& d, const Predictions& p,
+                           bool mistakes_only) {
+    const int c = p.num_classes();
+    const std::vector<float> probs = p.probability_matrix();
+    auto prob = [&](std::size_t row, int k) { return probs[row * static_cast<std::size_t>(c) + static_cast<std::size_t>(k)]; };
+    auto class_name = [&](int k) { return k >= 0 && k < static_cast<int>(d.classes.size()) ? d.classes[static_cast<std::size_t>(k)] : std::string(); };
+    std::string out = "path,id,actual,predicted,probability,probability_actual,loss";
+    for (const auto& cls : d.classes) out += "," + csv_escape("p_" + cls);
+    out += "\n";
+    std::vector<std::size_t> rows(p.records.size());
+    std::iota(rows.begin(), rows.end(), 0);
+    // Highest loss first; unlabelled rows (NaN loss) last, in their order.
+    std::stable_sort(rows.begin(), rows.end(), [&](std::size_t a, std::size_t b) {
+        const bool na = std::isnan(p.losses[a]), nb = std::isnan(p.losses[b]);
+        if (na != nb) return nb;
+        return !na && p.losses[a] > p.losses[b];
+    });
+    for (std::size_t row : rows) {
+        const int actual = p.actual[row], predicted = p.predicted[row];
+        if (mistakes_only && (actual < 0 || actual == predicted)) continue;
+        const auto& im = d.images[p.records[row]];
+        out += csv_escape(d.resolve(project, im).string()) + "," + csv_escape(im.id()) + "," + csv_escape(class_name(actual)) +
+               "," + csv_escape(class_name(predicted));
+        out += fmt::format(",{:.6g},{},{}", prob(row, predicted), actual >= 0 ? fmt::format("{:.6g}", prob(row, actual)) : "",
+                           std::isnan(p.losses[row]) ? std::string() : fmt::format("{:.6g}", p.losses[row]));
+        for (int k = 0; k < c; ++k) out += fmt::format(",{:.6g}", prob(row, k));
+        out += "\n";
+    }
+    write_file_atomically(path, out);
+}
+
 void write_submission(const fs::path& path, const data::Dataset& d, const Predictions& test, double clip, bool labels) {
     if (test.records.empty()) throw UserError("no test predictions to write");
     const auto c = static_cast<long>(d.classes.size());

@@ -45,6 +45,7 @@ private Q_SLOTS:
         w.show();
         QVERIFY(QTest::qWaitForWindowExposed(&w));
         QCOMPARE(w.navigation()->count(), 4);
+        for (int i = 0; i < 4; ++i) QVERIFY(w.navigation()->item(i)->flags() & Qt::ItemIsEnabled);
         QVERIFY(w.navigation()->item(0)->text().contains("Data"));
         QVERIFY(w.navigation()->item(3)->text().contains("Submit"));
         QVERIFY(w.findChild<QLabel*>("deviceLabel")->text().contains("CPU") ||
@@ -277,6 +278,8 @@ private:
     }
 };
 
+int run_inspect_submit_tests(int argc, char** argv);  // test_inspect_submit.cpp
+
 int main(int argc, char** argv) {
     QApplication app(argc, argv);
     QCoreApplication::setOrganizationName("WhiskerTest");
@@ -291,6 +294,7 @@ int main(int argc, char** argv) {
         TrainPageTest t;
         status |= QTest::qExec(&t, argc, argv);
     }
+    status |= run_inspect_submit_tests(argc, argv);
     return status;
 }
 #include "test_main_window.moc"

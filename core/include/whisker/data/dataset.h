@@ -28,6 +28,11 @@ struct ImageRecord {
     int height = 0;
     std::string format;            // "jpeg", "png", ...
     bool excluded = false;         // marked by the user as not to be used (kept for undo)
+    // Set when the user corrected a wrong label (Inspect page): the labels the source gave,
+    // kept for undo. Empty = never relabelled. Training uses `labels`.
+    std::vector<int> original_labels;
+
+    bool relabelled() const { return !original_labels.empty(); }
 
     // Kaggle's id for a test image: the file name without its extension.
     std::string id() const;
@@ -71,6 +76,17 @@ struct Dataset {
     void save(const std::filesystem::path& project) const;
     static Dataset load(const std::filesystem::path& project);
     static bool exists(const std::filesystem::path& project);
+
+    // The user's marks (the image files are never touched). Each returns false when `path` is
+    // not in the manifest. relabel() keeps the first original labels, so undo always restores
+    // what the source said; clear_marks() undoes both kinds of mark.
+    bool set_excluded(const std::string& path, bool excluded);
+    bool relabel(const std::string& path, std::vector<int> labels);
+    bool clear_marks(const std::string& path);
+    // Copies the marks of `earlier` (matched by path) onto this manifest (prepare does this
+    // when the dataset is rebuilt, so marks survive a new split or a re-download).
+    void keep_marks_of(const Dataset& earlier);
+    std::size_t marked_count() const;
 
     // Absolute path of an image of this dataset.
     std::filesystem::path resolve(const std::filesystem::path& project, const ImageRecord& image) const;

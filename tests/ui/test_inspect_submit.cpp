@@ -1,0 +1,322 @@
+// Continues the workbench walk on the sample competition, against the Kaggle stand-in on
+// 127.0.0.1: train an epoch → Inspect (galleries sorted by loss, the confusion matrix, a click
+// on a cell, a tile marked as excluded, the next fit leaves it out, the mistakes exported) →
+// Submit (TTA predictions, preview and checks, an export identical to `whisker-cli predict`,
+// the credentials dialog, one-click submit with the server's score, the history table).
+#include "background_job.h"
+#include "image_browser.h"
+#include "inspect_page.h"
+#include "main_window.h"
+#include "submit_page.h"
+#include "train_page.h"
+#include "training_worker.h"
+#include "qcustomplot_include.h"
+
+#include "whisker/common/files.h"
+#include "whisker/data/prepare.h"
+#include "whisker/kaggle/submission_history.h"
+#include "whisker/sample/sample_competition.h"
+
+#include <QApplication>
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDialog>
+#include <QDialogButtonBox>
+#include <QDir>
+#include <QLabel>
+#include <QLineEdit>
+#include <QListWidget>
+#include <QProcess>
+#include <QRegularExpression>
+#include <QPushButton>
+#include <QSignalSpy>
+#include <QSpinBox>
+#include <QTableWidget>
+#include <QTemporaryDir>
+#include <QTimer>
+#include <QtTest/QtTest>
+
+#include <sys/stat.h>
+
+#include <cmath>
+
+namespace fs = std::filesystem;
+using whisker::ui::MainWindow;
+using whisker::ui::PredictionSet;
+using whisker::ui::TrainingWorker;
+
+class InspectSubmitTest : public QObject {
+    Q_OBJECT
+private:
+    QString screenshot_dir() const {
+        const QString dir = qEnvironmentVariable("WHISKER_SCREENSHOT_DIR", QDir::tempPath() + "/whisker-screenshots");
+        QDir().mkpath(dir);
+        return dir;
+    }
+    static QString q(const fs::path& p) { return QString::fromStdString(p.string()); }
+
+private Q_SLOTS:
+    void inspect_and_submit_walk() {
+        QTemporaryDir tmp;
+        const fs::path root = tmp.path().toStdString();
+        const std::string comp = "dogs-vs-cats-redux-kernels-edition";
+        whisker::sample::SampleOptions so;
+        so.train_images = 80;
+        so.test_images = 12;
+        whisker::sample::write_sample_competition(root / "dl", so);
+        whisker::data::PrepareOptions po;
+        po.project = root / "project";
+        po.source = root / "dl";
+        const auto prepared = whisker::data::prepare_dataset(po);
+        const int valid_count = static_cast<int>(prepared.count(whisker::data::Split::Valid));
+        QVERIFY(valid_count > 4);
+
+        // The Kaggle stand-in, with no credentials set up yet.
+        fs::create_directories(root / "state");
+        QProcess server;
+        struct StopServer {
+            QProcess& p;
+            ~StopServer() {
+                p.kill();
+                p.waitForFinished(5000);
+            }
+        } stop_server{server};
+        server.setProcessChannelMode(QProcess::ForwardedErrorChannel);
+        server.start("python3", {QString(WHISKER_TESTS_DIR) + "/support/kaggle_test_server.py", "--state", q(root / "state"),
+                                 "--competition", QString::fromStdString(comp), "--archive", q(root / "dl/train.zip"),
+                                 "--solution", q(root / "dl/sample_solution.csv")});
+        QVERIFY(server.waitForStarted(10000));
+        QVERIFY(server.waitForReadyRead(20000));
+        const QString port_line = QString::fromUtf8(server.readLine()).trimmed();
+        QVERIFY2(port_line.startsWith("PORT "), qPrintable(port_line));
+        qputenv("KAGGLE_API_ENDPOINT", ("http://127.0.0.1:" + port_line.mid(5)).toUtf8());
+        qputenv("KAGGLE_CONFIG_DIR", q(root / "kaggle").toUtf8());
+        for (const char* v : {"KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"}) qunsetenv(v);
+
+        MainWindow w;
+        w.resize(1360, 900);
+        w.show();
+        QVERIFY(w.open_project(root / "project"));
+        auto* train = w.train_page();
+        TrainingWorker* worker = train->worker();
+        QSignalSpy finished(worker, &TrainingWorker::job_finished);
+        QSignalSpy failed(worker, &TrainingWorker::failed);
+        QSignalSpy predicted(worker, &TrainingWorker::predictions_ready);
+
+        // Inspect and Submit are selectable pages now.
+        QVERIFY(w.navigation()->item(MainWindow::InspectPageIndex)->flags() & Qt::ItemIsEnabled);
+        QVERIFY(w.navigation()->item(MainWindow::SubmitPageIndex)->flags() & Qt::ItemIsEnabled);
+
+        // A learner and one epoch.
+        w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
+        train->arch_box()->setCurrentText("resnet18");
+        train->size_box()->setValue(32);
+        train->batch_box()->setValue(8);
+        train->pretrained_box()->setChecked(false);
+        QTest::mouseClick(train->create_button(), Qt::LeftButton);
+        QVERIFY(finished.wait(60000));
+        train->cycles_box()->setValue(1);
+        QTest::mouseClick(train->start_button(), Qt::LeftButton);
+        QVERIFY(finished.wait(120000));
+        QCOMPARE(failed.count(), 0);
+
+        // ---- Inspect: opening the page predicts the validation set in the background ----
+        auto* inspect = w.inspect_page();
+        w.navigation()->setCurrentRow(MainWindow::InspectPageIndex);
+        QVERIFY(train->busy());
+        QVERIFY(predicted.wait(120000));
+        QTRY_VERIFY_WITH_TIMEOUT(!train->busy(), 10000);
+        QCOMPARE(failed.count(), 0);
+        QVERIFY(inspect->has_predictions());
+        QVERIFY(!inspect->stale());
+        const auto& preds = *inspect->predictions().predictions;
+        QCOMPARE(static_cast<int>(preds.records.size()), valid_count);
+
+        // The confusion matrix: 2×2, cells sum to the validation count.
+        QTableWidget* cm = inspect->confusion_table();
+        QCOMPARE(cm->rowCount(), 2);
+        QCOMPARE(cm->columnCount(), 2);
+        int sum = 0;
+        for (int a = 0; a < 2; ++a)
+            for (int p = 0; p < 2; ++p) sum += cm->item(a, p)->text().toInt();
+        QCOMPARE(sum, valid_count);
+        QCOMPARE(inspect->class_table()->rowCount(), 2);
+        QVERIFY(inspect->summary_label()->text().contains("accuracy"));
+
+        // Galleries sorted by loss: all images, and the mistakes (tiles carry the labels).
+        inspect->set_view(whisker::ui::InspectPage::AllByLoss);
+        QCOMPARE(static_cast<int>(inspect->gallery_rows().size()), valid_count);
+        for (std::size_t i = 1; i < inspect->gallery_rows().size(); ++i)
+            QVERIFY(preds.losses[inspect->gallery_rows()[i - 1]] >= preds.losses[inspect->gallery_rows()[i]]);
+        inspect->set_view(whisker::ui::InspectPage::MostConfidentMistakes);
+        const auto mistakes = inspect->gallery_rows();
+        QVERIFY2(!mistakes.empty(), "a model trained for one epoch from scratch should make mistakes");
+        for (std::size_t i = 0; i < mistakes.size(); ++i) {
+            QVERIFY(preds.actual[mistakes[i]] != preds.predicted[mistakes[i]]);
+            if (i) QVERIFY(preds.losses[mistakes[i - 1]] >= preds.losses[mistakes[i]]);
+        }
+        const QString caption = inspect->gallery_model()->data(inspect->gallery_model()->index(0), Qt::DisplayRole).toString();
+        QVERIFY2(caption.contains("→") && caption.contains("p="), qPrintable(caption));
+        inspect->set_view(whisker::ui::InspectPage::MostConfidentCorrect);
+        for (std::size_t r : inspect->gallery_rows()) QCOMPARE(preds.actual[r], preds.predicted[r]);
+        inspect->set_view(whisker::ui::InspectPage::MostUncertain);
+        QCOMPARE(static_cast<int>(inspect->gallery_rows().size()), valid_count);
+
+        // Clicking a cell filters the gallery to the images behind it.
+        int a_cell = 0, p_cell = 1;
+        if (cm->item(0, 1)->text().toInt() == 0) std::swap(a_cell, p_cell);
+        const int expected = cm->item(a_cell, p_cell)->text().toInt();
+        const QRect rect = cm->visualItemRect(cm->item(a_cell, p_cell));
+        QTest::mouseClick(cm->viewport(), Qt::LeftButton, {}, rect.center());
+        QCOMPARE(inspect->view_box()->currentIndex(), static_cast<int>(whisker::ui::InspectPage::ConfusionCell));
+        QCOMPARE(static_cast<int>(inspect->gallery_rows().size()), expected);
+        for (std::size_t r : inspect->gallery_rows()) {
+            QCOMPARE(preds.actual[r], a_cell);
+            QCOMPARE(preds.predicted[r], p_cell);
+        }
+        inspect->normalised_box()->setChecked(true);
+        QVERIFY(cm->item(a_cell, p_cell)->text().contains('.'));
+        inspect->gallery_model()->wait_for_thumbnails();
+        QTest::qWait(300);
+        QVERIFY(w.grab().save(screenshot_dir() + "/inspect_page.png"));
+
+        // The mistakes export as CSV, highest loss first.
+        const fs::path mistakes_csv = root / "mistakes.csv";
+        QVERIFY(inspect->export_mistakes(q(mistakes_csv)));
+        const std::string csv = whisker::read_file(mistakes_csv);
+        QVERIFY(csv.rfind("path,id,actual,predicted,probability,probability_actual,loss,p_cat,p_dog\n", 0) == 0);
+        QCOMPARE(static_cast<int>(std::count(csv.begin(), csv.end(), '\n')), 1 + static_cast<int>(mistakes.size()));
+
+        // A tile opens large with every class's probability; exclude the image.
+        inspect->set_view(whisker::ui::InspectPage::MostConfidentMistakes);
+        const std::size_t marked_record = preds.records[inspect->gallery_rows()[0]];
+        QDialog* tile = inspect->open_tile(0);
+        QVERIFY(tile);
+        QCOMPARE(tile->findChild<QTableWidget*>("classProbabilities")->rowCount(), 2);
+        QTest::mouseClick(tile->findChild<QPushButton*>("excludeButton"), Qt::LeftButton);
+        QVERIFY(tile->findChild<QLabel*>("markState")->text().contains("Excluded"));
+        QVERIFY(tile->grab().save(screenshot_dir() + "/inspect_image.png"));
+        tile->close();
+        {
+            const auto manifest = whisker::data::Dataset::load(root / "project");
+            QVERIFY(manifest.images[marked_record].excluded);
+            QCOMPARE(static_cast<int>(manifest.count(whisker::data::Split::Valid)), valid_count - 1);
+        }
+        // Undo, then mark again: marks can be taken back.
+        QVERIFY(inspect->clear_marks(marked_record));
+        QVERIFY(!whisker::data::Dataset::load(root / "project").images[marked_record].excluded);
+        QVERIFY(inspect->set_excluded(marked_record, true));
+
+        // The next fit honours the mark: the learner leaves the image out.
+        w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
+        QTRY_VERIFY_WITH_TIMEOUT(!train->busy(), 10000);
+        QTest::mouseClick(train->start_button(), Qt::LeftButton);
+        QVERIFY(finished.wait(120000));
+        QCOMPARE(failed.count(), 0);
+        QVERIFY(worker->learner()->dataset().images[marked_record].excluded);
+        QVERIFY(inspect->stale());
+        w.navigation()->setCurrentRow(MainWindow::InspectPageIndex);
+        QVERIFY(predicted.wait(120000));
+        QTRY_VERIFY_WITH_TIMEOUT(!train->busy(), 10000);
+        const auto& after = *inspect->predictions().predictions;
+        QCOMPARE(static_cast<int>(after.records.size()), valid_count - 1);
+        QVERIFY(std::find(after.records.begin(), after.records.end(), marked_record) == after.records.end());
+
+        // ---- Submit ----
+        auto* submit = w.submit_page();
+        submit->set_poll_interval(0.2);
+        w.navigation()->setCurrentRow(MainWindow::SubmitPageIndex);
+        QVERIFY(!submit->submit_button()->isEnabled());
+        submit->tta_box()->setValue(2);
+        QTest::mouseClick(submit->predict_button(), Qt::LeftButton);
+        QVERIFY(predicted.wait(120000));
+        QTRY_VERIFY_WITH_TIMEOUT(!train->busy(), 10000);
+        QCOMPARE(failed.count(), 0);
+        QVERIFY(submit->has_predictions());
+        QCOMPARE(submit->preview_table()->columnCount(), 2);
+        QCOMPARE(submit->preview_table()->rowCount(), 12);
+        QVERIFY(submit->rows_label()->text().contains("12 rows"));
+        QVERIFY2(submit->check_passed(), qPrintable(submit->check_label()->text()));
+        QVERIFY(submit->check_label()->text().contains("Matches sample_submission.csv"));
+        auto* bars = static_cast<QCPBars*>(submit->histogram()->plottable(0));
+        double counted = 0;
+        for (auto it = bars->data()->constBegin(); it != bars->data()->constEnd(); ++it) counted += it->value;
+        QCOMPARE(counted, 12.0);
+
+        // The exported file is byte for byte what whisker-cli predict writes for the same
+        // checkpoint ("current", saved after the fit) and settings.
+        const fs::path gui_csv = root / "gui.csv", gui_gz = root / "gui.csv.gz", cli_csv = root / "cli.csv";
+        QVERIFY(submit->export_to(q(gui_csv)));
+        QVERIFY(submit->export_to(q(gui_gz)));
+        QProcess cli;
+        cli.setProcessChannelMode(QProcess::ForwardedChannels);
+        cli.start(WHISKER_CLI_PATH, {"-q", "predict", q(root / "project"), "--tta", "2", "--out", q(cli_csv)});
+        QVERIFY(cli.waitForFinished(180000));
+        QCOMPARE(cli.exitCode(), 0);
+        QCOMPARE(QString::fromStdString(whisker::read_file(gui_csv)), QString::fromStdString(whisker::read_file(cli_csv)));
+        QCOMPARE(QString::fromStdString(whisker::read_file(submit->submission_file())), QString::fromStdString(whisker::read_file(cli_csv)));
+        QVERIFY(whisker::read_file(gui_gz).substr(0, 2) == "\x1f\x8b");
+
+        // Submit with no credentials: the dialog asks for them and saves kaggle.json (0600).
+        submit->message_edit()->setText("gui walk");
+        QCOMPARE(submit->competition_edit()->text().isEmpty(), true);  // a sample project: no download to name it
+        submit->competition_edit()->setText(QString::fromStdString(comp));
+        QVERIFY(submit->submit_button()->isEnabled());
+        bool dialog_seen = false;
+        QTimer::singleShot(300, this, [&] {
+            auto* dialog = qobject_cast<QDialog*>(QApplication::activeModalWidget());
+            if (!dialog || dialog->objectName() != "credentialsDialog") return;
+            dialog_seen = true;
+            dialog->findChild<QLineEdit*>("kaggleUsername")->setText("tester");
+            dialog->findChild<QLineEdit*>("kaggleKey")->setText("secret-key-123");
+            dialog->grab().save(screenshot_dir() + "/credentials_dialog.png");
+            QTest::mouseClick(dialog->findChild<QDialogButtonBox*>()->button(QDialogButtonBox::Save), Qt::LeftButton);
+        });
+        QSignalSpy job_done(submit->job(), &whisker::ui::BackgroundJob::finished);
+        QTest::mouseClick(submit->submit_button(), Qt::LeftButton);
+        QVERIFY(dialog_seen);
+        struct stat st{};
+        QCOMPARE(::stat((root / "kaggle/kaggle.json").c_str(), &st), 0);
+        QCOMPARE(st.st_mode & 0777, 0600u);
+        QVERIFY(job_done.wait(60000));
+        QTRY_VERIFY_WITH_TIMEOUT(!train->busy(), 10000);
+        // The stand-in scores the log loss of the uploaded file against the sample's solution.
+        QVERIFY2(QRegularExpression("^Public score: \\d+\\.\\d{5}$").match(submit->score_label()->text()).hasMatch(),
+                 qPrintable(submit->score_label()->text()));
+
+        // The server received exactly the file, and the history records the score and checkpoint.
+        const QStringList uploads = QDir(q(root / "state/uploads")).entryList(QDir::Files);
+        QCOMPARE(uploads.size(), 1);
+        QCOMPARE(QString::fromStdString(whisker::read_file(root / "state/uploads" / uploads[0].toStdString())),
+                 QString::fromStdString(whisker::read_file(cli_csv)));
+        const auto history = whisker::kaggle::SubmissionHistory::load(root / "project");
+        QCOMPARE(history.competition, comp);
+        QCOMPARE(static_cast<int>(history.submissions.size()), 1);
+        const auto& rec = history.submissions[0];
+        QCOMPARE(rec.status, std::string("COMPLETE"));
+        QCOMPARE(QString("Public score: ") + QString::fromStdString(rec.public_score), submit->score_label()->text());
+        QCOMPARE(rec.message, std::string("gui walk"));
+        QVERIFY(!rec.checkpoint.empty());
+        QVERIFY(fs::exists(root / "project/models" / (rec.checkpoint + ".safetensors")));
+        QVERIFY(fs::exists(root / "project" / rec.file));
+        QCOMPARE(submit->history_table()->rowCount(), 1);
+        QCOMPARE(submit->history_table()->item(0, 1)->text(), QString("COMPLETE"));
+        QCOMPARE(submit->history_table()->item(0, 2)->text(), QString::fromStdString(rec.public_score));
+        QCOMPARE(submit->history_table()->item(0, 6)->text(), QString::fromStdString(rec.checkpoint));
+
+        // Refreshing from Kaggle keeps the one record (matched, not duplicated).
+        QVERIFY(submit->refresh_history());
+        QVERIFY(job_done.wait(30000));
+        QCOMPARE(submit->history_table()->rowCount(), 1);
+        QTest::qWait(200);
+        QVERIFY(w.grab().save(screenshot_dir() + "/submit_page.png"));
+
+    }
+};
+
+int run_inspect_submit_tests(int argc, char** argv) {
+    InspectSubmitTest t;
+    return QTest::qExec(&t, argc, argv);
+}
+
+#include "test_inspect_submit.moc"
