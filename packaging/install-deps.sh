@@ -3,12 +3,16 @@
 # Idempotent: it asks apt only for what is missing, so a second run takes about a second.
 #   packaging/install-deps.sh          build + run dependencies
 #   packaging/install-deps.sh --test   also what the test suite needs (Xvfb, python3-torchvision
-#                                      for reference files and the loader benchmark peer)
+#                                      for reference files and the loader benchmark peer,
+#                                      desktop-file-validate and appstreamcli for the packaging test)
+# libqt6svg6 draws the SVG window icon; librsvg2-bin renders the PNG icon; dpkg-dev and file let
+# `cpack -G DEB` compute the package's Depends (dpkg-shlibdeps).
 set -euo pipefail
 
 build_packages=(
   build-essential cmake ninja-build pkg-config
   qt6-base-dev libqcustomplot-dev libquazip1-qt6-dev
+  libqt6svg6 librsvg2-bin dpkg-dev file
   libtorch-dev libopenblas0-pthread
   libopencv-dev libturbojpeg0-dev libexif-dev
   libcurl4-openssl-dev libssl-dev
@@ -17,6 +21,7 @@ build_packages=(
 )
 test_packages=(
   xvfb xauth unzip python3-torch python3-torchvision python3-pil
+  desktop-file-utils appstream
 )
 
 want=("${build_packages[@]}")

@@ -3,6 +3,7 @@
 
 #include <QApplication>
 #include <QCommandLineParser>
+#include <QIcon>
 #include <QTimer>
 
 int main(int argc, char** argv) {
@@ -10,6 +11,8 @@ int main(int argc, char** argv) {
     QApplication::setApplicationName("Whisker");
     QApplication::setOrganizationName("Whisker");
     QApplication::setApplicationVersion(WHISKER_VERSION);
+    QApplication::setDesktopFileName(WHISKER_APP_ID);  // Wayland finds the icon through the .desktop file
+    QApplication::setWindowIcon(QIcon(":/icons/whisker.svg"));
 
     QCommandLineParser parser;
     parser.setApplicationDescription("Whisker: train image classifiers by transfer learning");
