@@ -201,6 +201,50 @@ TEST(Prepare, ExclusionMarksSurviveAReprepare) {
     for (const auto& im : again.images) EXPECT_EQ(im.excluded, im.path == marked) << im.path;
 }
 
+TEST(Prepare, MarksExcludeRelabelUndoAndSurviveAReprepare) {
+    test::TempDir dir;
+    test::write_sample(dir / "dl", 20, 0);
+    PrepareOptions o;
+    o.project = dir / "p";
+    o.source = dir / "dl";
+    Dataset d = prepare_dataset(o);
+    const std::string a = d.images[0].path, b = d.images[1].path;
+    const std::vector<int> b_label = d.images[1].labels;
+    const int other = 1 - b_label.at(0);
+    EXPECT_TRUE(d.set_excluded(a, true));
+    EXPECT_TRUE(d.relabel(b, {other}));
+    EXPECT_FALSE(d.set_excluded("no/such.jpg", true));
+    EXPECT_THROW(d.relabel(b, {7}), UserError);
+    EXPECT_EQ(d.images[1].labels, std::vector<int>{other});
+    EXPECT_EQ(d.images[1].original_labels, b_label);
+    EXPECT_EQ(d.marked_count(), 2u);
+    // Relabelling twice keeps what the source said; the round trip keeps the marks.
+    EXPECT_TRUE(d.relabel(b, {other}));
+    EXPECT_EQ(d.images[1].original_labels, b_label);
+    d.save(dir / "p");
+    const Dataset loaded = Dataset::load(dir / "p");
+    EXPECT_TRUE(loaded.images[0].excluded);
+    EXPECT_EQ(loaded.images[1].labels, std::vector<int>{other});
+    EXPECT_TRUE(loaded.images[1].relabelled());
+    // A new prepare (same source) keeps both marks.
+    const Dataset again = prepare_dataset(o);
+    EXPECT_EQ(again.marked_count(), 2u);
+    for (const auto& im : again.images) {
+        if (im.path == a) EXPECT_TRUE(im.excluded);
+        if (im.path == b) EXPECT_EQ(im.labels, std::vector<int>{other});
+    }
+    // Undo restores the source's label; relabelling back to it is no mark at all.
+    Dataset undo = again;
+    EXPECT_TRUE(undo.clear_marks(b));
+    EXPECT_TRUE(undo.clear_marks(a));
+    EXPECT_EQ(undo.marked_count(), 0u);
+    for (const auto& im : undo.images)
+        if (im.path == b) EXPECT_EQ(im.labels, b_label);
+    EXPECT_TRUE(undo.relabel(b, {other}));
+    EXPECT_TRUE(undo.relabel(b, b_label));
+    EXPECT_EQ(undo.marked_count(), 0u);
+}
+
 TEST(Prepare, ClearErrorsForUnusableSources) {
     test::TempDir dir;
     PrepareOptions o;

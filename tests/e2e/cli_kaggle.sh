@@ -90,6 +90,14 @@ grep -q "Public score: 0.10536" "$work/out" || fail "score: $(cat "$work/out")"
 upload=$(ls "$work/state/uploads" | head -1)
 cmp "$work/state/uploads/$upload" "$work/good.csv" || fail "uploaded bytes differ"
 grep -q '"description": "resnet34, TTA"' "$work/state/submissions.json" || fail "description did not arrive"
+# With --project the submission and its score join the project's history (the workbench shows it).
+python3 - "$work/project/submissions.json" <<'PY' || fail "project history: $(cat "$work/project/submissions.json")"
+import json, sys
+h = json.load(open(sys.argv[1]))
+assert h["competition"] == "dogs-vs-cats-redux-kernels-edition", h
+[s] = [s for s in h["submissions"] if s["message"] == "resnet34, TTA"]
+assert s["status"] == "COMPLETE" and s["public_score"] == "0.10536" and s["ref"], s
+PY
 grep '"/upload/' "$work/state/requests.log" | grep -q '"auth": "", "content_type": ""' || fail "upload carried credentials or a content type"
 
 # gzip is accepted; a submission that ends in ERROR says why; a failed PUT says nothing was submitted.

@@ -43,8 +43,11 @@ grep -q '"event":"epoch"' "$work/fit.log" || fail "fit --json"
 "$cli" -q save "$work/p" after-fit
 test -f "$work/p/models/after-fit.safetensors" || fail "save"
 "$cli" -q load "$work/p" after-fit
-"$cli" predict "$work/p" --split valid --tta 1 | tee "$work/valid.log"
+"$cli" predict "$work/p" --split valid --tta 1 --mistakes "$work/mistakes.csv" | tee "$work/valid.log"
 grep -q "confusion matrix" "$work/valid.log" && grep -q "highest losses" "$work/valid.log" || fail "valid evaluation"
+head -1 "$work/mistakes.csv" | grep -q "^path,id,actual,predicted,probability,probability_actual,loss,p_cat,p_dog$" || fail "mistakes header"
+# Every listed row is a mistake, highest loss first.
+awk -F, 'NR > 1 { if ($3 == $4) bad = 1; if (NR > 2 && $7 > prev) bad = 1; prev = $7 } END { exit bad }' "$work/mistakes.csv" || fail "mistakes rows"
 "$cli" -q predict "$work/p" --out "$work/labels.csv" --labels
 head -2 "$work/labels.csv" | tail -1 | grep -qE ',(cat|dog)$' || fail "--labels"
 # A NaN loss stops with a message and a non-zero exit; the model stays usable.

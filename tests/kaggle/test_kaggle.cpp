@@ -5,6 +5,7 @@
 #include "whisker/kaggle/client.h"
 #include "whisker/kaggle/credentials.h"
 #include "whisker/kaggle/submission_check.h"
+#include "whisker/kaggle/submission_history.h"
 
 #include <gtest/gtest.h>
 #include <zlib.h>
@@ -130,6 +131,55 @@ TEST(SubmissionCheck, ClassNameColumnsAreNotCheckedAsNumbers) {
     write_file_atomically(dir / "sample.csv", "id,breed\na,husky\nb,husky\n");
     write_file_atomically(dir / "sub.csv", "id,breed\na,poodle\nb,beagle\n");
     EXPECT_TRUE(check_submission(dir / "sub.csv", dir / "sample.csv").ok());
+}
+
+TEST(SubmissionHistory, RoundTripUpsertAndMergeWithKaggle) {
+    test::TempDir dir;
+    EXPECT_TRUE(SubmissionHistory::load(dir.path()).submissions.empty());
+    SubmissionHistory h;
+    h.competition = "dogs-vs-cats";
+    SubmissionRecord a;
+    a.date = "2026-11-27 09:00:00";
+    a.file = "submissions/a.csv";
+    a.message = "first";
+    a.checkpoint = "submission-a";
+    a.status = "PENDING";
+    h.upsert(a);
+    SubmissionRecord b = a;                  // sent again without a ref yet: matched by date + file
+    b.status = "UPLOAD FAILED";
+    h.upsert(b);
+    ASSERT_EQ(h.submissions.size(), 1u);
+    EXPECT_EQ(h.submissions[0].status, "UPLOAD FAILED");
+    h.submissions[0].status = "PENDING";
+    h.save(dir.path());
+    SubmissionHistory loaded = SubmissionHistory::load(dir.path());
+    EXPECT_EQ(loaded.competition, "dogs-vs-cats");
+    ASSERT_EQ(loaded.submissions.size(), 1u);
+    EXPECT_EQ(loaded.submissions[0].checkpoint, "submission-a");
+    // Kaggle's list: ours (matched by message + file name, scored since) and one made elsewhere.
+    Submission ours;
+    ours.ref = "123";
+    ours.description = "first";
+    ours.file_name = "a.csv";
+    ours.status = "COMPLETE";
+    ours.public_score = "0.06123";
+    Submission theirs;
+    theirs.ref = "99";
+    theirs.description = "from a notebook";
+    theirs.file_name = "nb.csv";
+    theirs.status = "COMPLETE";
+    theirs.public_score = "0.07";
+    loaded.merge({ours, theirs});
+    ASSERT_EQ(loaded.submissions.size(), 2u);
+    EXPECT_EQ(loaded.submissions[0].ref, "123");
+    EXPECT_EQ(loaded.submissions[0].public_score, "0.06123");
+    EXPECT_EQ(loaded.submissions[0].checkpoint, "submission-a");
+    EXPECT_EQ(loaded.submissions[1].message, "from a notebook");
+    EXPECT_TRUE(loaded.submissions[1].checkpoint.empty());
+    loaded.merge({ours, theirs});            // idempotent
+    EXPECT_EQ(loaded.submissions.size(), 2u);
+    write_file_atomically(dir / SubmissionHistory::kFileName, "{broken");
+    EXPECT_THROW(SubmissionHistory::load(dir.path()), UserError);
 }
 
 TEST(KaggleClient, PercentEncodingAndEndpoint) {
