@@ -95,13 +95,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
         }
     });
     connect(submit_page_, &SubmitPage::progress_changed, this, &MainWindow::show_progress);
-    connect(submit_page_, &SubmitPage::busy_changed, this, [this](bool busy) {
-        progress_->setVisible(busy);
-        if (!busy) {
-            job_label_->setText(tr("Ready"));
-            eta_stage_.clear();
-        }
-    });
+    connect(submit_page_, &SubmitPage::busy_changed, this, &MainWindow::page_busy);
     connect(data_page_, &DataPage::prepare_requested, this, [this](const PrepareRequest& r) { prepare_from(r); });
     connect(data_page_, &DataPage::download_requested, this, &MainWindow::download_competition);
     connect(nav_, &QListWidget::currentRowChanged, this, [this](int row) {
@@ -134,13 +128,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
         show_progress(stage, static_cast<qlonglong>(done), static_cast<qlonglong>(total));
     });
     connect(train_page_, &TrainPage::progress_changed, this, &MainWindow::show_progress);
-    connect(train_page_, &TrainPage::busy_changed, this, [this](bool busy) {
-        progress_->setVisible(busy);
-        if (!busy) {
-            job_label_->setText(tr("Ready"));
-            eta_stage_.clear();
-        }
-    });
+    connect(train_page_, &TrainPage::busy_changed, this, &MainWindow::page_busy);
     connect(job_, &BackgroundJob::succeeded, this, [this] {
         if (open_when_done_.empty()) return;
         const fs::path p = open_when_done_;
@@ -233,6 +221,14 @@ void MainWindow::show_progress(const QString& stage, qlonglong done, qlonglong t
     }
     progress_->setVisible(true);
     job_label_->setText(text);
+}
+
+void MainWindow::page_busy(bool busy) {
+    progress_->setVisible(busy);
+    if (!busy) {
+        job_label_->setText(tr("Ready"));
+        eta_stage_.clear();
+    }
 }
 
 void MainWindow::log(const QString& line) {

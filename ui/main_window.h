@@ -69,6 +69,8 @@ private:
     void remember_recent(const std::filesystem::path& project);
     void refresh_recent_menu();
     void show_progress(const QString& stage, qlonglong done, qlonglong total);
+    // A page's job started or ended: the status bar's progress follows it.
+    void page_busy(bool busy);
     // Starts a background job, or says the window is busy (false).
     bool start_job(const QString& name, std::function<void(const ProgressFn&, const std::atomic<bool>&)> work);
     // Shows a started job in the status bar; the project is reopened when it succeeds.

@@ -10,6 +10,7 @@
 #include "submit_page.h"
 #include "train_page.h"
 #include "training_worker.h"
+#include "ui_test_support.h"
 #include "qcustomplot_include.h"
 
 #include "whisker/common/files.h"
@@ -48,11 +49,6 @@ using whisker::ui::TrainingWorker;
 class InspectSubmitTest : public QObject {
     Q_OBJECT
 private:
-    QString screenshot_dir() const {
-        const QString dir = qEnvironmentVariable("WHISKER_SCREENSHOT_DIR", QDir::tempPath() + "/whisker-screenshots");
-        QDir().mkpath(dir);
-        return dir;
-    }
     static QString q(const fs::path& p) { return QString::fromStdString(p.string()); }
 
 private Q_SLOTS:

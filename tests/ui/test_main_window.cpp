@@ -6,6 +6,7 @@
 #include "main_window.h"
 #include "train_page.h"
 #include "training_worker.h"
+#include "ui_test_support.h"
 #include "qcustomplot_include.h"
 
 #include "whisker/data/prepare.h"
@@ -32,13 +33,6 @@ using whisker::ui::MainWindow;
 
 class MainWindowTest : public QObject {
     Q_OBJECT
-private:
-    QString screenshot_dir() const {
-        const QString dir = qEnvironmentVariable("WHISKER_SCREENSHOT_DIR", QDir::tempPath() + "/whisker-screenshots");
-        QDir().mkpath(dir);
-        return dir;
-    }
-
 private Q_SLOTS:
     void starts_with_the_workflow_pages_and_quits_cleanly() {
         MainWindow w;
@@ -268,13 +262,6 @@ private Q_SLOTS:
         QVERIFY(std::filesystem::exists(root / "project/submission.csv"));
         QVERIFY(page->epoch_table()->rowCount() >= 12);
         QVERIFY(w.grab().save(screenshot_dir() + "/train_page_recipe.png"));
-    }
-
-private:
-    QString screenshot_dir() const {
-        const QString dir = qEnvironmentVariable("WHISKER_SCREENSHOT_DIR", QDir::tempPath() + "/whisker-screenshots");
-        QDir().mkpath(dir);
-        return dir;
     }
 };
 
