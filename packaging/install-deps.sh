@@ -13,7 +13,7 @@ build_packages=(
   build-essential cmake ninja-build pkg-config
   qt6-base-dev libqcustomplot-dev libquazip1-qt6-dev
   libqt6svg6 librsvg2-bin dpkg-dev file
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libgloo-dev libopenblas0-pthread
   libopencv-dev libturbojpeg0-dev libexif-dev
   libcurl4-openssl-dev libssl-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev

@@ -3,12 +3,21 @@
 
 #include <CLI/CLI.hpp>
 
+#include <string>
+#include <vector>
+
 namespace whisker::cli {
 
 struct GlobalOptions {
     bool quiet = false;
     bool json = false;
     int threads = 0;
+    std::vector<std::string> args;   // argv[1…], for starting worker processes (--nproc)
+};
+
+// Ends whisker-cli with this exit code and no message (a worker whose rank 0 reports the error).
+struct QuietExit {
+    int code = 1;
 };
 
 void add_data_commands(CLI::App& app, GlobalOptions& global);

@@ -11,6 +11,7 @@
 #include "whisker/common/files.h"
 #include "whisker/data/dataset.h"
 #include "whisker/models/weights.h"
+#include "whisker/train/distributed.h"
 #include "whisker/train/learner.h"
 #include "whisker/train/recipe.h"
 
@@ -22,6 +23,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -59,6 +61,50 @@ void add_learner_options(CLI::App* cmd, LearnerArgs& a) {
     cmd->add_option("--seed", a.seed, "Seed, when the learner is created")->capture_default_str();
 }
 
+// Data-parallel training: --nproc starts local workers; under torchrun/SLURM the process joins
+// the group its environment describes.
+struct DistArgs {
+    int nproc = 1;
+    double timeout_s = 300;
+    std::string backend;
+};
+
+void add_dist_options(CLI::App* cmd, DistArgs& d) {
+    cmd->add_option("--nproc", d.nproc,
+                    "Train data-parallel in N local processes (one per GPU; on a CPU they share the cores); "
+                    "--bs stays the global batch")
+        ->check(CLI::Range(1, 256));
+    cmd->add_option("--dist-timeout", d.timeout_s,
+                    "Distributed: seconds a process waits for the others before it stops with an error")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    cmd->add_option("--backend", d.backend, "Distributed: gloo or nccl (default: nccl on GPUs, gloo on CPUs)");
+}
+
+// With --nproc N outside a group: starts the N workers (this same command line) and waits.
+// Returns true when this process was only the launcher.
+bool launch_workers_if_asked(const DistArgs& d, const GlobalOptions& g) {
+    if (d.nproc <= 1 || train::distributed_env_from_environment()) return false;
+    train::LocalLaunchOptions o;
+    o.args = g.args;
+    o.nproc = d.nproc;
+    o.stop = &g_stop;
+    if (!g.quiet) fmt::print(stderr, "Starting {} worker processes on 127.0.0.1\n", d.nproc);
+    const auto r = train::launch_local_workers(o);
+    if (r.exit_code != 0)
+        throw UserError(r.message + (r.failed_rank >= 0 && r.signal == 0 ? " (its error is above)" : ""),
+                        "the first error above says why; a worker that ran out of memory needs a smaller --bs or fewer --nproc");
+    return true;
+}
+
+std::shared_ptr<train::Distributed> join_group(const DistArgs* d) {
+    if (!d || !train::distributed_env_from_environment()) return nullptr;
+    train::DistributedOptions o;
+    o.timeout = std::chrono::milliseconds(static_cast<long long>(d->timeout_s * 1000));
+    o.backend = d->backend;
+    return train::Distributed::from_environment(o);
+}
+
 // Terminal output of a fit: a progress bar per epoch and fastai's epoch table.
 struct TablePrinter : train::Callback {
     TerminalProgress* bar;
@@ -87,8 +133,13 @@ struct Session {
     std::unique_ptr<TerminalProgress> bar;
 };
 
-Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_back_to_scratch) {
+Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_back_to_scratch, const DistArgs* dist = nullptr) {
     Session s;
+    // In a group every rank opens the same session; rank 0 alone prints and writes.
+    const auto group = join_group(dist);
+    const bool main_rank = !group || group->is_main();
+    if (!main_rank) std::fflush(stdout), std::freopen("/dev/null", "w", stdout);
+    const bool quiet = g.quiet || !main_rank;
     s.project = a.project;
     s.dataset = data::Dataset::load(s.project);
     const fs::path cfg_file = s.project / "learner.json";
@@ -116,11 +167,26 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
         s.config.seed = a.seed;
     }
     s.config.threads = g.threads;
-    s.bar = std::make_unique<TerminalProgress>(!g.quiet && isatty(2));
+    s.config.distributed = group;
+    s.bar = std::make_unique<TerminalProgress>(!quiet && isatty(2));
     TerminalProgress* bar = s.bar.get();
     auto progress = [bar](const std::string& stage, long done, long total) {
         bar->update({stage, static_cast<std::uint64_t>(done), static_cast<std::uint64_t>(total)});
     };
+    if (group && s.config.pretrained && !exists &&
+        models::weights_state(models::parse_arch(s.config.arch)) != models::WeightsState::Cached) {
+        // One download per machine: the others wait and then find the file in the cache.
+        if (group->local_rank() == 0) {
+            try {
+                DownloadOptions dl;
+                dl.max_attempts = 2;
+                models::ensure_pretrained_weights(models::parse_arch(s.config.arch), dl);
+            } catch (const UserError&) {
+                // reported below, by every rank alike
+            }
+        }
+        group->barrier();
+    }
     if (s.config.pretrained && fall_back_to_scratch && !exists &&
         models::weights_state(models::parse_arch(s.config.arch)) != models::WeightsState::Cached) {
         try {
@@ -130,22 +196,30 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
             models::ensure_pretrained_weights(models::parse_arch(s.config.arch), dl);
         } catch (const UserError& e) {
             bar->finish();
-            fmt::print(stderr, "note: no pretrained {} weights available ({}); training from scratch instead\n",
-                       s.config.arch, e.what());
+            if (main_rank)
+                fmt::print(stderr, "note: no pretrained {} weights available ({}); training from scratch instead\n",
+                           s.config.arch, e.what());
             s.config.pretrained = false;
         }
     }
+    if (group) s.config.pretrained = !group->any(!s.config.pretrained);   // the same model on every rank
     s.learner = std::make_unique<train::Learner>(s.project, s.dataset, s.config, progress);
     s.learner->set_progress(progress);
-    if (!exists || a.new_learner) {
+    if ((!exists || a.new_learner) && main_rank) {
         write_file_atomically(cfg_file, json{{"arch", s.config.arch}, {"size", s.config.size}, {"batch_size", s.config.batch_size},
                                              {"pretrained", s.config.pretrained}, {"seed", s.config.seed}}
                                             .dump(1));
-        if (!g.quiet)
+        if (!quiet)
             fmt::print("New learner: {} at {} px, batch {}, {}; {}\n", s.config.arch, s.config.size, s.config.batch_size,
                        s.config.pretrained ? "ImageNet weights" : "from scratch", detect_compute_device().describe());
-    } else if (s.learner->has_checkpoint("current")) {
+    } else if (exists && s.learner->has_checkpoint("current")) {
         s.learner->load("current");
+    }
+    if (group) {
+        if (!quiet)
+            fmt::print("Data-parallel: {} processes ({}, {}), {} images per process per batch\n", group->world_size(),
+                       group->backend(), group->env().source, s.config.batch_size / group->world_size());
+        group->barrier();   // nobody writes before every rank has read the project's state
     }
     return s;
 }
@@ -250,11 +324,14 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     lrf->add_option("--end", lf_end, "End learning rate")->capture_default_str();
     lrf->add_flag("--linear", lf_linear, "Linear instead of exponential sweep");
     lrf->add_option("--csv", lf_csv, "Write the curve (lr, smoothed loss) to this CSV");
+    static DistArgs lf_dist;
+    add_dist_options(lrf, lf_dist);
     lrf->callback([&global] {
-        Session s = open_session(lf, global, false);
+        if (launch_workers_if_asked(lf_dist, global)) return;
+        Session s = open_session(lf, global, false, &lf_dist);
         apply_state_flags(*s.learner, lf_state);
         const auto r = run_lr_find(*s.learner, lf_start, lf_end, lf_linear, global.quiet);
-        if (!lf_csv.empty()) {
+        if (!lf_csv.empty() && s.learner->is_main_process()) {
             std::string out = "lr,loss\n";
             for (std::size_t i = 0; i < r.lrs.size(); ++i) out += fmt::format("{:.6e},{:.6f}\n", r.lrs[i], r.losses[i]);
             write_file_atomically(lf_csv, out);
@@ -278,8 +355,12 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     fit->add_flag("--one-cycle", fs_args.one_cycle, "fastai v2's one-cycle schedule (--cycles epochs, --lr is the maximum)");
     fit->add_flag("--resume", fs_args.resume, "Continue the fit that was interrupted (autosave)");
     fit->add_flag("--json", fit_json, "One JSON line per epoch instead of the table");
+    static DistArgs fit_dist;
+    add_dist_options(fit, fit_dist);
     fit->callback([&global] {
-        Session s = open_session(fa, global, false);
+        if (launch_workers_if_asked(fit_dist, global)) return;
+        Session s = open_session(fa, global, false, &fit_dist);
+        const bool quiet = global.quiet || !s.learner->is_main_process();
         auto printer = std::make_shared<TablePrinter>();
         printer->bar = s.bar.get();
         printer->json_lines = fit_json || global.json;
@@ -302,9 +383,12 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
         }
         s.bar->finish();
         s.learner->save("current");
-        report_load_failures(*s.learner);
-        print_fit_end(r, fa.project, global.quiet);
-        if (r.stopped && r.stop_reason.find("NaN") != std::string::npos) throw UserError(r.stop_reason);
+        if (!quiet) report_load_failures(*s.learner);
+        print_fit_end(r, fa.project, quiet);
+        if (r.stopped && r.stop_reason.find("NaN") != std::string::npos) {
+            if (!s.learner->is_main_process()) throw QuietExit{1};   // rank 0 says why
+            throw UserError(r.stop_reason);
+        }
     });
 
     // ---- predict ----
@@ -321,12 +405,16 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     pred->add_option("--out", p_out, "Submission file (.csv or .csv.gz); default PROJECT/submission.csv");
     pred->add_option("--clip", p_clip, "Clip probabilities to [c, 1-c] (log loss safety)");
     pred->add_flag("--labels", p_labels, "Write the predicted class name instead of probabilities");
+    static DistArgs p_dist;
+    add_dist_options(pred, p_dist);
     pred->callback([&global] {
-        Session s = open_session(pa, global, false);
+        if (launch_workers_if_asked(p_dist, global)) return;
+        Session s = open_session(pa, global, false, &p_dist);
         const auto split = data::parse_split(p_split);
         if (!split || *split == data::Split::Train) throw UserError("--split must be test or valid");
         const auto p = s.learner->predict(*split, p_tta, p_beta ? train::TtaMix::Beta : train::TtaMix::Mean, &g_stop);
         s.bar->finish();
+        if (!s.learner->is_main_process()) return;   // every rank has all rows; rank 0 reports and writes
         if (*split == data::Split::Valid) {
             fmt::print("valid: {} images, accuracy {:.4f}, log loss {:.4f}{}\n", p.records.size(), p.accuracy(), p.log_loss(),
                        p_tta ? fmt::format(" (TTA, {} passes)", p.passes) : "");
@@ -380,10 +468,14 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     auto* run = app.add_subcommand("run", "Run a whole recipe (default: the seed's 8 steps), then predict the test set");
     add_learner_options(run, ra);
     run->add_option("--recipe", recipe_file, "JSON list of steps (see README)");
+    static DistArgs run_dist;
+    add_dist_options(run, run_dist);
     run->callback([&global] {
+        if (launch_workers_if_asked(run_dist, global)) return;
         std::string recipe = train::default_recipe();
         if (!recipe_file.empty()) recipe = read_file(recipe_file);
-        Session s = open_session(ra, global, true);
+        Session s = open_session(ra, global, true, &run_dist);
+        const bool quiet = global.quiet || !s.learner->is_main_process();
         auto printer = std::make_shared<TablePrinter>();
         printer->bar = s.bar.get();
         printer->json_lines = global.json;
@@ -411,9 +503,10 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
         };
         const auto r = train::run_recipe(*s.learner, recipe, ev, &g_stop);
         s.learner->save("current");
-        report_load_failures(*s.learner);
+        if (!quiet) report_load_failures(*s.learner);
         if (r.stopped) {
-            print_fit_end(train::FitResult{{}, true, r.stop_reason}, ra.project, global.quiet);
+            if (!s.learner->is_main_process()) throw QuietExit{1};   // rank 0 says why
+            print_fit_end(train::FitResult{{}, true, r.stop_reason}, ra.project, quiet);
             throw UserError("the recipe stopped at step " + std::to_string(r.steps_done + 1) + ": " + r.stop_reason);
         }
         if (!r.epochs.empty()) {

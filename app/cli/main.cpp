@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <unistd.h>
 
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.fallthrough();  // global options (--threads, -q, --json) may also follow the subcommand
     whisker::cli::GlobalOptions global;
+    global.args.assign(argv + 1, argv + argc);
     app.add_flag("-q,--quiet", global.quiet, "Print only results and errors");
     app.add_flag("--json-log", global.json, "Training commands print one JSON object per epoch (for scripts)");
     app.add_option("--threads", global.threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
@@ -63,11 +65,20 @@ int main(int argc, char** argv) {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
+    } catch (const whisker::cli::QuietExit& e) {
+        return e.code;
     } catch (const whisker::Cancelled&) {
         std::fprintf(stderr, "\nstopped\n");
         return 130;
     } catch (const whisker::UserError& e) {
-        std::fprintf(stderr, "error: %s\n", e.what());
+        // A worker of a data-parallel group says which one it is (unless the message does).
+        const char* rank = std::getenv("RANK");
+        const char* world = std::getenv("WORLD_SIZE");
+        const std::string what = e.what();
+        if (rank && world && std::string(world) != "1" && what.rfind("rank ", 0) != 0)
+            std::fprintf(stderr, "error: rank %s of %s: %s\n", rank, world, what.c_str());
+        else
+            std::fprintf(stderr, "error: %s\n", what.c_str());
         if (!e.hint().empty()) std::fprintf(stderr, "hint: %s\n", e.hint().c_str());
         return 1;
     } catch (const std::exception& e) {

@@ -33,6 +33,23 @@ std::optional<View> parse_view(const std::string& name) {
     return std::nullopt;
 }
 
+std::vector<std::size_t> shard_positions(std::size_t n, int rank, int count, bool interleaved) {
+    if (count < 1 || rank < 0 || rank >= count) throw std::invalid_argument("shard_positions: bad rank/count");
+    const auto c = static_cast<std::size_t>(count), r = static_cast<std::size_t>(rank);
+    std::vector<std::size_t> out;
+    if (interleaved) {
+        if (n == 0) return out;
+        const std::size_t total = (n + c - 1) / c * c;
+        for (std::size_t p = r; p < total; p += c) out.push_back(p);
+    } else {
+        const std::size_t base = n / c, extra = n % c;
+        const std::size_t begin = r * base + std::min(r, extra);
+        const std::size_t len = base + (r < extra ? 1 : 0);
+        for (std::size_t p = begin; p < begin + len; ++p) out.push_back(p);
+    }
+    return out;
+}
+
 struct DataLoader::Impl {
     std::vector<LoadItem> items;
     bool training;
@@ -50,7 +67,13 @@ struct DataLoader::Impl {
     bool started = false;
     bool stopping = false;
     int epoch = 0;
-    std::shared_ptr<const std::vector<std::size_t>> order;  // replaced, never mutated
+    // This rank's share of the epoch: item indices, and their positions in the whole epoch
+    // (which seed the augmentation). Replaced per epoch, never mutated.
+    struct Plan {
+        std::vector<std::size_t> items, positions;
+    };
+    std::shared_ptr<const Plan> order;
+    std::size_t local_size = 0;
     std::size_t next_claim = 0;
     std::size_t next_deliver = 0;
     std::map<std::size_t, Batch> ready;
@@ -58,13 +81,14 @@ struct DataLoader::Impl {
 
     std::size_t num_batches() const {
         const auto bs = static_cast<std::size_t>(options.batch_size);
-        return (items.size() + bs - 1) / bs;
+        return (local_size + bs - 1) / bs;
     }
 
-    Batch build(std::size_t batch_index, int for_epoch, const std::vector<std::size_t>& epoch_order) {
+    Batch build(std::size_t batch_index, int for_epoch, const Plan& plan) {
+        const std::vector<std::size_t>& epoch_order = plan.items;
         const auto bs = static_cast<std::size_t>(options.batch_size);
         const std::size_t begin = batch_index * bs;
-        const std::size_t end = std::min(items.size(), begin + bs);
+        const std::size_t end = std::min(epoch_order.size(), begin + bs);
         const auto n = static_cast<std::int64_t>(end - begin);
         const int sz = augment.size;
         auto float_opts = at::TensorOptions().dtype(at::kFloat).pinned_memory(pinned);
@@ -77,8 +101,8 @@ struct DataLoader::Impl {
         DecodeOptions decode;
         decode.min_shorter_side = options.dct_scaling ? (training ? augment.min_decode_side() : augment.size) : 0;
         for (std::size_t k = 0; k < static_cast<std::size_t>(n); ++k) {
-            const std::size_t position = begin + k;
-            const LoadItem& item = items[epoch_order[position]];
+            const std::size_t position = plan.positions[begin + k];
+            const LoadItem& item = items[epoch_order[begin + k]];
             try {
                 const std::filesystem::path file =
                     options.resize_cache ? options.resize_cache->lookup(item.path) : item.path;
@@ -158,6 +182,9 @@ DataLoader::DataLoader(std::vector<LoadItem> items, bool training_transform, boo
     impl_->options = options;
     impl_->num_classes = num_classes;
     impl_->multi_label = multi_label;
+    if (options.shard_count < 1 || options.shard_rank < 0 || options.shard_rank >= options.shard_count)
+        throw std::invalid_argument("loader shard rank/count out of range");
+    impl_->local_size = shard_positions(impl_->items.size(), options.shard_rank, options.shard_count, shuffle).size();
     switch (options.pin_memory) {
         case LoaderOptions::Pinning::Always: impl_->pinned = true; break;
         case LoaderOptions::Pinning::Never: impl_->pinned = false; break;
@@ -175,27 +202,41 @@ DataLoader::~DataLoader() {
     for (auto& t : impl_->workers) t.join();
 }
 
-std::size_t DataLoader::size() const { return impl_->items.size(); }
+std::size_t DataLoader::size() const { return impl_->local_size; }
 std::size_t DataLoader::batches_per_epoch() const { return impl_->num_batches(); }
 const AugmentSettings& DataLoader::augment() const { return impl_->augment; }
 
-std::vector<std::size_t> DataLoader::epoch_order(int epoch) const {
-    std::vector<std::size_t> order(impl_->items.size());
+namespace {
+std::vector<std::size_t> whole_epoch_order(std::size_t n, bool shuffle, std::uint64_t seed, int epoch) {
+    std::vector<std::size_t> order(n);
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    if (impl_->shuffle) {
-        Rng rng(derive_seed(impl_->options.seed, 0x5f0ffULL, static_cast<std::uint64_t>(epoch)));
+    if (shuffle) {
+        Rng rng(derive_seed(seed, 0x5f0ffULL, static_cast<std::uint64_t>(epoch)));
         shuffle_in_place(order, rng);
     }
     return order;
 }
+}  // namespace
+
+std::vector<std::size_t> DataLoader::epoch_order(int epoch) const {
+    const auto whole = whole_epoch_order(impl_->items.size(), impl_->shuffle, impl_->options.seed, epoch);
+    if (impl_->options.shard_count == 1) return whole;
+    std::vector<std::size_t> out;
+    for (std::size_t p : shard_positions(whole.size(), impl_->options.shard_rank, impl_->options.shard_count, impl_->shuffle))
+        out.push_back(whole[p % whole.size()]);
+    return out;
+}
 
 void DataLoader::start_epoch(int epoch, std::size_t first_batch) {
-    auto order = epoch_order(epoch);
+    auto plan = std::make_shared<Impl::Plan>();
+    const auto whole = whole_epoch_order(impl_->items.size(), impl_->shuffle, impl_->options.seed, epoch);
+    plan->positions = shard_positions(whole.size(), impl_->options.shard_rank, impl_->options.shard_count, impl_->shuffle);
+    for (std::size_t p : plan->positions) plan->items.push_back(whole[p % whole.size()]);
     {
         std::lock_guard<std::mutex> lock(impl_->mutex);
         ++impl_->generation;
         impl_->epoch = epoch;
-        impl_->order = std::make_shared<const std::vector<std::size_t>>(std::move(order));
+        impl_->order = std::move(plan);
         impl_->next_claim = std::min(first_batch, impl_->num_batches());
         impl_->next_deliver = impl_->next_claim;
         impl_->ready.clear();

@@ -9,6 +9,7 @@
 #include "whisker/common/random.h"
 #include "whisker/models/checkpoint.h"
 #include "whisker/models/weights.h"
+#include "whisker/train/distributed.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
@@ -72,6 +73,10 @@ Learner::Learner(fs::path project, data::Dataset dataset, LearnerConfig config, 
         throw UserError("the dataset has fewer than two classes", "a classifier needs at least two");
     if (dataset_.count(data::Split::Train) == 0) throw UserError("the dataset has no training images");
     const ComputeDevice dev = detect_compute_device();
+    if (auto* d = distributed(); d && config_.batch_size % d->world_size() != 0)
+        throw UserError("batch size " + std::to_string(config_.batch_size) + " cannot be split evenly over " +
+                            std::to_string(d->world_size()) + " processes",
+                        "the batch size is the global batch: use a multiple of " + std::to_string(d->world_size()));
     torch::manual_seed(config_.seed);
     const models::Arch arch = models::parse_arch(config_.arch);
     models::HeadOptions head = config_.head;
@@ -87,13 +92,34 @@ Learner::Learner(fs::path project, data::Dataset dataset, LearnerConfig config, 
     if (dev.cuda && config_.channels_last)
         for (auto& p : model_->parameters())
             if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+    if (auto* d = distributed()) {
+        // Every rank starts from rank 0's weights (the same seed gives the same ones anyway).
+        std::vector<at::Tensor> state;
+        for (const auto& [name, t] : models::state_dict_of(*model_)) state.push_back(t);
+        d->broadcast(state, 0);
+    }
     freeze();
 }
 
 Learner::~Learner() = default;
 
 at::Device Learner::device() const {
-    return torch::cuda::is_available() ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+    if (!torch::cuda::is_available()) return at::Device(at::kCPU);
+    if (auto* d = distributed()) return at::Device(at::kCUDA, static_cast<at::DeviceIndex>(d->cuda_device()));
+    return at::Device(at::kCUDA);
+}
+
+bool Learner::is_main_process() const { return !distributed() || distributed()->is_main(); }
+
+int Learner::rank_batch_size() const {
+    return distributed() ? config_.batch_size / distributed()->world_size() : config_.batch_size;
+}
+
+void Learner::sync_buffers() {
+    auto* d = distributed();
+    if (!d) return;
+    std::vector<at::Tensor> buffers = model_->buffers(true);
+    d->broadcast(buffers, 0);
 }
 
 void Learner::freeze_to(int group) {
@@ -129,13 +155,28 @@ void Learner::set_train_mode() {
     }
 }
 
+void Learner::set_dataset(data::Dataset dataset) {
+    if (dataset.classes != dataset_.classes || dataset.multi_label != dataset_.multi_label)
+        throw UserError("the dataset's classes changed since the learner was created",
+                        "create a new learner for the new classes");
+    if (active_) throw UserError("cannot change the dataset during a fit", "stop the fit first");
+    dataset_ = std::move(dataset);
+    loaders_.clear();
+    activations_.reset();   // keyed by the images: recomputed (or reloaded) on next use
+}
+
 data::DataLoader& Learner::loader(data::View view) {
     auto it = loaders_.find(view);
     if (it != loaders_.end()) return *it->second;
     data::LoaderOptions lo;
-    lo.batch_size = config_.batch_size;
+    lo.batch_size = rank_batch_size();
     lo.threads = config_.threads;
     lo.seed = config_.seed;
+    if (auto* d = distributed()) {
+        lo.shard_rank = d->rank();
+        lo.shard_count = d->world_size();
+        if (lo.threads <= 0) lo.threads = d->threads();
+    }
     auto l = data::make_loader(dataset_, project_, view, data::AugmentSettings::side_on(config_.size, config_.max_zoom), lo);
     return *loaders_.emplace(view, std::move(l)).first->second;
 }
@@ -160,6 +201,8 @@ at::Tensor probabilities(const at::Tensor& out, bool multi_label, bool v2) {
 // ------------------------------------------------------------------------------------------
 
 void Learner::ensure_precomputed() {
+    auto* dist = distributed();
+    sync_buffers();   // the body's BatchNorm statistics take part in the key and the activations
     // The key: architecture, size, the images of each split (path, size, time) and the body's
     // weights, so a stale cache is never used.
     std::string ident = config_.arch + "|" + std::to_string(config_.size) + "|";
@@ -188,6 +231,7 @@ void Learner::ensure_precomputed() {
         return out;
     };
     std::error_code ec;
+    bool cached = false;
     if (fs::exists(file, ec)) {
         std::map<std::string, std::string> meta;
         try {
@@ -203,13 +247,20 @@ void Learner::ensure_precomputed() {
                     else if (name == "valid_records") acts->valid_records = records_of(t);
                     else if (name == "test_records") acts->test_records = records_of(t);
                 }
-                activations_ = std::move(acts);
-                return;
+                cached = true;
             }
         } catch (const UserError&) {
             // a damaged cache is rebuilt
         }
     }
+    // A group uses the cache only when every rank could read it; otherwise all recompute.
+    if (dist) cached = !dist->any(!cached);
+    if (cached) {
+        activations_ = std::move(acts);
+        return;
+    }
+    acts = std::make_unique<Activations>();
+    acts->key = key;
     torch::NoGradGuard no_grad;
     model_->eval();
     auto compute = [&](data::View view, at::Tensor& x, at::Tensor& y, std::vector<std::size_t>& records, const char* stage) {
@@ -227,6 +278,19 @@ void Learner::ensure_precomputed() {
         if (!xs.empty()) {
             x = at::cat(xs);
             y = at::cat(ys);
+        }
+        if (dist) {
+            // Each rank computed its block of the view (in rank order): put them together.
+            std::vector<std::int64_t> mine(records.begin(), records.end());
+            at::Tensor rec = at::tensor(mine.empty() ? std::vector<std::int64_t>{} : mine, at::kLong);
+            x = dist->all_gather_rows(x);
+            y = dist->all_gather_rows(y);
+            rec = dist->all_gather_rows(rec);
+            records.clear();
+            if (rec.defined()) {
+                const at::Tensor c = rec.contiguous();
+                records.assign(c.data_ptr<std::int64_t>(), c.data_ptr<std::int64_t>() + c.numel());
+            }
         }
     };
     compute(data::View::Fix, acts->train_x, acts->train_y, acts->train_records, "precomputing train activations");
@@ -248,7 +312,8 @@ void Learner::ensure_precomputed() {
         sd.emplace_back("test_x", acts->test_x);
         sd.emplace_back("test_records", as_tensor(acts->test_records));
     }
-    models::write_safetensors(file, sd, {{"key", key}, {"arch", config_.arch}, {"size", std::to_string(config_.size)}});
+    if (is_main_process())
+        models::write_safetensors(file, sd, {{"key", key}, {"arch", config_.arch}, {"size", std::to_string(config_.size)}});
     activations_ = std::move(acts);
 }
 
@@ -373,6 +438,16 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
     stop_request_.clear();
     const bool use_amp = config_.mixed_precision && device().is_cuda();
     if (!st.optimizer) build_optimizer(st);
+    auto* dist = distributed();
+    const auto local_bs = static_cast<std::size_t>(rank_batch_size());
+    // Data-parallel: gradients averaged over the ranks, in buckets, during backward.
+    std::unique_ptr<GradientSync> grad_sync;
+    if (dist) {
+        std::vector<at::Tensor> params;
+        for (auto& g : st.optimizer->param_groups())
+            for (auto& p : g.params()) params.push_back(p);
+        grad_sync = std::make_unique<GradientSync>(*dist, params);
+    }
     auto set_rates = [&](long it) {
         const double mult = st.multipliers.at(static_cast<std::size_t>(it));
         auto& pg = st.optimizer->param_groups();
@@ -415,6 +490,12 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                 std::iota(order.begin(), order.end(), 0);
                 Rng rng(derive_seed(config_.seed, 0xac7, static_cast<std::uint64_t>(loader_epoch)));
                 shuffle_in_place(order, rng);
+                if (dist) {   // this rank's share, as the loader's (DistributedSampler)
+                    std::vector<std::int64_t> mine;
+                    for (std::size_t p : data::shard_positions(order.size(), dist->rank(), dist->world_size(), true))
+                        mine.push_back(order[p % order.size()]);
+                    order = std::move(mine);
+                }
             } else {
                 loader(data::View::Train).start_epoch(static_cast<int>(loader_epoch), st.batch);
             }
@@ -424,9 +505,9 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                     break;
                 at::Tensor x, y;
                 if (st.precompute) {
-                    const std::size_t begin = st.batch * static_cast<std::size_t>(config_.batch_size);
+                    const std::size_t begin = st.batch * local_bs;
                     if (begin >= order.size()) break;
-                    const std::size_t end = std::min(order.size(), begin + static_cast<std::size_t>(config_.batch_size));
+                    const std::size_t end = std::min(order.size(), begin + local_bs);
                     const at::Tensor idx = at::tensor(std::vector<std::int64_t>(order.begin() + static_cast<long>(begin),
                                                                                 order.begin() + static_cast<long>(end)),
                                                       at::kLong);
@@ -436,28 +517,50 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                     auto b = loader(data::View::Train).next();
                     if (!b) break;
                     load_failures_.insert(load_failures_.end(), b->failures.begin(), b->failures.end());
-                    if (b->images.size(0) == 0) continue;
-                    x = b->images.to(device(), /*non_blocking=*/true);
-                    y = b->labels.to(device(), true);
-                    if (config_.channels_last && device().is_cuda()) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+                    // In a group an empty batch still takes part (with zero gradients).
+                    if (b->images.size(0) == 0 && !dist) continue;
+                    if (b->images.size(0) > 0) {
+                        x = b->images.to(device(), /*non_blocking=*/true);
+                        y = b->labels.to(device(), true);
+                        if (config_.channels_last && device().is_cuda()) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+                    }
                 }
-                if (stop && stop->load()) throw StopTrainingInternal{"stopped by the user"};
-                if (!stop_request_.empty()) throw StopTrainingInternal{stop_request_};
+                const bool have = x.defined();
+                const bool user_stop = stop && stop->load();
+                if (!dist) {
+                    if (user_stop) throw StopTrainingInternal{"stopped by the user"};
+                    if (!stop_request_.empty()) throw StopTrainingInternal{stop_request_};
+                }
                 for (auto& cb : callbacks_) cb->before_batch(*this, st.iteration);
                 const double lr = set_rates(std::min<long>(st.iteration, static_cast<long>(st.multipliers.size()) - 1));
                 st.optimizer->zero_grad();
                 at::Tensor loss;
-                try {
-                    AutocastGuard autocast(use_amp);
-                    const at::Tensor out = st.precompute ? model_->forward_head(x) : model_->forward(x);
-                    loss = loss_of(use_amp ? out.to(at::kFloat) : out, y);
-                } catch (const c10::Error& e) {
-                    if (std::string(e.what()).find("out of memory") != std::string::npos)
-                        throw UserError("the GPU ran out of memory with batch size " + std::to_string(config_.batch_size),
-                                        oom_hint(config_.batch_size));
-                    throw;
+                double loss_value = 0;
+                if (have) {
+                    try {
+                        AutocastGuard autocast(use_amp);
+                        const at::Tensor out = st.precompute ? model_->forward_head(x) : model_->forward(x);
+                        loss = loss_of(use_amp ? out.to(at::kFloat) : out, y);
+                    } catch (const c10::Error& e) {
+                        if (std::string(e.what()).find("out of memory") != std::string::npos)
+                            throw UserError("the GPU ran out of memory with batch size " + std::to_string(local_bs),
+                                            oom_hint(static_cast<int>(local_bs) * (dist ? dist->world_size() : 1)));
+                        throw;
+                    }
+                    loss_value = loss.item<double>();
                 }
-                const double loss_value = loss.item<double>();
+                if (dist) {
+                    // One small all-reduce per batch: the global batch's mean loss (so every rank
+                    // records, smooths and NaN-checks the same number) and whether any rank stops.
+                    const double n = have ? static_cast<double>(x.size(0)) : 0.0;
+                    const auto agreed = dist->all_reduce_sum({have ? loss_value * n : 0.0, n, user_stop || !stop_request_.empty() ? 1.0 : 0.0});
+                    if (agreed[2] > 0)
+                        throw StopTrainingInternal{user_stop ? "stopped by the user"
+                                                   : !stop_request_.empty() ? stop_request_
+                                                                            : "stopped by the user (on another rank)"};
+                    if (agreed[1] == 0) continue;   // no rank had an image in this batch
+                    loss_value = agreed[0] / agreed[1];
+                }
                 if (!std::isfinite(loss_value)) {
                     if (st.finder) {
                         st.exploded = true;
@@ -476,7 +579,9 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                 }
                 for (auto& cb : callbacks_) cb->after_loss(*this, loss_value);
                 if (use_amp) {
-                    (loss * loss_scale).backward();
+                    if (grad_sync) grad_sync->arm();
+                    if (have) (loss * loss_scale).backward();
+                    if (grad_sync) grad_sync->finish();
                     bool finite = true;
                     for (auto& g : st.optimizer->param_groups())
                         for (auto& p : g.params())
@@ -492,7 +597,9 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                         good_steps = 0;
                     }
                 } else {
-                    loss.backward();
+                    if (grad_sync) grad_sync->arm();
+                    if (have) loss.backward();
+                    if (grad_sync) grad_sync->finish();
                     st.optimizer->step();
                 }
                 ++st.batch_num;
@@ -544,9 +651,10 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                 st.epoch = saved_epoch;
             }
             for (auto& cb : callbacks_) cb->after_epoch(*this, rec);
-            if (!stop_request_.empty() && st.epoch + 1 < st.total_epochs) {
+            const bool stop_now = dist ? dist->any(!stop_request_.empty()) : !stop_request_.empty();
+            if (stop_now && st.epoch + 1 < st.total_epochs) {
                 ++st.epoch;
-                throw StopTrainingInternal{stop_request_};
+                throw StopTrainingInternal{stop_request_.empty() ? "stopped on another rank" : stop_request_};
             }
         }
     } catch (const StopTrainingInternal& s) {
@@ -561,6 +669,8 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
 }
 
 void Learner::validate(EpochRecord& rec) {
+    auto* dist = distributed();
+    sync_buffers();
     torch::NoGradGuard no_grad;
     model_->eval();
     const bool v2 = config_.head.style == models::HeadStyle::FastaiV2;
@@ -587,8 +697,14 @@ void Learner::validate(EpochRecord& rec) {
         n += bs;
     };
     if (precompute_ && activations_ && activations_->valid_x.defined()) {
-        for (std::int64_t b = 0; b < activations_->valid_x.size(0); b += config_.batch_size) {
-            const auto len = std::min<std::int64_t>(config_.batch_size, activations_->valid_x.size(0) - b);
+        // This rank's block of the rows (all of them alone).
+        const auto rows = data::shard_positions(static_cast<std::size_t>(activations_->valid_x.size(0)), dist ? dist->rank() : 0,
+                                                dist ? dist->world_size() : 1, false);
+        const auto first = rows.empty() ? 0 : static_cast<std::int64_t>(rows.front());
+        const auto last = first + static_cast<std::int64_t>(rows.size());
+        const std::int64_t bs = rank_batch_size();
+        for (std::int64_t b = first; b < last; b += bs) {
+            const auto len = std::min<std::int64_t>(bs, last - b);
             account(model_->forward_head(activations_->valid_x.narrow(0, b, len).to(device())),
                     activations_->valid_y.narrow(0, b, len).to(device()));
         }
@@ -599,6 +715,14 @@ void Learner::validate(EpochRecord& rec) {
             if (b->images.size(0) == 0) continue;
             account(model_->forward(b->images.to(device())), b->labels.to(device()));
         }
+    }
+    if (dist) {   // every rank gets the metrics of the whole validation set
+        const auto sums = dist->all_reduce_sum({loss_sum, correct, log_loss_sum, static_cast<double>(n), static_cast<double>(label_count)});
+        loss_sum = sums[0];
+        correct = sums[1];
+        log_loss_sum = sums[2];
+        n = static_cast<std::int64_t>(sums[3]);
+        label_count = static_cast<std::int64_t>(sums[4]);
     }
     if (n > 0) {
         rec.val_loss = loss_sum / static_cast<double>(n);
@@ -672,6 +796,8 @@ LrFindResult Learner::lr_find(double start_lr, double end_lr, bool linear, const
 Predictions Learner::predict(data::Split split, int tta, TtaMix mix, const std::atomic<bool>* stop) {
     if (split == data::Split::Train) throw UserError("predict works on the valid or test split");
     if (dataset_.count(split) == 0) throw UserError(std::string("the dataset has no ") + data::split_name(split) + " images");
+    auto* dist = distributed();
+    sync_buffers();
     torch::NoGradGuard no_grad;
     model_->eval();
     const bool v2 = config_.head.style == models::HeadStyle::FastaiV2;
@@ -690,13 +816,24 @@ Predictions Learner::predict(data::Split split, int tta, TtaMix mix, const std::
             if (progress_) progress_("predicting", ++done, static_cast<long>(l.batches_per_epoch()));
         }
         ++p.passes;
-        return at::cat(probs);
+        // A rank whose share is empty (a group larger than the split) has no rows.
+        return probs.empty() ? at::zeros({0, static_cast<std::int64_t>(dataset_.classes.size())}) : at::cat(probs);
     };
     const bool valid = split == data::Split::Valid;
-    const at::Tensor plain = pass(valid ? data::View::Valid : data::View::Test, 0, true);
+    at::Tensor plain = pass(valid ? data::View::Valid : data::View::Test, 0, true);
+    at::Tensor aug_sum;
     if (tta > 0) {
-        at::Tensor aug_sum = at::zeros_like(plain);
+        aug_sum = at::zeros_like(plain);
         for (int k = 0; k < tta; ++k) aug_sum += pass(valid ? data::View::Aug : data::View::TestAug, k, false);
+    }
+    if (dist) {   // each rank predicted its block: every rank gets all rows, in order
+        std::vector<std::int64_t> mine(p.records.begin(), p.records.end());
+        const at::Tensor rec = dist->all_gather_rows(at::tensor(mine.empty() ? std::vector<std::int64_t>{} : mine, at::kLong)).contiguous();
+        p.records.assign(rec.data_ptr<std::int64_t>(), rec.data_ptr<std::int64_t>() + rec.numel());
+        plain = dist->all_gather_rows(plain);
+        if (tta > 0) aug_sum = dist->all_gather_rows(aug_sum);
+    }
+    if (tta > 0) {
         const at::Tensor aug_mean = aug_sum / tta;
         p.probs = mix == TtaMix::Mean ? (plain + aug_sum) / (tta + 1) : 0.75 * aug_mean + 0.25 * plain;
     } else {

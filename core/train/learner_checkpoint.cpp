@@ -10,6 +10,7 @@
 #include "whisker/common/files.h"
 #include "whisker/common/http.h"
 #include "whisker/models/checkpoint.h"
+#include "whisker/train/distributed.h"
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -85,6 +86,12 @@ void Learner::save(const std::string& name) { save_with_fit_state(name, nullptr)
 
 void Learner::save_with_fit_state(const std::string& name, const FitState* st) {
     if (name.empty() || name.find('/') != std::string::npos) throw UserError("checkpoint names cannot be empty or contain '/'");
+    // In a group rank 0 writes (every rank holds the same weights and optimiser state); the
+    // others wait, so that nobody reads a checkpoint that is still being written.
+    if (!is_main_process()) {
+        distributed()->barrier();
+        return;
+    }
     const fs::path dir = models_dir(project_);
     std::random_device rd;
     const std::string id = std::to_string(rd()) + std::to_string(rd());
@@ -131,6 +138,7 @@ void Learner::save_with_fit_state(const std::string& name, const FitState* st) {
     }
     models::write_safetensors(dir / (name + ".safetensors"), models::state_dict_of(*model_), {{"id", id}});
     write_file_atomically(dir / (name + ".json"), j.dump(1));
+    if (distributed()) distributed()->barrier();
 }
 
 void Learner::load(const std::string& name) {

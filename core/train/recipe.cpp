@@ -117,7 +117,7 @@ RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const 
             std::filesystem::path written;
             if (*split == data::Split::Test) {
                 written = learner.project() / step.value("out", "submission.csv");
-                write_submission(written, learner.dataset(), p, step.value("clip", 0.0));
+                if (learner.is_main_process()) write_submission(written, learner.dataset(), p, step.value("clip", 0.0));
             }
             if (ev.predicted) ev.predicted(p, *split, written);
         }

@@ -53,7 +53,21 @@ struct LoaderOptions {
     enum class Pinning { Auto, Always, Never };
     Pinning pin_memory = Pinning::Auto;
     const ResizeCache* resize_cache = nullptr;  // read pre-shrunk copies where available
+    // Distributed training: this process's share of every epoch (see shard_positions).
+    // batch_size is then the per-rank batch. Augmentation seeds use the position in the whole
+    // epoch, so the ranks together see exactly the images one process would.
+    int shard_rank = 0;
+    int shard_count = 1;
 };
+
+// The positions in an epoch of n items that rank `rank` of `count` visits, in order.
+// Shuffled views (`interleaved`): PyTorch's DistributedSampler — the epoch is padded to a
+// multiple of `count` by repeating its first positions, and rank r takes r, r+count, …; every
+// rank has the same number of items (so the same number of batches), and with a per-rank
+// batch of B/count, batch k of all ranks together is batch k of one process with batch B.
+// Unshuffled views: contiguous blocks in rank order, no padding (sizes differ by at most one),
+// so results gathered in rank order are in the dataset's order.
+std::vector<std::size_t> shard_positions(std::size_t n, int rank, int count, bool interleaved);
 
 struct LoadItem {
     std::filesystem::path path;
@@ -76,7 +90,7 @@ public:
     DataLoader(const DataLoader&) = delete;
     DataLoader& operator=(const DataLoader&) = delete;
 
-    std::size_t size() const;                 // images per epoch
+    std::size_t size() const;                 // images per epoch (this rank's share when sharded)
     std::size_t batches_per_epoch() const;
     const AugmentSettings& augment() const;
 
@@ -86,7 +100,8 @@ public:
     void start_epoch(int epoch, std::size_t first_batch = 0);
     // The next batch of the current epoch in order; nullopt once the epoch is exhausted.
     std::optional<Batch> next();
-    // The order in which epoch `epoch` visits the items (indices into the item list).
+    // The order in which epoch `epoch` visits the items (indices into the item list; this
+    // rank's share when sharded, padding included).
     std::vector<std::size_t> epoch_order(int epoch) const;
 
 private:

@@ -36,6 +36,8 @@
 
 namespace whisker::train {
 
+class Distributed;   // whisker/train/distributed.h
+
 struct LearnerConfig {
     std::string arch = "resnet34";
     int size = 224;
@@ -47,6 +49,11 @@ struct LearnerConfig {
     models::HeadOptions head;
     bool mixed_precision = false;  // CUDA only: fp16 autocast with dynamic loss scaling
     bool channels_last = false;    // CUDA only
+    // Data-parallel training (distributed.h); nullptr: this process alone. With a group,
+    // batch_size is the global batch (each rank takes batch_size / world_size), every rank
+    // must construct the Learner and call the same methods in the same order, and only rank 0
+    // writes files (checkpoints, the precompute cache).
+    std::shared_ptr<Distributed> distributed;
 };
 
 enum class OptimizerKind { SGD, AdamW };
@@ -173,6 +180,11 @@ public:
     // Continues the fit recorded in checkpoint `name` (by default the autosave).
     FitResult resume(const std::string& name = "autosave", const std::atomic<bool>* stop = nullptr);
 
+    // Replaces the dataset (e.g. after the user marked images as excluded or relabelled them):
+    // the loaders and precomputed activations are rebuilt from it on next use. The classes
+    // must be the same (the head's outputs depend on them); throws UserError otherwise.
+    void set_dataset(data::Dataset dataset);
+
     // ---- callbacks and hooks ----
     void add_callback(std::shared_ptr<Callback> cb) { callbacks_.push_back(std::move(cb)); }
     void set_progress(ProgressCallback progress) { progress_ = std::move(progress); }
@@ -185,6 +197,9 @@ public:
     const LearnerConfig& config() const { return config_; }
     const std::filesystem::path& project() const { return project_; }
     at::Device device() const;
+    Distributed* distributed() const { return config_.distributed.get(); }
+    // Rank 0 of a group, or a process on its own: the one that writes files and prints.
+    bool is_main_process() const;
     const std::vector<BatchRecord>& batch_history() const { return batches_; }
     const std::vector<EpochRecord>& epoch_history() const { return epochs_; }
     long epochs_trained() const { return epochs_trained_; }
@@ -205,6 +220,8 @@ private:
     void ensure_precomputed();
     at::Tensor loss_of(const at::Tensor& output, const at::Tensor& labels) const;
     void validate(EpochRecord& record);
+    int rank_batch_size() const;    // batch_size / world_size
+    void sync_buffers();            // BatchNorm statistics: rank 0's on every rank
 
     std::filesystem::path project_;
     data::Dataset dataset_;

@@ -1,0 +1,599 @@
+// Process groups on c10d (TCPStore rendezvous; Gloo or NCCL), collectives with errors that
+// name the rank and the timeout, and DDP-style bucketed gradient averaging.
+#include "whisker/train/distributed.h"
+
+#include "whisker/common/device.h"
+#include "whisker/common/errors.h"
+#include "whisker/common/parallel.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+#include <torch/cuda.h>
+
+#if defined(USE_DISTRIBUTED)
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if defined(USE_C10D_GLOO) && defined(WHISKER_HAVE_GLOO)
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#define WHISKER_GLOO 1
+#endif
+#if defined(USE_C10D_NCCL)
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#define WHISKER_NCCL 1
+#endif
+#endif
+
+#ifdef WHISKER_HAVE_CUDA_RUNTIME
+#include <cuda_runtime_api.h>
+#endif
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+namespace whisker::train {
+
+namespace {
+
+std::optional<std::string> env_value(const char* name) {
+    const char* v = std::getenv(name);
+    if (!v || !*v) return std::nullopt;
+    return std::string(v);
+}
+
+int env_int(const char* name, const std::string& value) {
+    try {
+        std::size_t used = 0;
+        const int v = std::stoi(value, &used);
+        if (used != value.size()) throw std::invalid_argument(value);
+        return v;
+    } catch (const std::exception&) {
+        throw UserError(std::string("the environment variable ") + name + "='" + value + "' is not a whole number");
+    }
+}
+
+// The first host of a SLURM node list: "gpu[003-004,007],cpu1" -> "gpu003".
+std::string first_slurm_host(const std::string& list) {
+    std::string host;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+        const char c = list[i];
+        if (c == ',') break;
+        if (c == '[') {
+            std::size_t j = i + 1;
+            while (j < list.size() && list[j] != '-' && list[j] != ',' && list[j] != ']') host += list[j++];
+            break;
+        }
+        host += c;
+    }
+    return host;
+}
+
+// The message of an exception from LibTorch or Gloo, without LibTorch's C++ stack trace.
+std::string short_message(const std::exception& e) {
+    std::string m;
+    if (const auto* ce = dynamic_cast<const c10::Error*>(&e)) m = ce->what_without_backtrace();
+    else m = e.what();
+    const auto cut = m.find("\nException raised from");
+    if (cut != std::string::npos) m.resize(cut);
+    while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+    return m;
+}
+
+}  // namespace
+
+std::optional<DistributedEnv> distributed_env_from_environment() {
+    DistributedEnv e;
+    if (auto rank = env_value("RANK"), world = env_value("WORLD_SIZE"); rank && world) {
+        e.source = env_value("TORCHELASTIC_RUN_ID") ? "torchrun" : (env_value("WHISKER_LAUNCHED") ? "whisker" : "torchrun");
+        e.rank = env_int("RANK", *rank);
+        e.world_size = env_int("WORLD_SIZE", *world);
+        if (auto v = env_value("LOCAL_RANK")) e.local_rank = env_int("LOCAL_RANK", *v);
+        e.local_world_size = e.world_size;
+        if (auto v = env_value("LOCAL_WORLD_SIZE")) e.local_world_size = env_int("LOCAL_WORLD_SIZE", *v);
+        e.master_addr = env_value("MASTER_ADDR").value_or("127.0.0.1");
+        if (auto v = env_value("MASTER_PORT")) e.master_port = env_int("MASTER_PORT", *v);
+        if (env_value("TORCHELASTIC_USE_AGENT_STORE").value_or("") == "True") {
+            e.agent_store = true;
+            e.store_prefix = "/worker/attempt_" + env_value("TORCHELASTIC_RESTART_COUNT").value_or("0");
+        }
+    } else if (auto procid = env_value("SLURM_PROCID"), ntasks = env_value("SLURM_STEP_NUM_TASKS"); procid && ntasks) {
+        // Only inside an srun step: a batch script itself also has SLURM_PROCID=0.
+        e.source = "slurm";
+        e.rank = env_int("SLURM_PROCID", *procid);
+        e.world_size = env_int("SLURM_STEP_NUM_TASKS", *ntasks);
+        if (auto v = env_value("SLURM_LOCALID")) e.local_rank = env_int("SLURM_LOCALID", *v);
+        e.local_world_size = e.world_size;
+        if (auto v = env_value("SLURM_STEP_TASKS_PER_NODE")) {
+            // "4(x2)" or "4,3": this machine's count is close enough to the first.
+            try {
+                e.local_world_size = std::max(1, std::stoi(*v));
+            } catch (const std::exception&) {
+            }
+        }
+        if (auto v = env_value("MASTER_ADDR")) e.master_addr = *v;
+        else if (auto nodes = env_value("SLURM_STEP_NODELIST").value_or(env_value("SLURM_JOB_NODELIST").value_or("")); !nodes.empty())
+            e.master_addr = first_slurm_host(nodes);
+        if (auto v = env_value("MASTER_PORT")) e.master_port = env_int("MASTER_PORT", *v);
+        else if (auto job = env_value("SLURM_JOB_ID")) e.master_port = 20000 + env_int("SLURM_JOB_ID", *job) % 10000;
+    } else {
+        return std::nullopt;
+    }
+    if (e.world_size < 1 || e.rank < 0 || e.rank >= e.world_size)
+        throw UserError(fmt::format("rank {} does not fit a group of {} processes ({} variables)", e.rank, e.world_size, e.source));
+    if (e.master_port <= 0 || e.master_port > 65535) throw UserError(fmt::format("MASTER_PORT {} is not a port", e.master_port));
+    if (e.world_size == 1) return std::nullopt;
+    return e;
+}
+
+// ------------------------------------------------------------------------------------------
+// The process group
+// ------------------------------------------------------------------------------------------
+
+#if defined(USE_DISTRIBUTED)
+namespace {
+using WorkPtr = c10::intrusive_ptr<c10d::Work>;
+
+// The backends are ProcessGroups in LibTorch 1.x and Backends in 2.x; their collectives have
+// the same signatures, so a template covers both.
+struct Comm {
+    virtual ~Comm() = default;
+    virtual WorkPtr allreduce(std::vector<at::Tensor>& t, c10d::ReduceOp op) = 0;
+    virtual WorkPtr broadcast(std::vector<at::Tensor>& t, int root) = 0;
+    virtual WorkPtr allgather(std::vector<std::vector<at::Tensor>>& out, std::vector<at::Tensor>& in) = 0;
+    virtual WorkPtr barrier() = 0;
+};
+
+template <class PG>
+struct CommOf : Comm {
+    c10::intrusive_ptr<PG> pg;
+    explicit CommOf(c10::intrusive_ptr<PG> p) : pg(std::move(p)) {}
+    WorkPtr allreduce(std::vector<at::Tensor>& t, c10d::ReduceOp op) override {
+        c10d::AllreduceOptions o;
+        o.reduceOp = op;
+        return pg->allreduce(t, o);
+    }
+    WorkPtr broadcast(std::vector<at::Tensor>& t, int root) override {
+        c10d::BroadcastOptions o;
+        o.rootRank = root;
+        return pg->broadcast(t, o);
+    }
+    WorkPtr allgather(std::vector<std::vector<at::Tensor>>& out, std::vector<at::Tensor>& in) override {
+        return pg->allgather(out, in, c10d::AllgatherOptions());
+    }
+    WorkPtr barrier() override { return pg->barrier(c10d::BarrierOptions()); }
+};
+}  // namespace
+#endif
+
+struct Distributed::Impl {
+    DistributedEnv env;
+    DistributedOptions options;
+    std::string backend;
+    int cuda_device = -1;
+    int threads = 1;
+    at::Device comm_device = at::Device(at::kCPU);
+#if defined(USE_DISTRIBUTED)
+    c10::intrusive_ptr<c10d::Store> store;
+    std::unique_ptr<Comm> comm;
+#endif
+    Distributed* self = nullptr;
+
+#if defined(USE_DISTRIBUTED)
+    // Waits for a collective; any failure becomes the rank/timeout error.
+    void wait(const WorkPtr& work, const char* what) {
+        try {
+            if (!work->wait(options.timeout))
+                self->fail(what, "the operation did not complete");
+        } catch (const UserError&) {
+            throw;
+        } catch (const std::exception& e) {
+            self->fail(what, short_message(e));
+        }
+    }
+    template <class F>
+    WorkPtr issue(const char* what, F&& f) {
+        try {
+            return f();
+        } catch (const std::exception& e) {
+            self->fail(what, short_message(e));
+        }
+    }
+#endif
+};
+
+Distributed::Distributed(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) { impl_->self = this; }
+Distributed::~Distributed() = default;
+
+int Distributed::rank() const { return impl_->env.rank; }
+int Distributed::world_size() const { return impl_->env.world_size; }
+int Distributed::local_rank() const { return impl_->env.local_rank; }
+const DistributedEnv& Distributed::env() const { return impl_->env; }
+std::string Distributed::backend() const { return impl_->backend; }
+std::chrono::milliseconds Distributed::timeout() const { return impl_->options.timeout; }
+int Distributed::cuda_device() const { return impl_->cuda_device; }
+int Distributed::threads() const { return impl_->threads; }
+
+void Distributed::fail(const std::string& what, const std::string& detail) const {
+    const int r = rank(), n = world_size();
+    const std::string peer = n == 2 ? fmt::format("rank {}", 1 - r) : "another rank";
+    const double secs = static_cast<double>(timeout().count()) / 1000.0;
+    throw UserError(fmt::format("rank {} of {}: {} stopped answering or failed during {} (timeout {:g} s): {}", r, n, peer,
+                                what, secs, detail),
+                    "the other ranks' messages say why; a rank that is only slow needs a longer --dist-timeout");
+}
+
+std::shared_ptr<Distributed> Distributed::from_environment(const DistributedOptions& options) {
+    const auto e = distributed_env_from_environment();
+    if (!e) return nullptr;
+    return create(*e, options);
+}
+
+std::shared_ptr<Distributed> Distributed::create(const DistributedEnv& e, const DistributedOptions& options) {
+    auto impl = std::make_unique<Impl>();
+    impl->env = e;
+    impl->options = options;
+    if (options.timeout.count() <= 0) throw UserError("the distributed timeout must be positive");
+
+    // Threads: this rank's share of the machine's cores (torchrun's OMP_NUM_THREADS if set).
+    const ComputeDevice device = detect_compute_device();   // sets LibTorch's threads once, first
+    int threads = options.threads;
+    if (threads <= 0) {
+        if (auto omp = env_value("OMP_NUM_THREADS")) threads = std::max(1, std::atoi(omp->c_str()));
+        else threads = std::max(1, default_thread_count() / std::max(1, e.local_world_size));
+    }
+    impl->threads = threads;
+    if (!device.cuda) at::set_num_threads(threads);
+
+    if (device.cuda) {
+        const int count = static_cast<int>(torch::cuda::device_count());
+        impl->cuda_device = count > 0 ? e.local_rank % count : 0;
+#ifdef WHISKER_HAVE_CUDA_RUNTIME
+        cudaSetDevice(impl->cuda_device);
+#endif
+    }
+    std::string backend = options.backend;
+    if (backend.empty()) {
+#if defined(WHISKER_NCCL)
+        backend = device.cuda ? "nccl" : "gloo";
+#else
+        backend = "gloo";
+#endif
+    }
+    impl->backend = backend;
+
+#if !defined(USE_DISTRIBUTED)
+    throw UserError("this LibTorch was built without distributed support (c10d)",
+                    "train with one process, or use a LibTorch built with USE_DISTRIBUTED");
+#else
+    const std::string where = fmt::format("{}:{}", e.master_addr, e.master_port);
+    const double secs = static_cast<double>(options.timeout.count()) / 1000.0;
+    try {
+        c10d::TCPStoreOptions so;
+        so.port = static_cast<std::uint16_t>(e.master_port);
+        so.isServer = e.rank == 0 && !e.agent_store;
+        so.numWorkers = static_cast<std::size_t>(e.world_size);
+        so.waitWorkers = !e.agent_store;
+        so.timeout = options.timeout;
+        c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(e.master_addr, so);
+        if (!e.store_prefix.empty()) store = c10::make_intrusive<c10d::PrefixStore>(e.store_prefix, store);
+        impl->store = c10::make_intrusive<c10d::PrefixStore>("whisker", store);
+    } catch (const std::exception& ex) {
+        throw UserError(fmt::format("rank {} of {}: the group did not come together at {} within {:g} s: {}", e.rank,
+                                    e.world_size, where, secs, short_message(ex)),
+                        "check that every rank was started, with the same MASTER_ADDR/MASTER_PORT and WORLD_SIZE, "
+                        "and that the port is free on rank 0's machine");
+    }
+    try {
+        if (backend == "nccl") {
+#if defined(WHISKER_NCCL)
+            if (!device.cuda) throw UserError("the NCCL backend needs CUDA GPUs", "use --backend gloo on CPUs");
+            // Let a timed-out NCCL collective raise instead of hanging.
+            setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1", 0);
+            setenv("NCCL_ASYNC_ERROR_HANDLING", "1", 0);
+            auto o = c10d::ProcessGroupNCCL::Options::create();
+            o->timeout = options.timeout;
+            impl->comm = std::make_unique<CommOf<c10d::ProcessGroupNCCL>>(
+                c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, e.rank, e.world_size, o));
+            impl->comm_device = at::Device(at::kCUDA, static_cast<at::DeviceIndex>(impl->cuda_device));
+#else
+            throw UserError("this LibTorch has no NCCL", "use the Gloo backend");
+#endif
+        } else if (backend == "gloo") {
+#if defined(WHISKER_GLOO)
+            auto o = c10d::ProcessGroupGloo::Options::create(options.timeout);
+            const bool loopback = e.master_addr == "localhost" || e.master_addr.rfind("127.", 0) == 0;
+            if (auto ifname = env_value("GLOO_SOCKET_IFNAME"))
+                o->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname->substr(0, ifname->find(','))));
+            else if (loopback)
+                o->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+            else
+                o->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+            o->threads = 2;
+            impl->comm = std::make_unique<CommOf<c10d::ProcessGroupGloo>>(
+                c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, e.rank, e.world_size, o));
+#else
+            throw UserError("this build of Whisker has no Gloo (CPU) backend",
+                            "install libgloo-dev (Debian) and rebuild, or train on GPUs with NCCL");
+#endif
+        } else {
+            throw UserError("unknown distributed backend '" + backend + "'", "use gloo or nccl");
+        }
+    } catch (const UserError&) {
+        throw;
+    } catch (const std::exception& ex) {
+        throw UserError(fmt::format("rank {} of {}: could not connect the {} group ({}, timeout {:g} s): {}", e.rank, e.world_size,
+                                    backend, where, secs, short_message(ex)),
+                        "a rank did not start or exited; with several machines set GLOO_SOCKET_IFNAME/NCCL_SOCKET_IFNAME");
+    }
+    return std::shared_ptr<Distributed>(new Distributed(std::move(impl)));
+#endif
+}
+
+#if defined(USE_DISTRIBUTED)
+
+void Distributed::barrier() {
+    auto& I = *impl_;
+    I.wait(I.issue("a barrier", [&] { return I.comm->barrier(); }), "a barrier");
+}
+
+void Distributed::all_reduce_sum(at::Tensor& t) {
+    auto& I = *impl_;
+    std::vector<at::Tensor> ts{t.device() == I.comm_device ? t.contiguous() : t.to(I.comm_device).contiguous()};
+    I.wait(I.issue("an all-reduce", [&] { return I.comm->allreduce(ts, c10d::ReduceOp::SUM); }), "an all-reduce");
+    if (!ts[0].is_same(t)) t.copy_(ts[0]);
+}
+
+namespace {
+std::vector<double> reduce_values(Distributed::Impl& I, std::vector<double> values, c10d::ReduceOp op) {
+    if (values.empty()) return values;
+    at::Tensor t = at::tensor(values, at::kDouble).to(I.comm_device);
+    std::vector<at::Tensor> ts{t};
+    I.wait(I.issue("an all-reduce", [&] { return I.comm->allreduce(ts, op); }), "an all-reduce");
+    const at::Tensor c = ts[0].to(at::kCPU).contiguous();
+    return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+}  // namespace
+
+std::vector<double> Distributed::all_reduce_sum(std::vector<double> values) {
+    return reduce_values(*impl_, std::move(values), c10d::ReduceOp::SUM);
+}
+std::vector<double> Distributed::all_reduce_max(std::vector<double> values) {
+    return reduce_values(*impl_, std::move(values), c10d::ReduceOp::MAX);
+}
+bool Distributed::any(bool flag) { return all_reduce_max({flag ? 1.0 : 0.0})[0] > 0.5; }
+
+void Distributed::broadcast(std::vector<at::Tensor>& tensors, int root) {
+    auto& I = *impl_;
+    if (tensors.empty()) return;
+    // One flat buffer per dtype: a handful of collectives instead of hundreds.
+    std::map<at::ScalarType, std::vector<std::size_t>> by_type;
+    for (std::size_t i = 0; i < tensors.size(); ++i) by_type[tensors[i].scalar_type()].push_back(i);
+    for (auto& [type, idx] : by_type) {
+        std::vector<at::Tensor> parts;
+        for (std::size_t i : idx) parts.push_back(tensors[i].detach().reshape({-1}).to(I.comm_device));
+        std::vector<at::Tensor> flat{at::cat(parts)};
+        I.wait(I.issue("a broadcast", [&] { return I.comm->broadcast(flat, root); }), "a broadcast");
+        std::int64_t off = 0;
+        for (std::size_t i : idx) {
+            const auto n = tensors[i].numel();
+            at::NoGradGuard no_grad;
+            tensors[i].detach().copy_(flat[0].narrow(0, off, n).view(tensors[i].sizes()));
+            off += n;
+        }
+    }
+}
+
+at::Tensor Distributed::all_gather_rows(const at::Tensor& local) {
+    auto& I = *impl_;
+    const int n = world_size();
+    const auto rows = local.defined() ? local.size(0) : 0;
+    std::vector<double> counts(static_cast<std::size_t>(n), 0.0);
+    counts[static_cast<std::size_t>(rank())] = static_cast<double>(rows);
+    counts = all_reduce_sum(counts);
+    std::int64_t most = 0;
+    for (double c : counts) most = std::max(most, static_cast<std::int64_t>(c));
+    // Every rank needs the row shape; ranks without rows take it from one that has some.
+    std::vector<double> shape_info;
+    if (local.defined() && local.dim() >= 1) {
+        shape_info.push_back(static_cast<double>(local.dim()));
+        for (int d = 1; d < local.dim(); ++d) shape_info.push_back(static_cast<double>(local.size(d)));
+        shape_info.push_back(static_cast<double>(static_cast<int>(local.scalar_type())));
+    }
+    shape_info.resize(8, -1.0);
+    shape_info = all_reduce_max(shape_info);
+    const int dims = static_cast<int>(shape_info[0]);
+    if (dims < 1) return at::Tensor();
+    std::vector<std::int64_t> shape{most};
+    for (int d = 1; d < dims; ++d) shape.push_back(static_cast<std::int64_t>(shape_info[static_cast<std::size_t>(d)]));
+    const auto type = static_cast<at::ScalarType>(static_cast<int>(shape_info[static_cast<std::size_t>(dims)]));
+    at::Tensor padded = at::zeros(shape, at::TensorOptions().dtype(type).device(I.comm_device));
+    if (rows > 0) padded.narrow(0, 0, rows).copy_(local);
+    std::vector<at::Tensor> in{padded};
+    std::vector<std::vector<at::Tensor>> out(1);
+    for (int r = 0; r < n; ++r) out[0].push_back(at::empty_like(padded));
+    I.wait(I.issue("an all-gather", [&] { return I.comm->allgather(out, in); }), "an all-gather");
+    std::vector<at::Tensor> parts;
+    for (int r = 0; r < n; ++r)
+        parts.push_back(out[0][static_cast<std::size_t>(r)].narrow(0, 0, static_cast<std::int64_t>(counts[static_cast<std::size_t>(r)])));
+    return at::cat(parts).to(at::kCPU);
+}
+
+// ------------------------------------------------------------------------------------------
+// Gradient averaging
+// ------------------------------------------------------------------------------------------
+
+struct GradientSync::Impl {
+    Distributed* dist = nullptr;
+    std::vector<at::Tensor> params;
+    std::vector<unsigned> hooks;
+    struct Bucket {
+        std::vector<std::size_t> members;
+        std::vector<std::int64_t> offsets;
+        at::Tensor flat;
+        std::size_t pending = 0;
+        WorkPtr work;
+        bool launched = false;
+    };
+    std::vector<Bucket> buckets;
+    std::vector<std::size_t> bucket_of, offset_of;
+    std::vector<bool> got;
+    std::mutex mutex;
+    bool armed = false;
+    std::size_t next_launch = 0;
+    std::string hook_error;
+
+    at::Tensor slot(std::size_t i) {
+        const auto& b = buckets[bucket_of[i]];
+        return b.flat.narrow(0, static_cast<std::int64_t>(offset_of[i]), params[i].numel()).view(params[i].sizes());
+    }
+    // Under the mutex: starts every complete bucket that is next in line.
+    void launch_ready() {
+        auto& I = dist->impl();
+        while (next_launch < buckets.size() && buckets[next_launch].pending == 0) {
+            auto& b = buckets[next_launch++];
+            std::vector<at::Tensor> t{b.flat};
+            b.work = I.issue("the gradient all-reduce", [&] { return I.comm->allreduce(t, c10d::ReduceOp::SUM); });
+            b.launched = true;
+        }
+    }
+    void ready(std::size_t i, const at::Tensor& grad) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (!armed || got[i]) return;
+        try {
+            at::NoGradGuard no_grad;
+            slot(i).copy_(grad);
+            got[i] = true;
+            --buckets[bucket_of[i]].pending;
+            launch_ready();
+        } catch (const std::exception& e) {
+            // Never throw through autograd: finish() reports it.
+            if (hook_error.empty()) hook_error = short_message(e);
+        }
+    }
+};
+
+GradientSync::GradientSync(Distributed& dist, std::vector<at::Tensor> params, std::size_t bucket_bytes)
+    : impl_(std::make_shared<Impl>()) {
+    auto& I = *impl_;
+    I.dist = &dist;
+    I.params = std::move(params);
+    const std::size_t n = I.params.size();
+    I.bucket_of.assign(n, 0);
+    I.offset_of.assign(n, 0);
+    I.got.assign(n, false);
+    const at::Device comm_device = dist.impl().comm_device;
+    // Reverse order, one dtype per bucket, about bucket_bytes each.
+    std::vector<std::size_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[i] = n - 1 - i;
+    std::size_t bytes = 0;
+    for (std::size_t i : order) {
+        const at::Tensor& p = I.params[i];
+        const std::size_t sz = static_cast<std::size_t>(p.numel()) * p.element_size();
+        if (I.buckets.empty() || bytes + sz > bucket_bytes ||
+            I.params[I.buckets.back().members.front()].scalar_type() != p.scalar_type()) {
+            I.buckets.emplace_back();
+            bytes = 0;
+        }
+        auto& b = I.buckets.back();
+        I.bucket_of[i] = I.buckets.size() - 1;
+        I.offset_of[i] = b.offsets.empty() ? 0 : static_cast<std::size_t>(b.offsets.back() + I.params[b.members.back()].numel());
+        b.offsets.push_back(static_cast<std::int64_t>(I.offset_of[i]));
+        b.members.push_back(i);
+        bytes += sz;
+    }
+    for (auto& b : I.buckets) {
+        std::int64_t total = 0;
+        for (std::size_t i : b.members) total += I.params[i].numel();
+        b.flat = at::zeros({total}, at::TensorOptions().dtype(I.params[b.members.front()].scalar_type()).device(comm_device));
+    }
+    std::weak_ptr<Impl> weak = impl_;
+    for (std::size_t i = 0; i < n; ++i) {
+        I.hooks.push_back(I.params[i].register_hook([weak, i](const at::Tensor& grad) {
+            if (auto self = weak.lock()) self->ready(i, grad);
+        }));
+    }
+}
+
+GradientSync::~GradientSync() {
+    auto& I = *impl_;
+    for (std::size_t i = 0; i < I.hooks.size(); ++i) {
+        try {
+            I.params[i].remove_hook(I.hooks[i]);
+        } catch (const std::exception&) {
+        }
+    }
+}
+
+std::size_t GradientSync::buckets() const { return impl_->buckets.size(); }
+
+void GradientSync::arm() {
+    auto& I = *impl_;
+    std::lock_guard<std::mutex> lock(I.mutex);
+    std::fill(I.got.begin(), I.got.end(), false);
+    for (auto& b : I.buckets) {
+        b.pending = b.members.size();
+        b.launched = false;
+        b.work.reset();
+    }
+    I.next_launch = 0;
+    I.hook_error.clear();
+    I.armed = true;
+}
+
+void GradientSync::finish() {
+    auto& I = *impl_;
+    auto& D = I.dist->impl();
+    {
+        std::lock_guard<std::mutex> lock(I.mutex);
+        if (!I.armed) throw std::logic_error("GradientSync::finish without arm");
+        I.armed = false;
+        if (!I.hook_error.empty()) I.dist->fail("the gradient all-reduce", I.hook_error);
+        // Parameters that got no gradient on this rank contribute zeros.
+        at::NoGradGuard no_grad;
+        for (std::size_t i = 0; i < I.params.size(); ++i)
+            if (!I.got[i]) {
+                I.slot(i).zero_();
+                I.got[i] = true;
+                --I.buckets[I.bucket_of[i]].pending;
+            }
+        I.launch_ready();
+    }
+    const double world = static_cast<double>(I.dist->world_size());
+    at::NoGradGuard no_grad;
+    for (auto& b : I.buckets) {
+        D.wait(b.work, "the gradient all-reduce");
+        b.flat.div_(world);
+        for (std::size_t i : b.members) {
+            at::Tensor& p = I.params[i];
+            const at::Tensor avg = I.slot(i);
+            if (p.grad().defined()) p.mutable_grad().copy_(avg);
+            else p.mutable_grad() = avg.to(p.device()).clone();
+        }
+    }
+}
+
+#else  // no c10d: a Distributed can never be created; these are never reached
+
+void Distributed::barrier() {}
+void Distributed::all_reduce_sum(at::Tensor&) {}
+std::vector<double> Distributed::all_reduce_sum(std::vector<double> v) { return v; }
+std::vector<double> Distributed::all_reduce_max(std::vector<double> v) { return v; }
+bool Distributed::any(bool flag) { return flag; }
+void Distributed::broadcast(std::vector<at::Tensor>&, int) {}
+at::Tensor Distributed::all_gather_rows(const at::Tensor& local) { return local; }
+struct GradientSync::Impl {};
+GradientSync::GradientSync(Distributed&, std::vector<at::Tensor>, std::size_t) : impl_(std::make_shared<Impl>()) {}
+GradientSync::~GradientSync() = default;
+void GradientSync::arm() {}
+void GradientSync::finish() {}
+std::size_t GradientSync::buckets() const { return 0; }
+
+#endif
+
+int local_gpu_count() { return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0; }
+
+}  // namespace whisker::train
