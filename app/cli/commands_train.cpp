@@ -85,6 +85,9 @@ void add_dist_options(CLI::App* cmd, DistArgs& d) {
 // Returns true when this process was only the launcher.
 bool launch_workers_if_asked(const DistArgs& d, const GlobalOptions& g) {
     if (d.nproc <= 1 || train::distributed_env_from_environment()) return false;
+    if (const int gpus = train::local_gpu_count(); gpus > 0 && d.nproc > gpus && d.backend != "gloo")
+        throw UserError(fmt::format("--nproc {} asks for more processes than this machine has GPUs ({})", d.nproc, gpus),
+                        fmt::format("use --nproc {} (one process per GPU)", gpus));
     train::LocalLaunchOptions o;
     o.args = g.args;
     o.nproc = d.nproc;

@@ -246,7 +246,7 @@ std::shared_ptr<Distributed> Distributed::create(const DistributedEnv& e, const 
         else threads = std::max(1, default_thread_count() / std::max(1, e.local_world_size));
     }
     impl->threads = threads;
-    if (!device.cuda) at::set_num_threads(threads);
+    at::set_num_threads(threads);
 
     if (device.cuda) {
         const int count = static_cast<int>(torch::cuda::device_count());
