@@ -24,6 +24,8 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -139,8 +141,8 @@ struct Session {
 Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_back_to_scratch, const DistArgs* dist = nullptr) {
     Session s;
     // In a group every rank opens the same session; rank 0 alone prints and writes.
-    const auto group = join_group(dist);
-    const bool main_rank = !group || group->is_main();
+    const auto dist_env = dist ? train::distributed_env_from_environment() : std::nullopt;
+    const bool main_rank = !dist_env || dist_env->rank == 0;
     if (!main_rank) std::fflush(stdout), std::freopen("/dev/null", "w", stdout);
     const bool quiet = g.quiet || !main_rank;
     s.project = a.project;
@@ -169,6 +171,31 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
         s.config.pretrained = a.pretrained().value_or(true);
         s.config.seed = a.seed;
     }
+    if (dist_env && s.config.pretrained && !exists &&
+        models::weights_state(models::parse_arch(s.config.arch)) != models::WeightsState::Cached) {
+        // One download at a time on this machine: the first process gets the file, the others
+        // then find it in the cache. Before joining the group, so that no collective's timeout
+        // runs during a long download.
+        const fs::path dir = models::torch_hub_checkpoints_dir();
+        std::error_code ec;
+        fs::create_directories(dir, ec);
+        const int fd = ::open((dir / ".whisker-download.lock").c_str(), O_CREAT | O_RDWR, 0644);
+        if (fd >= 0) ::flock(fd, LOCK_EX);
+        try {
+            DownloadOptions dl;
+            dl.max_attempts = 2;
+            models::ensure_pretrained_weights(models::parse_arch(s.config.arch), dl);
+        } catch (const UserError& e) {
+            if (fd >= 0) ::close(fd);
+            if (!fall_back_to_scratch) throw;
+            if (main_rank)
+                fmt::print(stderr, "note: no pretrained {} weights available ({}); training from scratch instead\n",
+                           s.config.arch, e.what());
+            s.config.pretrained = false;
+        }
+        if (fd >= 0) ::close(fd);
+    }
+    const auto group = join_group(dist);
     s.config.threads = g.threads;
     s.config.distributed = group;
     s.bar = std::make_unique<TerminalProgress>(!quiet && isatty(2));
@@ -176,21 +203,7 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
     auto progress = [bar](const std::string& stage, long done, long total) {
         bar->update({stage, static_cast<std::uint64_t>(done), static_cast<std::uint64_t>(total)});
     };
-    if (group && s.config.pretrained && !exists &&
-        models::weights_state(models::parse_arch(s.config.arch)) != models::WeightsState::Cached) {
-        // One download per machine: the others wait and then find the file in the cache.
-        if (group->local_rank() == 0) {
-            try {
-                DownloadOptions dl;
-                dl.max_attempts = 2;
-                models::ensure_pretrained_weights(models::parse_arch(s.config.arch), dl);
-            } catch (const UserError&) {
-                // reported below, by every rank alike
-            }
-        }
-        group->barrier();
-    }
-    if (s.config.pretrained && fall_back_to_scratch && !exists &&
+    if (!dist_env && s.config.pretrained && fall_back_to_scratch && !exists &&
         models::weights_state(models::parse_arch(s.config.arch)) != models::WeightsState::Cached) {
         try {
             DownloadOptions dl;
@@ -199,9 +212,8 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
             models::ensure_pretrained_weights(models::parse_arch(s.config.arch), dl);
         } catch (const UserError& e) {
             bar->finish();
-            if (main_rank)
-                fmt::print(stderr, "note: no pretrained {} weights available ({}); training from scratch instead\n",
-                           s.config.arch, e.what());
+            fmt::print(stderr, "note: no pretrained {} weights available ({}); training from scratch instead\n",
+                       s.config.arch, e.what());
             s.config.pretrained = false;
         }
     }

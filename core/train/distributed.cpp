@@ -30,6 +30,12 @@
 
 #include <fmt/format.h>
 
+#ifdef __linux__
+#include <csignal>
+#include <sys/prctl.h>
+#include <unistd.h>
+#endif
+
 #include <algorithm>
 #include <cstdlib>
 #include <map>
@@ -233,6 +239,13 @@ std::shared_ptr<Distributed> Distributed::from_environment(const DistributedOpti
 }
 
 std::shared_ptr<Distributed> Distributed::create(const DistributedEnv& e, const DistributedOptions& options) {
+#ifdef __linux__
+    // A worker of launch_local_workers ends with its launcher (killed, or a GUI that quit).
+    if (auto launcher = env_value("WHISKER_LAUNCHED")) {
+        ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (std::to_string(::getppid()) != *launcher) throw UserError("the process that started this worker has ended");
+    }
+#endif
     auto impl = std::make_unique<Impl>();
     impl->env = e;
     impl->options = options;

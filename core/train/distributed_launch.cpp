@@ -72,9 +72,9 @@ LocalLaunchResult launch_local_workers(const LocalLaunchOptions& o) {
     // The environment: ours without the group variables, then the group's.
     const char* group_vars[] = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                                 "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_RUN_ID",
-                                "TORCHELASTIC_RESTART_COUNT", "WHISKER_LAUNCHED", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"};
+                                "TORCHELASTIC_RESTART_COUNT", "WHISKER_LAUNCHED", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS",
+                                "OMP_NUM_THREADS"};
     std::vector<std::string> base;
-    const bool omp_set = std::getenv("OMP_NUM_THREADS") != nullptr;
     for (char** e = environ; e && *e; ++e) {
         const std::string kv = *e;
         const std::string key = kv.substr(0, kv.find('='));
@@ -82,12 +82,14 @@ LocalLaunchResult launch_local_workers(const LocalLaunchOptions& o) {
         for (const char* g : group_vars) skip = skip || key == g;
         if (!skip) base.push_back(kv);
     }
-    if (!omp_set) base.push_back("OMP_NUM_THREADS=" + std::to_string(threads));
+    // The caller's thread count, else the user's OMP_NUM_THREADS, else the cores / nproc.
+    const char* omp = std::getenv("OMP_NUM_THREADS");
+    base.push_back("OMP_NUM_THREADS=" + (o.threads_per_worker <= 0 && omp && *omp ? std::string(omp) : std::to_string(threads)));
     base.push_back("WORLD_SIZE=" + std::to_string(o.nproc));
     base.push_back("LOCAL_WORLD_SIZE=" + std::to_string(o.nproc));
     base.push_back("MASTER_ADDR=127.0.0.1");
     base.push_back("MASTER_PORT=" + std::to_string(port));
-    base.push_back("WHISKER_LAUNCHED=1");
+    base.push_back("WHISKER_LAUNCHED=" + std::to_string(::getpid()));
 
     std::vector<std::string> argv_s{exe};
     argv_s.insert(argv_s.end(), o.args.begin(), o.args.end());

@@ -154,7 +154,8 @@ struct LocalLaunchOptions {
     std::vector<std::string> args;
     int nproc = 2;
     int master_port = 0;                     // 0: a free port on 127.0.0.1
-    // Intra-op threads per worker on a CPU machine; 0: the cores divided by nproc.
+    // LibTorch threads per worker (OMP_NUM_THREADS); 0: the caller's OMP_NUM_THREADS if set,
+    // else the cores divided by nproc.
     int threads_per_worker = 0;
     // When set, rank 0's standard output is read through a pipe and handed over line by line
     // (on the calling thread); otherwise the workers share this process's stdout. Ranks other
@@ -176,9 +177,10 @@ struct LocalLaunchResult {
 };
 
 // Starts `nproc` workers with the torchrun variables (RANK, WORLD_SIZE, LOCAL_RANK,
-// LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1, MASTER_PORT, OMP_NUM_THREADS, and
-// CUDA_VISIBLE_DEVICES left alone: each worker picks cuda:LOCAL_RANK) and waits for all of
-// them. Blocking; call it from a worker thread in a GUI.
+// LOCAL_WORLD_SIZE, MASTER_ADDR=127.0.0.1, MASTER_PORT, OMP_NUM_THREADS; CUDA_VISIBLE_DEVICES
+// is left alone: each worker picks cuda:LOCAL_RANK) and waits for all of them. A worker whose
+// group is made by Distributed::create ends when the launcher ends (Linux: PR_SET_PDEATHSIG).
+// Blocking; call it from a worker thread in a GUI.
 LocalLaunchResult launch_local_workers(const LocalLaunchOptions& options);
 
 // How many workers "use all GPUs" means on this machine: the CUDA devices (0 without CUDA).
