@@ -14,6 +14,8 @@
 #if defined(USE_DISTRIBUTED)
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Types.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
 #if defined(USE_C10D_GLOO) && defined(WHISKER_HAVE_GLOO)
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #define WHISKER_GLOO 1
@@ -79,7 +81,7 @@ std::string first_slurm_host(const std::string& list) {
 }
 
 // The message of an exception from LibTorch or Gloo, without LibTorch's C++ stack trace.
-std::string short_message(const std::exception& e) {
+[[maybe_unused]] std::string short_message(const std::exception& e) {
     std::string m;
     if (const auto* ce = dynamic_cast<const c10::Error*>(&e)) m = ce->what_without_backtrace();
     else m = e.what();
