@@ -5,6 +5,7 @@
 #include "whisker/common/device.h"
 #include "whisker/common/errors.h"
 #include "whisker/sample/sample_competition.h"
+#include "whisker/train/distributed.h"
 
 #include <fmt/format.h>
 
@@ -70,6 +71,10 @@ int main(int argc, char** argv) {
     } catch (const whisker::Cancelled&) {
         std::fprintf(stderr, "\nstopped\n");
         return 130;
+    } catch (const whisker::train::PeerFailure& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        if (!e.hint().empty()) std::fprintf(stderr, "hint: %s\n", e.hint().c_str());
+        return whisker::train::kPeerFailureExitCode;
     } catch (const whisker::UserError& e) {
         // A worker of a data-parallel group says which one it is (unless the message does).
         const char* rank = std::getenv("RANK");

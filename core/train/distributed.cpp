@@ -229,8 +229,8 @@ void Distributed::fail(const std::string& what, const std::string& detail) const
     const int r = rank(), n = world_size();
     const std::string peer = n == 2 ? fmt::format("rank {}", 1 - r) : "another rank";
     const double secs = static_cast<double>(timeout().count()) / 1000.0;
-    throw UserError(fmt::format("rank {} of {}: {} stopped answering or failed during {} (timeout {:g} s): {}", r, n, peer,
-                                what, secs, detail),
+    throw PeerFailure(fmt::format("rank {} of {}: {} stopped answering or failed during {} (timeout {:g} s): {}", r, n, peer,
+                                  what, secs, detail),
                     "the other ranks' messages say why; a rank that is only slow needs a longer --dist-timeout");
 }
 

@@ -182,7 +182,11 @@ LocalLaunchResult launch_local_workers(const LocalLaunchOptions& o) {
                 w.running = false;
                 w.status = status;
                 const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-                if (!ok && result.failed_rank < 0 && !killed) {
+                // The cause rather than a consequence: a worker that only lost its peer gives way
+                // to one that was killed or failed by itself, even if it was reaped first.
+                const bool peer_only = WIFEXITED(status) && WEXITSTATUS(status) == kPeerFailureExitCode;
+                const bool replaces = result.failed_rank >= 0 && result.exit_code == kPeerFailureExitCode && !peer_only;
+                if (!ok && (result.failed_rank < 0 || replaces) && !killed) {
                     result.failed_rank = static_cast<int>(r);
                     result.exit_code = exit_code_of(status);
                     result.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;

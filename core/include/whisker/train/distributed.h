@@ -35,6 +35,8 @@
 // Threading: one thread per process uses a Distributed (collectives must be issued in the
 // same order on every rank). GradientSync's hooks run on autograd's threads; that is safe.
 
+#include "whisker/common/errors.h"
+
 #include <ATen/core/Tensor.h>
 
 #include <atomic>
@@ -48,6 +50,15 @@
 #include <vector>
 
 namespace whisker::train {
+
+// What a collective throws when another rank died, hung or failed: this rank is not the cause.
+// whisker-cli exits with kPeerFailureExitCode for it, so a launcher can tell the rank that
+// failed first from those that followed.
+class PeerFailure : public UserError {
+public:
+    using UserError::UserError;
+};
+constexpr int kPeerFailureExitCode = 3;
 
 // Where this process sits in a group.
 struct DistributedEnv {
@@ -170,8 +181,10 @@ struct LocalLaunchOptions {
 };
 
 struct LocalLaunchResult {
-    int exit_code = 0;                       // 0, or the first failed worker's exit code
-    int failed_rank = -1;                    // the first worker that failed, -1 if none
+    // The worker that failed first — a worker killed by a signal or failing on its own rather
+    // than one that only lost its peer (kPeerFailureExitCode) — and its exit code.
+    int exit_code = 0;
+    int failed_rank = -1;                    // -1 if none failed
     int signal = 0;                          // the signal that killed it, 0 if it exited
     std::string message;                     // "rank 1 of 2 exited with code 1", "… was killed by signal 9"
 };
