@@ -408,7 +408,7 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
 
     // ---- predict ----
     static LearnerArgs pa;
-    static std::string p_split = "test", p_out;
+    static std::string p_split = "test", p_out, p_mistakes;
     static int p_tta = 0;
     static bool p_beta = false, p_labels = false;
     static double p_clip = 0;
@@ -420,6 +420,8 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     pred->add_option("--out", p_out, "Submission file (.csv or .csv.gz); default PROJECT/submission.csv");
     pred->add_option("--clip", p_clip, "Clip probabilities to [c, 1-c] (log loss safety)");
     pred->add_flag("--labels", p_labels, "Write the predicted class name instead of probabilities");
+    pred->add_option("--mistakes", p_mistakes,
+                     "With --split valid: write the misclassified images (path, labels, probabilities, loss) to this CSV");
     static DistArgs p_dist;
     add_dist_options(pred, p_dist);
     pred->callback([&global] {
@@ -427,6 +429,7 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
         Session s = open_session(pa, global, false, &p_dist);
         const auto split = data::parse_split(p_split);
         if (!split || *split == data::Split::Train) throw UserError("--split must be test or valid");
+        if (!p_mistakes.empty() && *split != data::Split::Valid) throw UserError("--mistakes needs --split valid");
         const auto p = s.learner->predict(*split, p_tta, p_beta ? train::TtaMix::Beta : train::TtaMix::Mean, &g_stop);
         s.bar->finish();
         if (!s.learner->is_main_process()) return;   // every rank has all rows; rank 0 reports and writes
@@ -449,6 +452,10 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
             fmt::print("highest losses:\n");
             for (std::size_t i : p.top_losses(5))
                 fmt::print("  {:.3f}  {}\n", p.losses[i], s.dataset.images[p.records[i]].path);
+            if (!p_mistakes.empty()) {
+                train::write_predictions_csv(p_mistakes, s.project, s.dataset, p, true);
+                fmt::print("Wrote the mistakes to {}\n", p_mistakes);
+            }
             return;
         }
         const fs::path out = p_out.empty() ? s.project / "submission.csv" : fs::path(p_out);

@@ -14,6 +14,8 @@
 #include <gtest/gtest.h>
 #include <torch/nn/modules/batchnorm.h>
 
+#include <sstream>
+
 namespace fs = std::filesystem;
 using namespace whisker;
 using namespace whisker::train;
@@ -367,6 +369,72 @@ TEST_F(LearnerTest, SubmissionFileIsKaggleShaped) {
     write_submission(*dir_ / "labels.csv", *dataset_, test, 0, true);
     const std::string labels = read_file(*dir_ / "labels.csv");
     EXPECT_TRUE(labels.find(",cat\n") != std::string::npos || labels.find(",dog\n") != std::string::npos);
+}
+
+TEST_F(LearnerTest, SetDatasetHonoursTheUsersMarks) {
+    auto l = make();
+    const Predictions before = l->predict(data::Split::Valid);
+    data::Dataset marked = *dataset_;
+    const auto valid = marked.indices(data::Split::Valid);
+    const std::size_t gone = valid.at(0), relabelled = valid.at(1);
+    const int old_label = marked.images[relabelled].labels.at(0);
+    ASSERT_TRUE(marked.set_excluded(marked.images[gone].path, true));
+    ASSERT_TRUE(marked.relabel(marked.images[relabelled].path, {1 - old_label}));
+    l->set_dataset(marked);
+    const Predictions after = l->predict(data::Split::Valid);
+    EXPECT_EQ(after.records.size(), before.records.size() - 1);
+    EXPECT_EQ(std::count(after.records.begin(), after.records.end(), gone), 0);
+    for (std::size_t i = 0; i < after.records.size(); ++i)
+        if (after.records[i] == relabelled) EXPECT_EQ(after.actual[i], 1 - old_label);
+    // A fit after the change trains on the marked data without complaint.
+    FitOptions o;
+    o.lrs = {1e-3};
+    EXPECT_FALSE(l->fit(o).stopped);
+    data::Dataset other = *dataset_;
+    other.classes.push_back("bird");
+    EXPECT_THROW(l->set_dataset(other), UserError);
+}
+
+TEST(Predictions, PerClassMetricsAndTheMistakesCsv) {
+    test::TempDir dir;
+    data::Dataset d;
+    d.classes = {"cat", "dog"};
+    for (int i = 0; i < 4; ++i) {
+        data::ImageRecord im;
+        im.path = "valid/" + std::to_string(i) + ".jpg";
+        im.split = data::Split::Valid;
+        im.labels = {i < 2 ? 0 : 1};
+        d.images.push_back(im);
+    }
+    Predictions p;
+    p.records = {0, 1, 2, 3};
+    p.probs = at::tensor({0.9f, 0.1f, 0.3f, 0.7f, 0.2f, 0.8f, 0.6f, 0.4f}).reshape({4, 2});
+    p.predicted = {0, 1, 1, 0};
+    p.actual = {0, 0, 1, 1};
+    for (std::size_t i = 0; i < 4; ++i) p.losses.push_back(-std::log(p.probs[static_cast<long>(i)][p.actual[i]].item<double>()));
+    const auto m = p.per_class(2);
+    EXPECT_DOUBLE_EQ(m[0].precision, 0.5);   // predicted cat: rows 0 (cat) and 3 (dog)
+    EXPECT_DOUBLE_EQ(m[0].recall, 0.5);
+    EXPECT_EQ(m[0].support, 2);
+    EXPECT_EQ(m[1].predicted, 2);
+    EXPECT_EQ(p.probability_matrix(), (std::vector<float>{0.9f, 0.1f, 0.3f, 0.7f, 0.2f, 0.8f, 0.6f, 0.4f}));
+    write_predictions_csv(dir / "m.csv", dir.path(), d, p, true);
+    const std::string csv = read_file(dir / "m.csv");
+    // Two mistakes, highest loss first: row 1 (cat at 0.3, loss 1.20) then row 3 (dog at 0.4, 0.92).
+    const auto lines = [&] {
+        std::vector<std::string> out;
+        std::string line;
+        std::istringstream in(csv);
+        while (std::getline(in, line)) out.push_back(line);
+        return out;
+    }();
+    ASSERT_EQ(lines.size(), 3u) << csv;
+    EXPECT_EQ(lines[0], "path,id,actual,predicted,probability,probability_actual,loss,p_cat,p_dog");
+    EXPECT_EQ(lines[1].substr(lines[1].find(",1,")), ",1,cat,dog,0.7,0.3,1.20397,0.3,0.7");
+    EXPECT_EQ(lines[2].substr(lines[2].find(",3,")), ",3,dog,cat,0.6,0.4,0.916291,0.6,0.4");
+    write_predictions_csv(dir / "all.csv", dir.path(), d, p, false);
+    const std::string all = read_file(dir / "all.csv");
+    EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 5);
 }
 
 TEST_F(LearnerTest, EarlyStoppingAndBestModel) {

@@ -117,6 +117,17 @@ struct Predictions {
     std::vector<std::tuple<int, int, int>> most_confused(int num_classes, int min_count = 1) const;
     // rows with the highest loss first
     std::vector<std::size_t> top_losses(std::size_t k) const;
+    // Per class (labelled rows only): precision = correct / predicted as the class,
+    // recall = correct / actually the class (0 when the denominator is 0).
+    struct ClassMetrics {
+        double precision = 0, recall = 0;
+        int support = 0;        // rows whose actual class it is
+        int predicted = 0;      // rows predicted as it
+    };
+    std::vector<ClassMetrics> per_class(int num_classes) const;
+    // The probabilities as a plain row-major [N * C] array, for UIs (no tensor code needed).
+    std::vector<float> probability_matrix() const;
+    int num_classes() const;
 };
 
 class Learner;
@@ -250,6 +261,12 @@ private:
 // ends in ".gz". Atomic.
 void write_submission(const std::filesystem::path& path, const data::Dataset& dataset, const Predictions& test,
                       double clip = 0, bool labels = false);
+
+// Writes one CSV row per prediction (only the mistakes when `mistakes_only`), highest loss
+// first: path (absolute), id, actual, predicted, probability of the prediction, probability of
+// the actual class, loss, then one probability column per class ("p_<class>"). Atomic.
+void write_predictions_csv(const std::filesystem::path& path, const std::filesystem::path& project,
+                           const data::Dataset& dataset, const Predictions& predictions, bool mistakes_only);
 
 // The fastai epoch table: "epoch  trn_loss  val_loss  accuracy  log_loss  time".
 std::string epoch_table_header();
