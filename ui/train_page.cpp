@@ -2,6 +2,7 @@
 
 #include "whisker/common/files.h"
 #include "whisker/models/weights.h"
+#include "whisker/train/distributed.h"
 
 #include <nlohmann/json.hpp>
 #include "whisker/models/zoo.h"
@@ -138,6 +139,23 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     trainable_ = new QComboBox;
     trainable_->addItems({tr("Head only (frozen body)"), tr("Late body + head"), tr("Everything (unfrozen)")});
     bn_freeze_ = new QCheckBox(tr("Freeze BatchNorm statistics"));
+    // Data-parallel training (c10d): N worker processes, one per GPU; the batch size stays the
+    // global batch.
+    const int gpus = train::local_gpu_count();
+    processes_ = new QSpinBox;
+    processes_->setObjectName("processesBox");
+    processes_->setRange(1, std::max(1, gpus > 0 ? gpus : 8));
+    processes_->setSpecialValueText(tr("1 (in this window)"));
+    processes_->setToolTip(tr("Data-parallel training in this many processes (whisker-cli fit --nproc): one per GPU; "
+                              "on a CPU they share the cores. The batch size is the global batch."));
+    all_gpus_ = new QCheckBox(gpus >= 2 ? tr("Use all GPUs (%1)").arg(gpus) : tr("Use all GPUs"));
+    all_gpus_->setObjectName("allGpusBox");
+    all_gpus_->setEnabled(gpus >= 2);
+    all_gpus_->setToolTip(gpus >= 2 ? tr("One training process per GPU") : tr("Needs two or more CUDA GPUs; this machine has %1").arg(gpus));
+    connect(all_gpus_, &QCheckBox::toggled, this, [this, gpus](bool on) {
+        if (on) processes_->setValue(gpus);
+        processes_->setEnabled(!on);
+    });
     start_ = new QPushButton(tr("&Start"));
     stop_button_ = new QPushButton(tr("Sto&p"));
     resume_ = new QPushButton(tr("&Resume"));
@@ -156,6 +174,10 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     ff->addRow(tr("Train"), trainable_);
     ff->addRow(precompute_);
     ff->addRow(bn_freeze_);
+    auto* parallel_row = new QHBoxLayout;
+    parallel_row->addWidget(processes_, 1);
+    parallel_row->addWidget(all_gpus_);
+    ff->addRow(tr("Processes"), parallel_row);
     auto* buttons = new QHBoxLayout;
     for (auto* b : {start_, stop_button_, resume_, save_, load_}) buttons->addWidget(b);
     ff->addRow(buttons);
@@ -383,9 +405,20 @@ void TrainPage::start_fit() {
     const int freeze_to = 2 - trainable_->currentIndex();  // head only = 2, late = 1, all = 0
     const bool precompute = precompute_->isChecked() && freeze_to == 2;
     const bool bn = bn_freeze_->isChecked();
-    set_busy(true, tr("Training…"));
-    QMetaObject::invokeMethod(worker_, [w = worker_, o, precompute, freeze_to, bn] { w->fit(o, precompute, freeze_to, bn); },
-                              Qt::QueuedConnection);
+    const int nproc = processes_->value();
+    if (nproc > 1 && batch_->value() % nproc != 0) {
+        QMessageBox::warning(this, tr("Batch size"), tr("The batch size (%1) is the global batch: use a multiple of the %2 processes.")
+                                                         .arg(batch_->value()).arg(nproc));
+        return;
+    }
+    set_busy(true, nproc > 1 ? tr("Training in %1 processes…").arg(nproc) : tr("Training…"));
+    if (nproc > 1)
+        QMetaObject::invokeMethod(worker_, [w = worker_, o, precompute, freeze_to, bn, nproc] {
+            w->fit_processes(o, precompute, freeze_to, bn, nproc);
+        }, Qt::QueuedConnection);
+    else
+        QMetaObject::invokeMethod(worker_, [w = worker_, o, precompute, freeze_to, bn] { w->fit(o, precompute, freeze_to, bn); },
+                                  Qt::QueuedConnection);
 }
 
 void TrainPage::show_lr_curve(const LrCurve& c) {

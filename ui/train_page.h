@@ -46,6 +46,8 @@ public:
     QCheckBox* pretrained_box() const { return pretrained_; }
     QLineEdit* lr_edit() const { return lr_; }
     QSpinBox* cycles_box() const { return cycles_; }
+    QSpinBox* processes_box() const { return processes_; }
+    QCheckBox* all_gpus_box() const { return all_gpus_; }
     QTableWidget* epoch_table() const { return table_; }
     QCustomPlot* lr_plot() const { return lr_plot_; }
     QCustomPlot* loss_plot() const { return loss_plot_; }
@@ -94,6 +96,8 @@ private:
     QCheckBox* precompute_;
     QComboBox* trainable_;
     QCheckBox* bn_freeze_;
+    QSpinBox* processes_;
+    QCheckBox* all_gpus_;
     QPushButton* start_;
     QPushButton* stop_button_;
     QPushButton* resume_;

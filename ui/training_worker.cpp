@@ -4,7 +4,11 @@
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
 #include "whisker/data/dataset.h"
+#include "whisker/train/distributed.h"
 #include "whisker/train/recipe.h"
+
+#include <QCoreApplication>
+#include <QDir>
 
 #include <nlohmann/json.hpp>
 
@@ -234,6 +238,81 @@ void TrainingWorker::fit(const train::FitOptions& options, bool precompute, int 
         persist();
         changed();
         Q_EMIT job_finished("fit", r.stopped, QString::fromStdString(r.stop_reason));
+    });
+}
+
+namespace {
+// whisker-cli beside this program (the build tree and an installation both put them together);
+// $WHISKER_CLI overrides it.
+std::filesystem::path cli_program() {
+    const QString env = qEnvironmentVariable("WHISKER_CLI");
+    if (!env.isEmpty()) return env.toStdString();
+    return QDir(QCoreApplication::applicationDirPath()).filePath("whisker-cli").toStdString();
+}
+
+std::string join_numbers(const std::vector<double>& v) {
+    std::string out;
+    for (double x : v) out += (out.empty() ? "" : ",") + fmt::format("{}", x);
+    return out;
+}
+}  // namespace
+
+void TrainingWorker::fit_processes(const train::FitOptions& options, bool precompute, int freeze_to, bool bn_freeze, int nproc) {
+    run_job("fit", [&] {
+        if (!learner_) throw UserError("create a learner first");
+        const std::filesystem::path cli = cli_program();
+        if (!std::filesystem::exists(cli))
+            throw UserError("cannot find whisker-cli at " + cli.string(), "install it beside whisker, or set WHISKER_CLI to its path");
+        // The workers start from exactly this learner's state.
+        learner_->freeze_to(freeze_to);
+        learner_->bn_freeze(bn_freeze);
+        persist();
+        train::LocalLaunchOptions o;
+        o.executable = cli;
+        o.nproc = nproc;
+        o.args = {"fit", learner_->project().string(), "--json", "--lr", join_numbers(options.lrs),
+                  "--cycles", std::to_string(options.n_cycle), "--cycle-mult", std::to_string(options.cycle_mult),
+                  "--freeze-to", std::to_string(freeze_to), precompute ? "--precompute" : "--no-precompute",
+                  bn_freeze ? "--bn-freeze" : "--no-bn-freeze"};
+        if (options.cycle_len > 0) o.args.insert(o.args.end(), {"--cycle-len", fmt::format("{}", options.cycle_len)});
+        if (!options.wds.empty()) o.args.insert(o.args.end(), {"--wd", join_numbers(options.wds)});
+        o.stop = &stop_;
+        long last_iteration = -1;
+        o.on_output = [this, &last_iteration](const std::string& line) {
+            try {
+                const auto j = nlohmann::json::parse(line);
+                if (j.value("event", "") == "batch") {
+                    last_iteration = j.value("iteration", 0L);
+                    pending_.push_back({iteration_base_ + last_iteration, j.value("loss", 0.0), j.value("smooth_loss", 0.0),
+                                        j.value("lr", 0.0)});
+                    flush_points(false);
+                    return;
+                }
+                if (j.value("event", "") != "epoch") return;
+                flush_points(true);
+                train::EpochRecord r;
+                r.epoch = j.value("epoch", 0);
+                r.trn_loss = j.value("trn_loss", 0.0);
+                r.val_loss = j.value("val_loss", 0.0);
+                r.accuracy = j.value("accuracy", 0.0);
+                r.log_loss = j.value("log_loss", 0.0);
+                r.seconds = j.value("seconds", 0.0);
+                Q_EMIT epoch_finished(r);
+            } catch (const nlohmann::json::exception&) {
+                // not an epoch line
+            }
+        };
+        Q_EMIT progress(QString::fromStdString(fmt::format("Training in {} processes…", nproc)), 0, 0);
+        const auto r = train::launch_local_workers(o);
+        flush_points(true);
+        iteration_base_ += last_iteration + 1;
+        const bool stopped = stop_.load();
+        // What rank 0 saved (also after a stop: the workers save before they exit).
+        learner_->load("current");
+        changed();
+        if (r.exit_code != 0 && !stopped)
+            throw UserError(r.message, "the workers' own messages are on the terminal whisker was started from");
+        Q_EMIT job_finished("fit", stopped, stopped ? QStringLiteral("stopped by the user") : QString());
     });
 }
 

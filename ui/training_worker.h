@@ -74,6 +74,10 @@ public Q_SLOTS:
     void create_learner(const whisker::ui::LearnerSettings& settings);
     void lr_find();
     void fit(const whisker::train::FitOptions& options, bool precompute, int freeze_to, bool bn_freeze);
+    // The same fit in `nproc` data-parallel processes (whisker-cli fit --nproc, c10d): the
+    // project's learner is saved, the workers continue from it, their epochs arrive as
+    // epoch_finished, and the learner here reloads what rank 0 saved. Stop reaches every worker.
+    void fit_processes(const whisker::train::FitOptions& options, bool precompute, int freeze_to, bool bn_freeze, int nproc);
     void resume();
     void save(const QString& name);
     void load(const QString& name);

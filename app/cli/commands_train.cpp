@@ -115,6 +115,19 @@ struct TablePrinter : train::Callback {
     TerminalProgress* bar;
     bool json_lines;
     bool header_printed = false;
+    // With JSON lines, batches too (at most ~5 a second), for programs that plot them live
+    // (the workbench's multi-process fit reads these).
+    std::chrono::steady_clock::time_point last_batch{};
+    void after_batch(train::Learner&, const train::BatchRecord& b) override {
+        if (!json_lines) return;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_batch < std::chrono::milliseconds(200)) return;
+        last_batch = now;
+        fmt::print("{}\n", json{{"event", "batch"}, {"iteration", b.iteration}, {"epoch", b.epoch}, {"loss", b.loss},
+                                {"smooth_loss", b.smooth_loss}, {"lr", b.lr}}
+                               .dump());
+        std::fflush(stdout);
+    }
     void after_epoch(train::Learner&, const train::EpochRecord& r) override {
         bar->finish();
         if (json_lines) {

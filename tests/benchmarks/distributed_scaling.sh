@@ -24,7 +24,7 @@ base=""
 for n in "${nprocs[@]}"; do
   out=$("$cli" -q fit "$work/p" --new-learner --arch "$arch" --size "$size" --bs "$bs" --no-pretrained --unfreeze \
         --lr 0.01 --cycles "$epochs" --json --nproc "$n")
-  secs=$(tail -n1 <<<"$out" | python3 -c "import json,sys; print(json.loads(sys.stdin.read())['seconds'])")
+  secs=$(grep '"event":"epoch"' <<<"$out" | tail -n1 | python3 -c "import json,sys; print(json.loads(sys.stdin.read())['seconds'])")
   rate=$(python3 -c "print(f'{$train / $secs:.1f}')")
   [[ -n "$base" ]] || base=$rate
   echo "nproc $n: $rate images/s (last epoch $(printf '%.2f' "$secs") s), speed-up $(python3 -c "print(f'{$rate / $base:.2f}')")"

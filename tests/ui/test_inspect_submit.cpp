@@ -17,6 +17,7 @@
 #include "whisker/data/prepare.h"
 #include "whisker/kaggle/submission_history.h"
 #include "whisker/sample/sample_competition.h"
+#include "whisker/train/distributed.h"
 
 #include <QApplication>
 #include <QCheckBox>
@@ -310,7 +311,60 @@ private Q_SLOTS:
     }
 };
 
+// The Train page's "Processes" option: the fit runs data-parallel in two whisker-cli workers
+// (Gloo on 127.0.0.1), their epochs fill the table, and the window's learner continues from
+// what rank 0 saved.
+class ParallelFitTest : public QObject {
+    Q_OBJECT
+private Q_SLOTS:
+    void fit_in_two_processes() {
+        QTemporaryDir tmp;
+        const fs::path root = tmp.path().toStdString();
+        whisker::sample::SampleOptions so;
+        so.train_images = 40;
+        so.test_images = 4;
+        whisker::sample::write_sample_competition(root / "dl", so);
+        whisker::data::PrepareOptions po;
+        po.project = root / "project";
+        po.source = root / "dl";
+        whisker::data::prepare_dataset(po);
+        qputenv("WHISKER_CLI", WHISKER_CLI_PATH);
+
+        MainWindow w;
+        w.resize(1280, 860);
+        w.show();
+        QVERIFY(w.open_project(root / "project"));
+        w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
+        auto* train = w.train_page();
+        TrainingWorker* worker = train->worker();
+        QSignalSpy finished(worker, &TrainingWorker::job_finished);
+        QSignalSpy failed(worker, &TrainingWorker::failed);
+        train->arch_box()->setCurrentText("resnet18");
+        train->size_box()->setValue(32);
+        train->batch_box()->setValue(8);
+        train->pretrained_box()->setChecked(false);
+        QTest::mouseClick(train->create_button(), Qt::LeftButton);
+        QVERIFY(finished.wait(60000));
+        QVERIFY(!train->all_gpus_box()->isEnabled() || whisker::train::local_gpu_count() >= 2);
+        train->processes_box()->setValue(2);
+        train->cycles_box()->setValue(2);
+        QTest::mouseClick(train->start_button(), Qt::LeftButton);
+        QVERIFY(train->busy());
+        QVERIFY(finished.wait(240000));
+        QVERIFY2(failed.isEmpty(), failed.isEmpty() ? "" : qPrintable(failed.first().at(1).toString()));
+        QCOMPARE(finished.last().at(1).toBool(), false);
+        QCOMPARE(train->epoch_table()->rowCount(), 2);
+        QCOMPARE(worker->learner()->epochs_trained(), 2L);
+        QVERIFY(train->loss_plot()->graph(0)->dataCount() > 0);   // rank 0's batches, plotted live
+        QVERIFY(w.grab().save(screenshot_dir() + "/train_page_two_processes.png"));
+    }
+};
+
 int run_inspect_submit_tests(int argc, char** argv) {
+    {
+        ParallelFitTest t;
+        if (int status = QTest::qExec(&t, argc, argv)) return status;
+    }
     InspectSubmitTest t;
     return QTest::qExec(&t, argc, argv);
 }
