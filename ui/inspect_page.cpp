@@ -258,6 +258,11 @@ void InspectPage::fill_summary() {
                        .arg(predictions_.model)
                        .arg(predictions_.tta ? tr(", TTA ×%1").arg(predictions_.tta) : QString());
     if (marks_ && marks_->marked_count()) text += tr(" · %n image(s) marked by you", nullptr, static_cast<int>(marks_->marked_count()));
+    // Multi-label data has no single "actual" class: the views below use each image's first
+    // label and the most probable class, which is only a rough guide there.
+    if (predictions_.dataset->multi_label)
+        text += tr("<br><i>Multi-label dataset: the matrix and galleries compare each image's first label with its most "
+                   "probable class.</i>");
     summary_->setText(text);
     stale_label_->setVisible(stale());
     stale_label_->setText(tr("The learner or the data changed since these predictions: predict again to see the current model."));
