@@ -429,6 +429,7 @@ QDialog* SubmitPage::open_credentials_dialog() {
     dialog->setAttribute(Qt::WA_DeleteOnClose);
     dialog->setObjectName("credentialsDialog");
     dialog->setWindowTitle(tr("Kaggle account"));
+    dialog->setMinimumWidth(540);
     auto* help = new QLabel(tr("Whisker talks to Kaggle with your API key, like the official <tt>kaggle</tt> tool.<br><br>"
                                "1. Sign in at <a href=\"https://www.kaggle.com/settings\">kaggle.com/settings</a>.<br>"
                                "2. Under <b>API</b>, choose <b>Create New Token</b>: your browser downloads <tt>kaggle.json</tt>.<br>"
