@@ -290,13 +290,7 @@ void TrainingWorker::fit_processes(const train::FitOptions& options, bool precom
                 }
                 if (j.value("event", "") != "epoch") return;
                 flush_points(true);
-                train::EpochRecord r;
-                r.epoch = j.value("epoch", 0);
-                r.trn_loss = j.value("trn_loss", 0.0);
-                r.val_loss = j.value("val_loss", 0.0);
-                r.accuracy = j.value("accuracy", 0.0);
-                r.log_loss = j.value("log_loss", 0.0);
-                r.seconds = j.value("seconds", 0.0);
+                const train::EpochRecord r = train::epoch_record_from_json(line);
                 Q_EMIT epoch_finished(r);
             } catch (const nlohmann::json::exception&) {
                 // not an epoch line

@@ -78,6 +78,14 @@ fs::path models_dir(const fs::path& project) { return project / "models"; }
 
 }  // namespace
 
+EpochRecord epoch_record_from_json(const std::string& text) {
+    try {
+        return epoch_from(json::parse(text));
+    } catch (const json::exception& e) {
+        throw UserError(std::string("not an epoch record: ") + e.what());
+    }
+}
+
 bool Learner::has_checkpoint(const std::string& name) const {
     return fs::exists(models_dir(project_) / (name + ".json"));
 }

@@ -57,14 +57,7 @@ private Q_SLOTS:
         QTemporaryDir tmp;
         const fs::path root = tmp.path().toStdString();
         const std::string comp = "dogs-vs-cats-redux-kernels-edition";
-        whisker::sample::SampleOptions so;
-        so.train_images = 80;
-        so.test_images = 12;
-        whisker::sample::write_sample_competition(root / "dl", so);
-        whisker::data::PrepareOptions po;
-        po.project = root / "project";
-        po.source = root / "dl";
-        const auto prepared = whisker::data::prepare_dataset(po);
+        const auto prepared = prepare_sample_project(root, 80, 12);
         const int valid_count = static_cast<int>(prepared.count(whisker::data::Split::Valid));
         QVERIFY(valid_count > 4);
 
@@ -106,10 +99,7 @@ private Q_SLOTS:
 
         // A learner and one epoch.
         w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
-        train->arch_box()->setCurrentText("resnet18");
-        train->size_box()->setValue(32);
-        train->batch_box()->setValue(8);
-        train->pretrained_box()->setChecked(false);
+        choose_small_learner(train);
         QTest::mouseClick(train->create_button(), Qt::LeftButton);
         QVERIFY(finished.wait(60000));
         train->cycles_box()->setValue(1);
@@ -320,14 +310,7 @@ private Q_SLOTS:
     void fit_in_two_processes() {
         QTemporaryDir tmp;
         const fs::path root = tmp.path().toStdString();
-        whisker::sample::SampleOptions so;
-        so.train_images = 40;
-        so.test_images = 4;
-        whisker::sample::write_sample_competition(root / "dl", so);
-        whisker::data::PrepareOptions po;
-        po.project = root / "project";
-        po.source = root / "dl";
-        whisker::data::prepare_dataset(po);
+        prepare_sample_project(root, 40, 4);
         qputenv("WHISKER_CLI", WHISKER_CLI_PATH);
 
         MainWindow w;
@@ -339,10 +322,7 @@ private Q_SLOTS:
         TrainingWorker* worker = train->worker();
         QSignalSpy finished(worker, &TrainingWorker::job_finished);
         QSignalSpy failed(worker, &TrainingWorker::failed);
-        train->arch_box()->setCurrentText("resnet18");
-        train->size_box()->setValue(32);
-        train->batch_box()->setValue(8);
-        train->pretrained_box()->setChecked(false);
+        choose_small_learner(train);
         QTest::mouseClick(train->create_button(), Qt::LeftButton);
         QVERIFY(finished.wait(60000));
         QVERIFY(!train->all_gpus_box()->isEnabled() || whisker::train::local_gpu_count() >= 2);

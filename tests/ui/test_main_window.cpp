@@ -176,14 +176,7 @@ private Q_SLOTS:
     void train_page_walk() {
         QTemporaryDir tmp;
         const std::filesystem::path root = tmp.path().toStdString();
-        whisker::sample::SampleOptions so;
-        so.train_images = 64;
-        so.test_images = 4;
-        whisker::sample::write_sample_competition(root / "dl", so);
-        whisker::data::PrepareOptions po;
-        po.project = root / "project";
-        po.source = root / "dl";
-        whisker::data::prepare_dataset(po);
+        prepare_sample_project(root, 64, 4);
 
         MainWindow w;
         w.resize(1280, 860);
@@ -192,10 +185,7 @@ private Q_SLOTS:
         w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
         auto* page = w.train_page();
         auto* worker = page->worker();
-        page->arch_box()->setCurrentText("resnet18");
-        page->size_box()->setValue(32);
-        page->batch_box()->setValue(8);
-        page->pretrained_box()->setChecked(false);
+        choose_small_learner(page);
 
         QSignalSpy finished(worker, &whisker::ui::TrainingWorker::job_finished);
         QSignalSpy failed(worker, &whisker::ui::TrainingWorker::failed);

@@ -9,3 +9,37 @@ inline QString screenshot_dir() {
     QDir().mkpath(dir);
     return dir;
 }
+
+#include "train_page.h"
+
+#include "whisker/data/prepare.h"
+#include "whisker/sample/sample_competition.h"
+
+#include <QCheckBox>
+#include <QComboBox>
+#include <QSpinBox>
+
+#include <filesystem>
+
+// The built-in sample competition (train_images, test_images) written to root/dl and
+// prepared as the project root/<project>.
+inline whisker::data::Dataset prepare_sample_project(const std::filesystem::path& root, int train_images, int test_images,
+                                                     const std::string& project = "project") {
+    whisker::sample::SampleOptions so;
+    so.train_images = train_images;
+    so.test_images = test_images;
+    whisker::sample::write_sample_competition(root / "dl", so);
+    whisker::data::PrepareOptions po;
+    po.project = root / project;
+    po.source = root / "dl";
+    return whisker::data::prepare_dataset(po);
+}
+
+// The Train page's settings for a learner that trains in seconds: resnet18 at 32 px, batch 8,
+// from scratch (no weights to download).
+inline void choose_small_learner(whisker::ui::TrainPage* page) {
+    page->arch_box()->setCurrentText("resnet18");
+    page->size_box()->setValue(32);
+    page->batch_box()->setValue(8);
+    page->pretrained_box()->setChecked(false);
+}

@@ -268,6 +268,10 @@ void write_submission(const std::filesystem::path& path, const data::Dataset& da
 void write_predictions_csv(const std::filesystem::path& path, const std::filesystem::path& project,
                            const data::Dataset& dataset, const Predictions& predictions, bool mistakes_only);
 
+// An epoch record from its JSON object (as checkpoints and `whisker-cli fit --json` write it;
+// other keys are ignored). Throws UserError on malformed JSON.
+EpochRecord epoch_record_from_json(const std::string& text);
+
 // The fastai epoch table: "epoch  trn_loss  val_loss  accuracy  log_loss  time".
 std::string epoch_table_header();
 std::string epoch_table_row(const EpochRecord& r);
