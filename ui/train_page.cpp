@@ -301,6 +301,7 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
         Q_EMIT progress_changed(stage, done, total);
     });
     connect(worker_, &TrainingWorker::lr_find_finished, this, &TrainPage::show_lr_curve);
+    connect(worker_, &TrainingWorker::note, this, &TrainPage::log);
     connect(worker_, &TrainingWorker::batches, this, &TrainPage::add_points);
     connect(worker_, &TrainingWorker::epoch_finished, this, &TrainPage::add_epoch);
     connect(worker_, &TrainingWorker::job_finished, this, [this](const QString& job, bool stopped, const QString& message) {

@@ -296,6 +296,15 @@ void TrainingWorker::fit_processes(const train::FitOptions& options, bool precom
                 // not an epoch line
             }
         };
+        // The workers' messages go to the log; the last ones also into an error message.
+        std::vector<std::string> errors;
+        o.on_error = [this, &errors](int rank, const std::string& line) {
+            if (line.empty()) return;
+            const std::string text = fmt::format("[rank {}] {}", rank, line);
+            Q_EMIT note(QString::fromStdString(text));
+            errors.push_back(text);
+            if (errors.size() > 12) errors.erase(errors.begin());
+        };
         Q_EMIT progress(QString::fromStdString(fmt::format("Training in {} processes…", nproc)), 0, 0);
         const auto r = train::launch_local_workers(o);
         flush_points(true);
@@ -304,8 +313,11 @@ void TrainingWorker::fit_processes(const train::FitOptions& options, bool precom
         // What rank 0 saved (also after a stop: the workers save before they exit).
         learner_->load("current");
         changed();
-        if (r.exit_code != 0 && !stopped)
-            throw UserError(r.message, "the workers' own messages are on the terminal whisker was started from");
+        if (r.exit_code != 0 && !stopped) {
+            std::string said;
+            for (const auto& e : errors) said += "\n" + e;
+            throw UserError(r.message + (said.empty() ? "" : ":" + said), "the log shows everything the workers printed");
+        }
         Q_EMIT job_finished("fit", stopped, stopped ? QStringLiteral("stopped by the user") : QString());
     });
 }

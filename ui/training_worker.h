@@ -100,6 +100,8 @@ Q_SIGNALS:
     void recipe_step(int number, const QString& description);
     void failed(const QString& job, const QString& message);
     void predictions_ready(const whisker::ui::PredictionSet& predictions);
+    // A line for the log (e.g. what a data-parallel worker printed on its standard error).
+    void note(const QString& line);
     // The learner's weights or data changed (a fit, a load, new marks): older predictions are stale.
     void model_changed(qint64 generation);
 

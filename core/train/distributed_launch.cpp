@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -103,7 +104,14 @@ LocalLaunchResult launch_local_workers(const LocalLaunchOptions& o) {
         int status = 0;
     };
     std::vector<Worker> workers(static_cast<std::size_t>(o.nproc));
-    int out_fd = -1;
+    // The pipes read here: rank 0's stdout (on_output) and every rank's stderr (on_error).
+    struct Stream {
+        int fd = -1;
+        int rank = 0;
+        bool is_error = false;
+        std::string pending;
+    };
+    std::vector<Stream> streams;
     auto kill_all = [&](int sig) {
         for (auto& w : workers)
             if (w.running) ::kill(w.pid, sig);
@@ -119,7 +127,11 @@ LocalLaunchResult launch_local_workers(const LocalLaunchOptions& o) {
 
         posix_spawn_file_actions_t fa;
         posix_spawn_file_actions_init(&fa);
-        int pipe_fds[2] = {-1, -1};
+        int pipe_fds[2] = {-1, -1}, err_fds[2] = {-1, -1};
+        auto close_pipes = [&] {
+            for (int fd : {pipe_fds[0], pipe_fds[1], err_fds[0], err_fds[1]})
+                if (fd >= 0) ::close(fd);
+        };
         if (r == 0 && o.on_output) {
             if (::pipe(pipe_fds) != 0) throw UserError(std::string("cannot create a pipe: ") + std::strerror(errno));
             posix_spawn_file_actions_adddup2(&fa, pipe_fds[1], STDOUT_FILENO);
@@ -128,18 +140,33 @@ LocalLaunchResult launch_local_workers(const LocalLaunchOptions& o) {
         } else if (r > 0) {
             posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
         }
+        if (o.on_error) {
+            if (::pipe(err_fds) != 0) {
+                close_pipes();
+                throw UserError(std::string("cannot create a pipe: ") + std::strerror(errno));
+            }
+            posix_spawn_file_actions_adddup2(&fa, err_fds[1], STDERR_FILENO);
+            posix_spawn_file_actions_addclose(&fa, err_fds[0]);
+            posix_spawn_file_actions_addclose(&fa, err_fds[1]);
+        }
         pid_t pid = -1;
         const int rc = ::posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), envp.data());
         posix_spawn_file_actions_destroy(&fa);
-        if (pipe_fds[1] >= 0) ::close(pipe_fds[1]);
+        for (int* fd : {&pipe_fds[1], &err_fds[1]})
+            if (*fd >= 0) {
+                ::close(*fd);
+                *fd = -1;
+            }
         if (rc != 0) {
-            if (pipe_fds[0] >= 0) ::close(pipe_fds[0]);
+            close_pipes();
             kill_all(SIGKILL);
             for (auto& w : workers)
                 if (w.running) ::waitpid(w.pid, nullptr, 0);
+            for (auto& st : streams) ::close(st.fd);
             throw UserError(fmt::format("cannot start worker {} ({}): {}", r, exe, std::strerror(rc)));
         }
-        if (pipe_fds[0] >= 0) out_fd = pipe_fds[0];
+        if (pipe_fds[0] >= 0) streams.push_back({pipe_fds[0], r, false, {}});
+        if (err_fds[0] >= 0) streams.push_back({err_fds[0], r, true, {}});
         workers[static_cast<std::size_t>(r)] = {pid, true, 0};
     }
 
@@ -147,29 +174,38 @@ LocalLaunchResult launch_local_workers(const LocalLaunchOptions& o) {
     using clock = std::chrono::steady_clock;
     std::optional<clock::time_point> deadline;   // set once a worker failed or a stop was asked
     bool stop_sent = false, killed = false;
-    std::string pending;
+    auto deliver = [&](Stream& st, const std::string& line) {
+        if (st.is_error) o.on_error(st.rank, line);
+        else o.on_output(line);
+    };
     auto drain = [&](int timeout_ms) {
-        if (out_fd < 0) {
+        if (streams.empty()) {
             if (timeout_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms));
             return;
         }
-        pollfd p{out_fd, POLLIN, 0};
-        if (::poll(&p, 1, timeout_ms) <= 0) return;
-        char buf[4096];
-        const ssize_t n = ::read(out_fd, buf, sizeof buf);
-        if (n <= 0) {
-            ::close(out_fd);
-            out_fd = -1;
-            if (!pending.empty()) o.on_output(pending);
-            pending.clear();
-            return;
+        std::vector<pollfd> fds;
+        for (const auto& st : streams) fds.push_back({st.fd, POLLIN, 0});
+        if (::poll(fds.data(), fds.size(), timeout_ms) <= 0) return;
+        for (std::size_t i = 0; i < fds.size(); ++i) {
+            if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            Stream& st = streams[i];
+            char buf[4096];
+            const ssize_t n = ::read(st.fd, buf, sizeof buf);
+            if (n <= 0) {
+                ::close(st.fd);
+                st.fd = -1;
+                if (!st.pending.empty()) deliver(st, st.pending);
+                st.pending.clear();
+                continue;
+            }
+            st.pending.append(buf, static_cast<std::size_t>(n));
+            std::size_t nl;
+            while ((nl = st.pending.find('\n')) != std::string::npos) {
+                deliver(st, st.pending.substr(0, nl));
+                st.pending.erase(0, nl + 1);
+            }
         }
-        pending.append(buf, static_cast<std::size_t>(n));
-        std::size_t nl;
-        while ((nl = pending.find('\n')) != std::string::npos) {
-            o.on_output(pending.substr(0, nl));
-            pending.erase(0, nl + 1);
-        }
+        streams.erase(std::remove_if(streams.begin(), streams.end(), [](const Stream& st) { return st.fd < 0; }), streams.end());
     };
     for (;;) {
         bool any_running = false;
@@ -209,7 +245,7 @@ LocalLaunchResult launch_local_workers(const LocalLaunchOptions& o) {
         }
         drain(100);
     }
-    while (out_fd >= 0) drain(100);
+    while (!streams.empty()) drain(100);
     if (killed && result.failed_rank < 0) {
         result.exit_code = 128 + SIGKILL;
         result.message = fmt::format("the workers did not stop within {} s and were killed",

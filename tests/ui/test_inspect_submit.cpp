@@ -337,6 +337,24 @@ private Q_SLOTS:
         QCOMPARE(worker->learner()->epochs_trained(), 2L);
         QVERIFY(train->loss_plot()->graph(0)->dataCount() > 0);   // rank 0's batches, plotted live
         QVERIFY(w.grab().save(screenshot_dir() + "/train_page_two_processes.png"));
+
+        // Workers that fail: what they printed on stderr reaches the log and the error message.
+        const fs::path broken = root / "broken-cli.sh";
+        whisker::write_file_atomically(broken, "#!/bin/sh\necho \"cannot train: out of memory on rank $RANK\" >&2\nexit 1\n");
+        fs::permissions(broken, fs::perms::owner_all);
+        qputenv("WHISKER_CLI", QByteArray::fromStdString(broken.string()));
+        QTimer dismiss;   // the failure is also shown in a message box: close it
+        connect(&dismiss, &QTimer::timeout, [] {
+            if (QWidget* box = QApplication::activeModalWidget()) box->close();
+        });
+        dismiss.start(100);
+        QTest::mouseClick(train->start_button(), Qt::LeftButton);
+        QVERIFY(failed.wait(60000));
+        const QString message = failed.last().at(1).toString();
+        QVERIFY2(message.contains("[rank 1] cannot train: out of memory on rank 1"), qPrintable(message));
+        QVERIFY2(message.contains("exited with code 1"), qPrintable(message));
+        QVERIFY(!train->busy());
+        qputenv("WHISKER_CLI", WHISKER_CLI_PATH);
     }
 };
 

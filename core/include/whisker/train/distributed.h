@@ -172,6 +172,10 @@ struct LocalLaunchOptions {
     // (on the calling thread); otherwise the workers share this process's stdout. Ranks other
     // than 0 keep only their standard error.
     std::function<void(const std::string& line)> on_output;
+    // When set, every worker's standard error is read through a pipe and handed over line by
+    // line with its rank (on the calling thread), e.g. to show the workers' errors in a window;
+    // otherwise the workers share this process's stderr.
+    std::function<void(int rank, const std::string& line)> on_error;
     // Checked every 100 ms; once true, SIGINT goes to every worker (they stop within a batch,
     // save, and exit); SIGKILL follows `kill_after` later if they have not ended.
     const std::atomic<bool>* stop = nullptr;
