@@ -145,6 +145,7 @@ DataPage::DataPage(QWidget* parent) : QWidget(parent) {
     });
 
     browser_ = new ImageBrowser;
+    connect(browser_, &ImageBrowser::undo_marks_requested, this, &DataPage::undo_marks_requested);
     tabs_ = new QTabWidget;
     tabs_->addTab(split, tr("Summary"));
     tabs_->addTab(browser_, tr("Images"));

@@ -56,6 +56,7 @@ Q_SIGNALS:
     // The main window runs these in the background.
     void download_requested(const QString& competition);
     void prepare_requested(const whisker::ui::PrepareRequest& request);
+    void undo_marks_requested(const QString& path);
 
 public:
     QTableWidget* skipped_table() const { return skipped_; }

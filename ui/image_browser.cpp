@@ -4,6 +4,7 @@
 #include "whisker/data/image_decode.h"
 #include "whisker/data/transforms.h"
 
+#include <QCheckBox>
 #include <QComboBox>
 #include <QGridLayout>
 #include <QHBoxLayout>
@@ -58,13 +59,13 @@ void ThumbnailModel::set_dataset(const std::filesystem::path& project, std::shar
     set_filter(-1, -1);
 }
 
-void ThumbnailModel::set_filter(int split, int label) {
+void ThumbnailModel::set_filter(int split, int label, bool marked_only) {
     beginResetModel();
     rows_.clear();
     if (dataset_) {
         for (std::size_t i = 0; i < dataset_->images.size(); ++i) {
             const auto& im = dataset_->images[i];
-            if (im.excluded) continue;
+            if (marked_only ? !(im.excluded || im.relabelled()) : im.excluded) continue;
             if (split >= 0 && static_cast<int>(im.split) != split) continue;
             if (label >= 0 && std::find(im.labels.begin(), im.labels.end(), label) == im.labels.end()) continue;
             rows_.push_back(i);
@@ -108,6 +109,8 @@ QVariant ThumbnailModel::data(const QModelIndex& index, int role) const {
         case Qt::DisplayRole: {
             if (caption_) return caption_(record);
             QString label = im.labels.empty() ? tr("test") : QString::fromStdString(dataset_->classes[static_cast<std::size_t>(im.labels[0])]);
+            if (im.excluded) label += tr(" [excluded]");
+            else if (im.relabelled()) label += tr(" [corrected]");
             return QString::fromStdString(std::filesystem::path(im.path).filename().string()) + "\n" + label;
         }
         case Qt::ToolTipRole:
@@ -183,6 +186,9 @@ ImageBrowser::ImageBrowser(QWidget* parent) : QWidget(parent) {
     split_ = new QComboBox;
     split_->addItems({tr("All splits"), tr("train"), tr("valid"), tr("test")});
     class_ = new QComboBox;
+    marked_ = new QCheckBox(tr("Only marked by you"));
+    marked_->setObjectName("markedOnly");
+    marked_->setToolTip(tr("Images excluded or relabelled on the Inspect page; open one to undo its marks"));
     count_ = new QLabel;
     auto* model_view = new QPushButton(tr("What the model sees…"));
     model_view->setToolTip(tr("The training transform (zoom, rotation, lighting, flip, crop) applied to the selected image"));
@@ -190,6 +196,7 @@ ImageBrowser::ImageBrowser(QWidget* parent) : QWidget(parent) {
     bar->addWidget(new QLabel(tr("Show")));
     bar->addWidget(split_);
     bar->addWidget(class_);
+    bar->addWidget(marked_);
     bar->addWidget(count_, 1);
     bar->addWidget(model_view);
     auto* layout = new QVBoxLayout(this);
@@ -198,6 +205,7 @@ ImageBrowser::ImageBrowser(QWidget* parent) : QWidget(parent) {
     layout->addWidget(view_, 1);
     connect(split_, &QComboBox::currentIndexChanged, this, &ImageBrowser::apply_filter);
     connect(class_, &QComboBox::currentIndexChanged, this, &ImageBrowser::apply_filter);
+    connect(marked_, &QCheckBox::toggled, this, &ImageBrowser::apply_filter);
     connect(view_, &QListView::activated, this, [this](const QModelIndex& i) { open_row(i.row()); });
     connect(model_view, &QPushButton::clicked, this, [this] {
         const QModelIndex i = view_->currentIndex();
@@ -216,7 +224,7 @@ void ImageBrowser::set_dataset(const std::filesystem::path& project, std::shared
 }
 
 void ImageBrowser::apply_filter() {
-    model_->set_filter(split_->currentIndex() - 1, class_->currentIndex() - 1);
+    model_->set_filter(split_->currentIndex() - 1, class_->currentIndex() - 1, marked_->isChecked());
     count_->setText(tr("%n image(s)", nullptr, model_->rowCount()));
 }
 
@@ -245,6 +253,25 @@ QDialog* ImageBrowser::open_row(int row) {
     auto* l = new QVBoxLayout(dialog);
     l->addWidget(picture, 1);
     l->addWidget(info);
+    if (im.excluded || im.relabelled()) {
+        QString mark = im.excluded ? tr("Excluded by you: training leaves it out.") : QString();
+        if (im.relabelled())
+            mark += (mark.isEmpty() ? "" : " ") + tr("Relabelled by you (the source said %1).")
+                        .arg(QString::fromStdString(d.classes[static_cast<std::size_t>(im.original_labels.at(0))]));
+        auto* row = new QHBoxLayout;
+        auto* mark_label = new QLabel(mark);
+        mark_label->setObjectName("markState");
+        auto* undo = new QPushButton(tr("&Undo marks"));
+        undo->setObjectName("undoMarksButton");
+        const QString path = QString::fromStdString(im.path);
+        connect(undo, &QPushButton::clicked, dialog, [this, dialog, path] {
+            Q_EMIT undo_marks_requested(path);
+            dialog->close();
+        });
+        row->addWidget(mark_label, 1);
+        row->addWidget(undo);
+        l->addLayout(row);
+    }
     dialog->show();
     return dialog;
 }

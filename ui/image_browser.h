@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 
+class QCheckBox;
 class QComboBox;
 class QLabel;
 class QListView;
@@ -39,8 +40,9 @@ public:
     ~ThumbnailModel() override;
 
     void set_dataset(const std::filesystem::path& project, std::shared_ptr<const data::Dataset> dataset);
-    // -1 = all; split: 0 train, 1 valid, 2 test. Excluded images are left out.
-    void set_filter(int split, int label);
+    // -1 = all; split: 0 train, 1 valid, 2 test. Excluded images are left out, unless
+    // `marked_only`: then only the images the user excluded or relabelled are shown.
+    void set_filter(int split, int label, bool marked_only = false);
     // Shows exactly these records, in this order (the Inspect page's galleries).
     void set_records(std::vector<std::size_t> records);
     // Optional per-record caption and tile colour (default: file name and label, no colour).
@@ -92,9 +94,14 @@ public:
     QListView* view() const { return view_; }
     QComboBox* split_box() const { return split_; }
     QComboBox* class_box() const { return class_; }
-    // Opens the large view of a row (what a click does).
+    QCheckBox* marked_box() const { return marked_; }
+    // Opens the large view of a row (what a click does). A marked image's view has "Undo marks".
     QDialog* open_row(int row);
     QDialog* open_model_view(int row, int model_size = 224);
+
+Q_SIGNALS:
+    // The user asked to take back the marks (exclusion, corrected label) of this image.
+    void undo_marks_requested(const QString& path);
 
 private:
     void apply_filter();
@@ -103,6 +110,7 @@ private:
     QListView* view_;
     QComboBox* split_;
     QComboBox* class_;
+    QCheckBox* marked_;
     QLabel* count_;
 };
 

@@ -567,6 +567,19 @@ bool InspectPage::clear_marks(std::size_t record) {
                       tr("Undid the marks of %1").arg(QString::fromStdString(path)));
 }
 
+void InspectPage::reload_marks() {
+    if (!marks_) return;
+    try {
+        const data::Dataset on_disk = data::Dataset::load(project_);
+        if (on_disk.images.size() != marks_->images.size()) return;
+        *marks_ = on_disk;
+    } catch (const std::exception&) {
+        return;
+    }
+    gallery_model_->refresh_all();
+    fill_summary();
+}
+
 bool InspectPage::export_mistakes(const QString& file) {
     if (!predictions_.valid()) return false;
     try {

@@ -61,6 +61,8 @@ public:
     bool relabel(std::size_t record, int label);
     bool clear_marks(std::size_t record);
     bool export_mistakes(const QString& file);
+    // Rereads the marks from the manifest (they were changed elsewhere, e.g. on the Data page).
+    void reload_marks();
 
     // For tests and keyboard users.
     QPushButton* predict_button() const { return predict_button_; }

@@ -97,6 +97,21 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     connect(submit_page_, &SubmitPage::progress_changed, this, &MainWindow::show_progress);
     connect(submit_page_, &SubmitPage::busy_changed, this, &MainWindow::page_busy);
     connect(data_page_, &DataPage::prepare_requested, this, [this](const PrepareRequest& r) { prepare_from(r); });
+    // Marks taken back on the Data page: the manifest, the Inspect page and the learner follow.
+    connect(data_page_, &DataPage::undo_marks_requested, this, [this](const QString& path) {
+        try {
+            data::Dataset d = data::Dataset::load(project_);
+            if (!d.clear_marks(path.toStdString())) return;
+            d.save(project_);
+            data_page_->show_dataset(project_, d);
+        } catch (const std::exception& e) {
+            QMessageBox::warning(this, tr("Cannot undo the marks"), QString::fromStdString(e.what()));
+            return;
+        }
+        QMetaObject::invokeMethod(train_page_->worker(), [w = train_page_->worker()] { w->reload_dataset(); }, Qt::QueuedConnection);
+        inspect_page_->reload_marks();
+        log(tr("Undid the marks of %1").arg(path));
+    });
     connect(data_page_, &DataPage::download_requested, this, &MainWindow::download_competition);
     connect(nav_, &QListWidget::currentRowChanged, this, [this](int row) {
         if (row >= 0 && row < pages_->count()) pages_->setCurrentIndex(row);

@@ -4,6 +4,7 @@
 // Submit (TTA predictions, preview and checks, an export identical to `whisker-cli predict`,
 // the credentials dialog, one-click submit with the server's score, the history table).
 #include "background_job.h"
+#include "data_page.h"
 #include "image_browser.h"
 #include "inspect_page.h"
 #include "main_window.h"
@@ -193,6 +194,20 @@ private Q_SLOTS:
         QVERIFY(inspect->clear_marks(marked_record));
         QVERIFY(!whisker::data::Dataset::load(root / "project").images[marked_record].excluded);
         QVERIFY(inspect->set_excluded(marked_record, true));
+        // The Data page lists the marked images and can undo them too; mark again afterwards.
+        {
+            auto* browser = w.data_page()->browser();
+            browser->marked_box()->setChecked(true);
+            QCOMPARE(browser->model()->rowCount(), 1);
+            QDialog* large = browser->open_row(0);
+            QVERIFY(large->findChild<QLabel*>("markState")->text().contains("Excluded"));
+            QTest::mouseClick(large->findChild<QPushButton*>("undoMarksButton"), Qt::LeftButton);
+            QCOMPARE(browser->model()->rowCount(), 0);
+            QVERIFY(!whisker::data::Dataset::load(root / "project").images[marked_record].excluded);
+            QVERIFY(!inspect->dataset()->images[marked_record].excluded);
+            browser->marked_box()->setChecked(false);
+            QVERIFY(inspect->set_excluded(marked_record, true));
+        }
 
         // The next fit honours the mark: the learner leaves the image out.
         w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
