@@ -186,21 +186,6 @@ TEST(Prepare, LabelsCsvMultiLabelAndMissingExtensions) {
         }
 }
 
-TEST(Prepare, ExclusionMarksSurviveAReprepare) {
-    test::TempDir dir;
-    test::write_sample(dir / "dl", 20, 0);
-    PrepareOptions o;
-    o.project = dir / "p";
-    o.source = dir / "dl";
-    Dataset d = prepare_dataset(o);
-    d.images[3].excluded = true;
-    const std::string marked = d.images[3].path;
-    d.save(dir / "p");
-    EXPECT_EQ(d.count(Split::Train) + d.count(Split::Valid), 19u);
-    const Dataset again = prepare_dataset(o);
-    for (const auto& im : again.images) EXPECT_EQ(im.excluded, im.path == marked) << im.path;
-}
-
 TEST(Prepare, MarksExcludeRelabelUndoAndSurviveAReprepare) {
     test::TempDir dir;
     test::write_sample(dir / "dl", 20, 0);
@@ -218,6 +203,7 @@ TEST(Prepare, MarksExcludeRelabelUndoAndSurviveAReprepare) {
     EXPECT_EQ(d.images[1].labels, std::vector<int>{other});
     EXPECT_EQ(d.images[1].original_labels, b_label);
     EXPECT_EQ(d.marked_count(), 2u);
+    EXPECT_EQ(d.count(Split::Train) + d.count(Split::Valid), 19u);   // the excluded one is not used
     // Relabelling twice keeps what the source said; the round trip keeps the marks.
     EXPECT_TRUE(d.relabel(b, {other}));
     EXPECT_EQ(d.images[1].original_labels, b_label);
@@ -230,7 +216,7 @@ TEST(Prepare, MarksExcludeRelabelUndoAndSurviveAReprepare) {
     const Dataset again = prepare_dataset(o);
     EXPECT_EQ(again.marked_count(), 2u);
     for (const auto& im : again.images) {
-        if (im.path == a) EXPECT_TRUE(im.excluded);
+        EXPECT_EQ(im.excluded, im.path == a) << im.path;
         if (im.path == b) EXPECT_EQ(im.labels, std::vector<int>{other});
     }
     // Undo restores the source's label; relabelling back to it is no mark at all.
