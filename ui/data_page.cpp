@@ -19,6 +19,7 @@
 #include <QPlainTextEdit>
 #include <QSplitter>
 #include <QTableWidget>
+#include <QToolButton>
 #include <QVBoxLayout>
 
 namespace whisker::ui {
@@ -37,8 +38,10 @@ DataPage::DataPage(QWidget* parent) : QWidget(parent) {
     f.setPointSizeF(f.pointSizeF() * 1.4);
     f.setBold(true);
     heading_->setFont(f);
-    details_ = new QLabel(tr("Open a project folder, or create one from the built-in sample competition "
-                             "(File ▸ Open sample project)."));
+    details_ = new QLabel(tr("Open a project folder (File ▸ Open project…), start a new one in an empty folder "
+                             "(File ▸ New project…), or try the built-in sample competition "
+                             "(File ▸ Open sample project…)."));
+    details_->setObjectName("dataDetails");
     details_->setWordWrap(true);
     details_->setTextInteractionFlags(Qt::TextSelectableByMouse);
 
@@ -104,8 +107,16 @@ DataPage::DataPage(QWidget* parent) : QWidget(parent) {
     seed_->setRange(0, 1000000);
     seed_->setValue(42);
     prepare_ = new QPushButton(tr("&Prepare dataset"));
-    auto* get = new QGroupBox(tr("Get data"));
+    prepare_->setObjectName("prepareButton");
+    download_->setObjectName("downloadButton");
+    download_->setToolTip(tr("Downloads the competition's files into PROJECT/download and prepares the dataset "
+                             "(needs your Kaggle API token, ~/.kaggle/kaggle.json)"));
+    prepare_->setToolTip(tr("Reads the images of the local data, checks every file and splits off a validation set"));
+    get_box_ = new QGroupBox(tr("Get data"));
+    get_box_->setObjectName("getDataBox");
+    auto* get = get_box_;
     auto* gl = new QFormLayout(get);
+    gl->setFieldGrowthPolicy(QFormLayout::AllNonFixedFieldsGrow);
     auto* kaggle_row = new QHBoxLayout;
     kaggle_row->addWidget(competition_, 1);
     kaggle_row->addWidget(download_);
@@ -124,6 +135,8 @@ DataPage::DataPage(QWidget* parent) : QWidget(parent) {
     split_row->addStretch(1);
     split_row->addWidget(prepare_);
     gl->addRow(tr("Validation split"), split_row);
+    split_mode_->setToolTip(tr("How many training images are kept aside to validate on (used by Download and Prepare; "
+                               "a source with its own valid/ folder keeps it)"));
     connect(split_mode_, &QComboBox::currentIndexChanged, this, [this](int mode) {
         valid_frac_->setVisible(mode == 0);
         valid_per_class_->setVisible(mode == 1);
@@ -150,13 +163,37 @@ DataPage::DataPage(QWidget* parent) : QWidget(parent) {
     tabs_->addTab(split, tr("Summary"));
     tabs_->addTab(browser_, tr("Images"));
 
+    other_data_ = new QToolButton;
+    other_data_->setObjectName("otherDataButton");
+    other_data_->setText(tr("Get other data…"));
+    other_data_->setToolTip(tr("Download or prepare the dataset again (your marks are kept)"));
+    other_data_->setCheckable(true);
+    other_data_->setVisible(false);
+    connect(other_data_, &QToolButton::toggled, get_box_, &QWidget::setVisible);
+
+    auto* head_row = new QHBoxLayout;
+    head_row->addWidget(heading_, 1);
+    head_row->addWidget(other_data_);
     auto* layout = new QVBoxLayout(this);
-    layout->addWidget(heading_);
+    layout->addLayout(head_row);
     layout->addWidget(details_);
     layout->addWidget(get);
     layout->addWidget(tabs_, 1);
+    layout->addStretch(0);   // takes the room while the tabs are hidden (no dataset)
+    // No project yet: nothing to get data into.
+    get_box_->setEnabled(false);
+    tabs_->setVisible(false);
     set_busy(false);
 }
+
+void DataPage::set_project(const std::filesystem::path& project) {
+    if (project == project_) return;
+    project_ = project;
+    const QSignalBlocker block(other_data_);
+    other_data_->setChecked(false);
+}
+
+void DataPage::set_model_size(int px) { browser_->set_model_size(px); }
 
 PrepareRequest DataPage::request_for(const QString& source) const {
     PrepareRequest r;
@@ -172,11 +209,23 @@ void DataPage::set_busy(bool busy) {
     prepare_->setEnabled(!busy);
 }
 
-void DataPage::show_no_dataset(const std::filesystem::path& project) {
+void DataPage::show_no_dataset(const std::filesystem::path& project, const QString& problem) {
+    set_project(project);
     heading_->setText(QString::fromStdString(project.filename().string()));
-    details_->setText(tr("This project has no dataset yet. Prepare one from the command line with "
-                         "<tt>whisker-cli data prepare %1 --from &lt;data&gt;</tt>.")
-                          .arg(QString::fromStdString(project.string()).toHtmlEscaped()));
+    details_->setTextFormat(Qt::PlainText);
+    if (problem.isEmpty())
+        details_->setText(tr("This folder has no dataset yet: get the images from Kaggle or a local folder/zip/CSV below."));
+    else
+        details_->setText(tr("The dataset of this folder cannot be read (%1). Get the images again from Kaggle or a "
+                             "local folder/zip/CSV below.")
+                              .arg(problem));
+    // The source controls are the page now: shown, enabled, nothing empty below them.
+    other_data_->setVisible(false);
+    get_box_->setTitle(tr("Get the images"));
+    get_box_->setEnabled(true);
+    get_box_->setVisible(true);
+    tabs_->setVisible(false);
+    if (competition_->text().isEmpty() && source_->text().isEmpty()) competition_->setFocus(Qt::OtherFocusReason);
     counts_->setRowCount(0);
     skipped_->setRowCount(0);
     warnings_->clear();
@@ -184,8 +233,16 @@ void DataPage::show_no_dataset(const std::filesystem::path& project) {
 }
 
 void DataPage::show_dataset(const std::filesystem::path& project, const data::Dataset& d) {
+    set_project(project);
     const data::DatasetSummary s = data::summarize(d);
     heading_->setText(QString::fromStdString(project.filename().string()));
+    details_->setTextFormat(Qt::PlainText);
+    // The dataset is the page now; getting other data is one click away.
+    get_box_->setTitle(tr("Get other data (prepared again, your marks kept)"));
+    get_box_->setEnabled(true);
+    other_data_->setVisible(true);
+    get_box_->setVisible(other_data_->isChecked());
+    tabs_->setVisible(true);
     QString size_text;
     if (s.sizes.count)
         size_text = tr("Image sizes: %1×%2 to %3×%4 px (median %5×%6).")

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 
+class QGroupBox;
 class QLabel;
 class QTableWidget;
 class QPlainTextEdit;
@@ -20,6 +21,7 @@ class QLineEdit;
 class QPushButton;
 class QSpinBox;
 class QTabWidget;
+class QToolButton;
 
 namespace whisker::ui {
 
@@ -39,7 +41,11 @@ public:
     explicit DataPage(QWidget* parent = nullptr);
     // Shows `dataset` of the project at `project`; an empty dataset clears the page.
     void show_dataset(const std::filesystem::path& project, const data::Dataset& dataset);
-    void show_no_dataset(const std::filesystem::path& project);
+    // A folder without a (readable) dataset: the page offers its Kaggle and local-data
+    // controls. `problem`: why the manifest could not be read (empty: there is none yet).
+    void show_no_dataset(const std::filesystem::path& project, const QString& problem = {});
+    // The side of the project's learner, for "What the model sees" (0: read learner.json).
+    void set_model_size(int px);
 
     QTableWidget* counts_table() const { return counts_; }
     ImageBrowser* browser() const { return browser_; }
@@ -48,6 +54,7 @@ public:
     QLineEdit* source_edit() const { return source_; }
     QPushButton* download_button() const { return download_; }
     QPushButton* prepare_button() const { return prepare_; }
+    QGroupBox* get_data_box() const { return get_box_; }
     void set_busy(bool busy);
     // The split settings on the page, applied to `source`.
     PrepareRequest request_for(const QString& source) const;
@@ -62,7 +69,11 @@ public:
     QTableWidget* skipped_table() const { return skipped_; }
 
 private:
+    void set_project(const std::filesystem::path& project);
+    std::filesystem::path project_;
     QLabel* heading_;
+    QToolButton* other_data_;   // shows the "Get data" box over a prepared dataset
+    QGroupBox* get_box_;
     QLabel* details_;
     QTableWidget* counts_;
     QTableWidget* skipped_;

@@ -1,5 +1,6 @@
 #include "image_browser.h"
 
+#include "whisker/common/files.h"
 #include "whisker/common/random.h"
 #include "whisker/data/image_decode.h"
 #include "whisker/data/transforms.h"
@@ -17,6 +18,12 @@
 #include <QVBoxLayout>
 
 #include <QPointer>
+#include <QScreen>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <unordered_map>
 
 namespace whisker::ui {
 
@@ -34,6 +41,70 @@ QImage thumbnail_of(const std::filesystem::path& file, int side) {
 }  // namespace
 
 QImage load_display_image(const std::filesystem::path& file) { return to_qimage(data::decode_image_file(file).rgb); }
+
+QString image_use_text(const data::ImageRecord& im) {
+    if (im.excluded) {
+        switch (im.split) {
+            case data::Split::Train: return QObject::tr("Excluded by you (training image): the next fit leaves it out.");
+            case data::Split::Valid: return QObject::tr("Excluded by you (validation image): left out of the validation metrics.");
+            case data::Split::Test: return QObject::tr("Excluded by you (test image).");
+        }
+    }
+    switch (im.split) {
+        case data::Split::Train: return QObject::tr("Training image");
+        case data::Split::Valid: return QObject::tr("Validation image — not trained on");
+        case data::Split::Test:
+            return im.labels.empty() ? QObject::tr("Test image (unlabelled)") : QObject::tr("Test image — not trained on");
+    }
+    return {};
+}
+
+bool natural_less(std::string_view a, std::string_view b) {
+    const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    const auto lower = [](char c) {
+        const auto u = static_cast<unsigned char>(c);
+        return static_cast<unsigned char>(u >= 'A' && u <= 'Z' ? u - 'A' + 'a' : u);
+    };
+    std::size_t i = 0, j = 0;
+    while (i < a.size() && j < b.size()) {
+        if (digit(a[i]) && digit(b[j])) {
+            // Compare the numbers: skip leading zeros, then the longer run is larger, then digits.
+            std::size_t i0 = i, j0 = j;
+            while (i0 < a.size() && a[i0] == '0') ++i0;
+            while (j0 < b.size() && b[j0] == '0') ++j0;
+            std::size_t i1 = i0, j1 = j0;
+            while (i1 < a.size() && digit(a[i1])) ++i1;
+            while (j1 < b.size() && digit(b[j1])) ++j1;
+            if (i1 - i0 != j1 - j0) return i1 - i0 < j1 - j0;
+            const int c = a.substr(i0, i1 - i0).compare(b.substr(j0, j1 - j0));
+            if (c != 0) return c < 0;
+            i = i1;
+            j = j1;
+            continue;
+        }
+        const unsigned char x = lower(a[i]), y = lower(b[j]);
+        if (x != y) return x < y;
+        ++i;
+        ++j;
+    }
+    if ((i < a.size()) != (j < b.size())) return j < b.size();   // a prefix comes first
+    return a < b;   // equal but for case or leading zeros
+}
+
+std::optional<int> learner_size_of(const std::filesystem::path& project) {
+    if (project.empty()) return std::nullopt;
+    const std::filesystem::path file = project / "learner.json";
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(file, ec)) return std::nullopt;
+    try {
+        const auto j = nlohmann::json::parse(read_file(file));
+        const int size = j.value("size", 224);
+        if (size > 0) return size;
+    } catch (const std::exception&) {
+        // A damaged learner.json: the Train page reports it; here the default size serves.
+    }
+    return std::nullopt;
+}
 
 ThumbnailModel::ThumbnailModel(QObject* parent) : QAbstractListModel(parent) {
     pool_.setMaxThreadCount(std::max(1, QThread::idealThreadCount()));
@@ -55,6 +126,29 @@ void ThumbnailModel::set_dataset(const std::filesystem::path& project, std::shar
     failed_.clear();
     ++generation_;
     rows_.clear();
+    // Display order, once per dataset: folders in manifest order (train/ before test/), file
+    // names within a folder in natural order.
+    order_.clear();
+    if (dataset_) {
+        const auto& images = dataset_->images;
+        const std::size_t n = images.size();
+        std::vector<int> folder(n);
+        std::vector<std::string_view> name(n);
+        std::unordered_map<std::string_view, int> folder_rank;
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::string_view p = images[i].path;
+            const std::size_t slash = p.find_last_of("/\\");
+            const std::string_view dir = slash == std::string_view::npos ? std::string_view{} : p.substr(0, slash);
+            name[i] = slash == std::string_view::npos ? p : p.substr(slash + 1);
+            folder[i] = folder_rank.emplace(dir, static_cast<int>(folder_rank.size())).first->second;
+        }
+        order_.resize(n);
+        for (std::size_t i = 0; i < n; ++i) order_[i] = i;
+        std::stable_sort(order_.begin(), order_.end(), [&](std::size_t x, std::size_t y) {
+            if (folder[x] != folder[y]) return folder[x] < folder[y];
+            return natural_less(name[x], name[y]);
+        });
+    }
     endResetModel();
     set_filter(-1, -1);
 }
@@ -63,7 +157,7 @@ void ThumbnailModel::set_filter(int split, int label, bool marked_only) {
     beginResetModel();
     rows_.clear();
     if (dataset_) {
-        for (std::size_t i = 0; i < dataset_->images.size(); ++i) {
+        for (const std::size_t i : order_) {
             const auto& im = dataset_->images[i];
             if (marked_only ? !(im.excluded || im.relabelled()) : im.excluded) continue;
             if (split >= 0 && static_cast<int>(im.split) != split) continue;
@@ -190,8 +284,10 @@ ImageBrowser::ImageBrowser(QWidget* parent) : QWidget(parent) {
     marked_->setObjectName("markedOnly");
     marked_->setToolTip(tr("Images excluded or relabelled on the Inspect page; open one to undo its marks"));
     count_ = new QLabel;
-    auto* model_view = new QPushButton(tr("What the model sees…"));
-    model_view->setToolTip(tr("The training transform (zoom, rotation, lighting, flip, crop) applied to the selected image"));
+    auto* model_view = model_view_ = new QPushButton(tr("What the model sees…"));
+    model_view->setObjectName("modelViewButton");
+    model_view->setToolTip(tr("The training transform (zoom, rotation, lighting, flip, crop) applied to the selected "
+                              "image, at the size of the project's learner"));
     auto* bar = new QHBoxLayout;
     bar->addWidget(new QLabel(tr("Show")));
     bar->addWidget(split_);
@@ -203,9 +299,9 @@ ImageBrowser::ImageBrowser(QWidget* parent) : QWidget(parent) {
     layout->setContentsMargins(0, 0, 0, 0);
     layout->addLayout(bar);
     layout->addWidget(view_, 1);
-    connect(split_, &QComboBox::currentIndexChanged, this, &ImageBrowser::apply_filter);
-    connect(class_, &QComboBox::currentIndexChanged, this, &ImageBrowser::apply_filter);
-    connect(marked_, &QCheckBox::toggled, this, &ImageBrowser::apply_filter);
+    connect(split_, &QComboBox::currentIndexChanged, this, &ImageBrowser::filter_changed);
+    connect(class_, &QComboBox::currentIndexChanged, this, &ImageBrowser::filter_changed);
+    connect(marked_, &QCheckBox::toggled, this, &ImageBrowser::filter_changed);
     connect(view_, &QListView::activated, this, [this](const QModelIndex& i) { open_row(i.row()); });
     connect(model_view, &QPushButton::clicked, this, [this] {
         const QModelIndex i = view_->currentIndex();
@@ -214,18 +310,44 @@ ImageBrowser::ImageBrowser(QWidget* parent) : QWidget(parent) {
 }
 
 void ImageBrowser::set_dataset(const std::filesystem::path& project, std::shared_ptr<const data::Dataset> dataset) {
+    const bool same_project = project == project_;
+    if (!same_project) model_size_override_ = 0;   // the size told belonged to the other project's learner
     project_ = project;
-    const QSignalBlocker block(class_);
-    class_->clear();
-    class_->addItem(tr("All classes"));
-    for (const auto& c : dataset->classes) class_->addItem(QString::fromStdString(c));
+    if (!dataset) dataset = std::make_shared<const data::Dataset>();
+    // The same project reread (a mark was undone): keep the class the user was looking at.
+    const QString shown_class = same_project && class_->currentIndex() > 0 ? class_->currentText() : QString();
+    {
+        const QSignalBlocker block(class_);
+        class_->clear();
+        class_->addItem(tr("All classes"));
+        for (const auto& c : dataset->classes) class_->addItem(QString::fromStdString(c));
+        if (!shown_class.isEmpty()) class_->setCurrentIndex(std::max(0, class_->findText(shown_class)));
+    }
+    if (!same_project) {
+        const QSignalBlocker block_split(split_);
+        const QSignalBlocker block_marked(marked_);
+        split_->setCurrentIndex(0);
+        marked_->setChecked(false);
+    }
     model_->set_dataset(project, std::move(dataset));
     apply_filter();
+    if (!same_project) view_->scrollToTop();
 }
 
 void ImageBrowser::apply_filter() {
     model_->set_filter(split_->currentIndex() - 1, class_->currentIndex() - 1, marked_->isChecked());
     count_->setText(tr("%n image(s)", nullptr, model_->rowCount()));
+    model_view_->setEnabled(model_->rowCount() > 0);
+}
+
+void ImageBrowser::filter_changed() {
+    apply_filter();
+    view_->scrollToTop();
+}
+
+int ImageBrowser::model_size() const {
+    if (model_size_override_ > 0) return model_size_override_;
+    return learner_size_of(project_).value_or(224);
 }
 
 QDialog* ImageBrowser::open_row(int row) {
@@ -237,30 +359,43 @@ QDialog* ImageBrowser::open_row(int row) {
     dialog->setWindowTitle(QString::fromStdString(std::filesystem::path(im.path).filename().string()));
     auto* picture = new QLabel;
     picture->setAlignment(Qt::AlignCenter);
-    QString label = im.labels.empty() ? tr("(unlabelled test image)") : QString();
+    QString label = im.labels.empty() ? tr("no label") : QString();
     for (int l : im.labels) label += (label.isEmpty() ? "" : ", ") + QString::fromStdString(d.classes[static_cast<std::size_t>(l)]);
-    QString text = tr("%1\n%2 × %3 px · %4 · %5").arg(QString::fromStdString(model_->path_at(row).string()))
-                       .arg(im.width).arg(im.height).arg(QString::fromStdString(data::split_name(im.split)), label);
+    QString text = tr("%1\n%2 × %3 px · %4").arg(QString::fromStdString(model_->path_at(row).string()))
+                       .arg(im.width).arg(im.height).arg(label);
+    // The picture fits the screen with room for the text below it (a 1280×720 screen too).
+    QSize fit(800, 600);
+    if (const QScreen* screen = this->screen()) {
+        const QRect avail = screen->availableGeometry();
+        fit = fit.boundedTo(QSize(std::max(200, avail.width() - 80), std::max(150, avail.height() - 220)));
+    }
     try {
         const QImage q = to_qimage(data::decode_image_file(model_->path_at(row)).rgb);
-        picture->setPixmap(QPixmap::fromImage(q.scaled(800, 600, Qt::KeepAspectRatio, Qt::SmoothTransformation)));
+        picture->setPixmap(QPixmap::fromImage(q.scaled(fit, Qt::KeepAspectRatio, Qt::SmoothTransformation)));
     } catch (const std::exception& e) {
         text += "\n" + tr("cannot show it: %1").arg(QString::fromStdString(e.what()));
     }
     auto* info = new QLabel(text);
     info->setObjectName("imageInfo");
+    info->setWordWrap(true);
     info->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    // What the image is to training: its split, or the user's exclusion; and a relabelling.
+    QString use = image_use_text(im);
+    if (im.relabelled())
+        use += " · " + tr("Relabelled by you (the source said %1).")
+                           .arg(QString::fromStdString(d.classes[static_cast<std::size_t>(im.original_labels.at(0))]));
+    auto* use_label = new QLabel(use);
+    use_label->setObjectName("markState");
+    use_label->setWordWrap(true);
+    QFont bold = use_label->font();
+    bold.setBold(true);
+    use_label->setFont(bold);
     auto* l = new QVBoxLayout(dialog);
     l->addWidget(picture, 1);
     l->addWidget(info);
+    auto* state_row = new QHBoxLayout;
+    state_row->addWidget(use_label, 1);
     if (im.excluded || im.relabelled()) {
-        QString mark = im.excluded ? tr("Excluded by you: training leaves it out.") : QString();
-        if (im.relabelled())
-            mark += (mark.isEmpty() ? "" : " ") + tr("Relabelled by you (the source said %1).")
-                        .arg(QString::fromStdString(d.classes[static_cast<std::size_t>(im.original_labels.at(0))]));
-        auto* row = new QHBoxLayout;
-        auto* mark_label = new QLabel(mark);
-        mark_label->setObjectName("markState");
         auto* undo = new QPushButton(tr("&Undo marks"));
         undo->setObjectName("undoMarksButton");
         const QString path = QString::fromStdString(im.path);
@@ -268,29 +403,51 @@ QDialog* ImageBrowser::open_row(int row) {
             Q_EMIT undo_marks_requested(path);
             dialog->close();
         });
-        row->addWidget(mark_label, 1);
-        row->addWidget(undo);
-        l->addLayout(row);
+        state_row->addWidget(undo);
     }
+    l->addLayout(state_row);
     dialog->show();
     return dialog;
 }
 
 QDialog* ImageBrowser::open_model_view(int row, int model_size) {
     if (row < 0 || row >= model_->rowCount()) return nullptr;
+    const bool told = model_size > 0 || model_size_override_ > 0;
+    const std::optional<int> from_learner = told ? std::nullopt : learner_size_of(project_);
+    if (model_size <= 0) model_size = this->model_size();
+    const auto& im = model_->dataset()->images[model_->record_at(row)];
     auto* dialog = new QDialog(this);
     dialog->setAttribute(Qt::WA_DeleteOnClose);
-    dialog->setWindowTitle(tr("What the model sees (training transform, %1 px)").arg(model_size));
-    auto* grid = new QGridLayout(dialog);
+    dialog->setWindowTitle(tr("What the model sees: %1 (training transform, %2 px)")
+                               .arg(QString::fromStdString(std::filesystem::path(im.path).filename().string()))
+                               .arg(model_size));
+    auto* layout = new QVBoxLayout(dialog);
+    auto* note = new QLabel(told || from_learner
+                                ? tr("Eight draws of the training transform at %1 px, the size of the project's learner.").arg(model_size)
+                                : tr("Eight draws of the training transform at %1 px: the project has no learner yet, so "
+                                     "this is the default size.").arg(model_size));
+    note->setObjectName("modelViewNote");
+    note->setWordWrap(true);
+    layout->addWidget(note);
+    auto* grid = new QGridLayout;
+    layout->addLayout(grid);
+    // Tiles show the model's pixels: a small size is enlarged by a whole factor without
+    // smoothing (a 64-px learner's tiles are 128 px of visible pixels), a large one shrunk to 180.
+    const int scale = model_size < 180 ? std::max(1, 180 / model_size) : 0;
+    const int tile_side = scale ? model_size * scale : 180;
     try {
         const cv::Mat rgb = data::decode_image_file(model_->path_at(row)).rgb;
         const data::AugmentSettings s = data::AugmentSettings::side_on(model_size);
-        Rng rng(derive_seed(static_cast<std::uint64_t>(row), 0x5ee));
+        Rng rng(derive_seed(static_cast<std::uint64_t>(model_->record_at(row)), 0x5ee));
         for (int k = 0; k < 8; ++k) {
             const cv::Mat view = data::training_transform_preview(rgb, s, data::draw_augmentation(s, rng));
             auto* tile = new QLabel;
             tile->setObjectName("augmentedSample");
-            tile->setPixmap(QPixmap::fromImage(to_qimage(view).scaled(180, 180, Qt::KeepAspectRatio, Qt::SmoothTransformation)));
+            tile->setAlignment(Qt::AlignCenter);
+            const QImage q = to_qimage(view);
+            const Qt::TransformationMode mode = scale ? Qt::FastTransformation : Qt::SmoothTransformation;
+            tile->setPixmap(QPixmap::fromImage(q.scaled(tile_side, tile_side, Qt::KeepAspectRatio, mode)));
+            tile->setToolTip(tr("%1 × %2 px as the model gets it").arg(view.cols).arg(view.rows));
             grid->addWidget(tile, k / 4, k % 4);
         }
     } catch (const std::exception& e) {

@@ -20,17 +20,33 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string_view>
 
 class QCheckBox;
 class QComboBox;
 class QLabel;
 class QListView;
+class QPushButton;
 
 namespace whisker::ui {
 
 // Decodes an image for display (any format Whisker reads, EXIF orientation applied); throws
 // on unreadable files.
 QImage load_display_image(const std::filesystem::path& file);
+
+// What an image is to training, in the words the large views show: "Training image",
+// "Validation image — not trained on", "Test image (unlabelled)", or, for an image the user
+// excluded, "Excluded by you: …". (The user's relabelling is described separately.)
+QString image_use_text(const data::ImageRecord& image);
+
+// Natural order of names: digit runs compare as numbers ("cat.2" < "cat.10"), letters without
+// regard to case; ties fall back to plain byte order. Strict weak ordering.
+bool natural_less(std::string_view a, std::string_view b);
+
+// The side (px) of the learner PROJECT/learner.json describes, or nothing when the project
+// has no learner or the file is damaged.
+std::optional<int> learner_size_of(const std::filesystem::path& project);
 
 class ThumbnailModel : public QAbstractListModel {
     Q_OBJECT
@@ -42,6 +58,8 @@ public:
     void set_dataset(const std::filesystem::path& project, std::shared_ptr<const data::Dataset> dataset);
     // -1 = all; split: 0 train, 1 valid, 2 test. Excluded images are left out, unless
     // `marked_only`: then only the images the user excluded or relabelled are shown.
+    // Rows are in natural order of file name (cat.2 before cat.10) within each folder, folders
+    // in manifest order; the order is computed once per dataset, so a filter is one pass.
     void set_filter(int split, int label, bool marked_only = false);
     // Shows exactly these records, in this order (the Inspect page's galleries).
     void set_records(std::vector<std::size_t> records);
@@ -75,6 +93,7 @@ private:
     std::function<QString(std::size_t)> caption_;
     std::function<QColor(std::size_t)> tint_;
     std::vector<std::size_t> rows_;
+    std::vector<std::size_t> order_;   // every record, in display order (set_dataset)
     std::vector<int> row_of_record_;
     mutable QCache<std::size_t, QPixmap> cache_{3000};
     mutable QSet<std::size_t> pending_;
@@ -97,7 +116,15 @@ public:
     QCheckBox* marked_box() const { return marked_; }
     // Opens the large view of a row (what a click does). A marked image's view has "Undo marks".
     QDialog* open_row(int row);
-    QDialog* open_model_view(int row, int model_size = 224);
+    // The training transform applied to a row's image 8 times, at `model_size` px; 0 = the
+    // size model_size() gives.
+    QDialog* open_model_view(int row, int model_size = 0);
+    // The side the model sees: set by set_model_size(), else the project's learner.json
+    // (read when asked), else 224.
+    int model_size() const;
+    // The main window tells the browser the learner's size when it changes; 0 = back to
+    // reading learner.json. Opening another project clears it.
+    void set_model_size(int px) { model_size_override_ = px > 0 ? px : 0; }
 
 Q_SIGNALS:
     // The user asked to take back the marks (exclusion, corrected label) of this image.
@@ -105,13 +132,16 @@ Q_SIGNALS:
 
 private:
     void apply_filter();
+    void filter_changed();   // a user's change: applies it and scrolls back to the top
     std::filesystem::path project_;
+    int model_size_override_ = 0;
     ThumbnailModel* model_;
     QListView* view_;
     QComboBox* split_;
     QComboBox* class_;
     QCheckBox* marked_;
     QLabel* count_;
+    QPushButton* model_view_;
 };
 
 }  // namespace whisker::ui

@@ -1,5 +1,7 @@
 #include "inspect_page.h"
 
+#include "whisker/project/project_lock.h"
+
 #include "image_browser.h"
 #include "train_page.h"
 
@@ -162,12 +164,9 @@ InspectPage::InspectPage(TrainPage* train, QWidget* parent) : QWidget(parent), t
     });
     TrainingWorker* worker = train_->worker();
     connect(worker, &TrainingWorker::predictions_ready, this, [this](const PredictionSet& p) {
-        if (p.split == static_cast<int>(data::Split::Valid)) show_predictions(p);
+        if (p.split == static_cast<int>(data::Split::Valid) && fs::path(p.project.toStdString()) == project_) show_predictions(p);
     });
-    connect(worker, &TrainingWorker::model_changed, this, [this](qint64 g) {
-        learner_generation_ = g;
-        fill_summary();
-    });
+    connect(worker, &TrainingWorker::session_changed, this, &InspectPage::show_session);
     export_button_->setEnabled(false);
 }
 
@@ -186,22 +185,30 @@ void InspectPage::set_project(const fs::path& project) {
     export_button_->setEnabled(false);
     summary_->setText(tr("No predictions yet: train a model, then predict the validation set."));
     stale_label_->setVisible(false);
+    learner_state_.clear();
+}
+
+void InspectPage::show_session(const SessionView& v) {
+    if (v.project.isEmpty() || fs::path(v.project.toStdString()) != project_) return;
+    learner_state_ = v.state;
+    const PredictionSet& p = v.valid;
+    if (p.valid() && (!predictions_.valid() || p.predictions != predictions_.predictions)) show_predictions(p);
+    else fill_summary();
 }
 
 bool InspectPage::predict() {
     if (project_.empty()) return false;
-    const QString project = QString::fromStdString(project_.string());
+    if (!train_->has_learner()) return false;
     const int tta = tta_->isChecked() ? tta_count_->value() : 0;
-    const bool started = train_->run_on_worker(tr("Predicting the validation set…"), [project, tta](TrainingWorker* w) {
-        w->predict(project, static_cast<int>(data::Split::Valid), tta, 0);
+    const bool started = train_->run_on_worker(tr("Predicting the validation set…"), [tta](TrainingWorker* w) {
+        w->predict(static_cast<int>(data::Split::Valid), tta, 0);
     });
     if (started) Q_EMIT log(tr("Predicting the validation set%1").arg(tta ? tr(" with TTA (%1 augmented passes)").arg(tta) : ""));
     return started;
 }
 
 void InspectPage::refresh_if_stale() {
-    if (project_.empty() || train_->busy() || !stale()) return;
-    if (!train_->has_learner() && !fs::exists(project_ / "learner.json")) return;
+    if (project_.empty() || train_->busy() || !stale() || !train_->has_learner()) return;
     predict();
 }
 
@@ -481,7 +488,8 @@ QDialog* InspectPage::open_tile(int gallery_row) {
     undo->setObjectName("undoMarksButton");
     auto refresh = [this, record, state, exclude, undo] {
         const auto& m = marks_->images[record];
-        QString s = tr("Used for training as %1.").arg(class_name(m.labels.empty() ? -1 : m.labels[0]));
+        // Say what the image is really used for: Inspect shows validation images (never trained on).
+        QString s = image_use_text(m) + " · " + tr("label: %1").arg(class_name(m.labels.empty() ? -1 : m.labels[0]));
         if (m.excluded) s = tr("Excluded: the next fit leaves it out (the file is not touched).");
         else if (m.relabelled())
             s = tr("Relabelled from %1 to %2 for the next fit.").arg(class_name(m.original_labels[0]), class_name(m.labels[0]));
@@ -527,6 +535,8 @@ QDialog* InspectPage::open_tile(int gallery_row) {
 bool InspectPage::save_marks(const std::function<bool(data::Dataset&)>& change, const QString& what) {
     if (!marks_) return false;
     try {
+        // Marks write the project: not while another program does.
+        const auto lock = project::ProjectLock::acquire(project_, "marks");
         // Change the manifest on disk (the current one: the Data page may have rebuilt it) and
         // our copy in the same way.
         data::Dataset on_disk = data::Dataset::load(project_);

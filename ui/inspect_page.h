@@ -47,7 +47,10 @@ public:
     void refresh_if_stale();
     void show_predictions(const PredictionSet& predictions);
     bool has_predictions() const { return predictions_.valid(); }
-    bool stale() const { return !predictions_.valid() || predictions_.generation != learner_generation_; }
+    bool stale() const { return !predictions_.valid() || predictions_.state != learner_state_; }
+    // The project's session changed (opened, trained, reloaded): adopt its state and its
+    // latest validation predictions.
+    void show_session(const SessionView& view);
 
     // What a click on a cell of the confusion matrix does.
     void select_cell(int actual, int predicted);
@@ -104,7 +107,7 @@ private:
     std::vector<std::size_t> shown_;
     int cell_actual_ = -1, cell_predicted_ = -1;
     std::uint64_t shuffle_seed_ = 1;
-    qint64 learner_generation_ = 0;
+    QString learner_state_;
 
     QPushButton* predict_button_;
     QCheckBox* tta_;

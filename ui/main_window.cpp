@@ -10,6 +10,7 @@
 #include "whisker/data/prepare.h"
 #include "whisker/kaggle/client.h"
 #include "whisker/kaggle/submission_history.h"
+#include "whisker/project/project_lock.h"
 #include "whisker/sample/sample_competition.h"
 
 #include <QAction>
@@ -30,6 +31,9 @@
 #include <QStandardPaths>
 #include <QStatusBar>
 #include <QStyle>
+#include <QGuiApplication>
+#include <QScreen>
+#include <QTimer>
 #include <QToolButton>
 
 namespace fs = std::filesystem;
@@ -100,6 +104,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     // Marks taken back on the Data page: the manifest, the Inspect page and the learner follow.
     connect(data_page_, &DataPage::undo_marks_requested, this, [this](const QString& path) {
         try {
+            const auto lock = project::ProjectLock::acquire(project_, "marks");
             data::Dataset d = data::Dataset::load(project_);
             if (!d.clear_marks(path.toStdString())) return;
             d.save(project_);
@@ -143,6 +148,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
         show_progress(stage, static_cast<qlonglong>(done), static_cast<qlonglong>(total));
     });
     connect(train_page_, &TrainPage::progress_changed, this, &MainWindow::show_progress);
+    // "What the model sees" at the learner's size.
+    connect(train_page_->worker(), &TrainingWorker::session_changed, this, [this](const SessionView& v) {
+        if (v.has_learner && fs::path(v.project.toStdString()) == project_) data_page_->set_model_size(v.settings.size);
+    });
     connect(train_page_, &TrainPage::busy_changed, this, &MainWindow::page_busy);
     connect(job_, &BackgroundJob::succeeded, this, [this] {
         if (open_when_done_.empty()) return;
@@ -161,10 +170,20 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
         cancel_button_->setVisible(false);
     });
 
+    auto* lock_timer = new QTimer(this);
+    connect(lock_timer, &QTimer::timeout, this, &MainWindow::watch_project_lock);
+    lock_timer->start(1000);
+
     QSettings settings;
     restoreGeometry(settings.value("window/geometry").toByteArray());
     restoreState(settings.value("window/state").toByteArray());
     if (!settings.contains("window/geometry")) resize(1100, 720);
+    // Never larger than the screen (a geometry saved on a bigger monitor, a laptop's 1280x720).
+    if (const QScreen* screen = QGuiApplication::primaryScreen()) {
+        const QRect available = screen->availableGeometry();
+        if (width() > available.width() || height() > available.height())
+            resize(std::min(width(), available.width()), std::min(height(), available.height()));
+    }
     log(tr("Whisker %1 — %2").arg(QStringLiteral(WHISKER_VERSION), QString::fromStdString(detect_compute_device().describe())));
 }
 
@@ -208,7 +227,12 @@ void MainWindow::build_status_bar() {
     cancel_button_->setToolTip(tr("Stop the current job"));
     cancel_button_->setVisible(false);
     connect(cancel_button_, &QToolButton::clicked, this, [this] { job_->cancel(); });
+    holder_label_ = new QLabel;
+    holder_label_->setObjectName("holderLabel");
+    holder_label_->setStyleSheet("color: #8a5300; font-weight: bold;");
+    holder_label_->setVisible(false);
     statusBar()->addWidget(job_label_, 1);
+    statusBar()->addPermanentWidget(holder_label_);
     statusBar()->addPermanentWidget(progress_);
     statusBar()->addPermanentWidget(cancel_button_);
     statusBar()->addPermanentWidget(device_label_);
@@ -250,13 +274,67 @@ void MainWindow::log(const QString& line) {
     log_->appendPlainText(QDateTime::currentDateTime().toString("HH:mm:ss  ") + line);
 }
 
+bool MainWindow::finish_project_jobs(const fs::path& next, bool ask) {
+    const bool training = train_page_->busy();
+    const bool submitting = submit_page_->job()->busy();
+    if (!training && !submitting) return true;
+    if (ask && !project_.empty()) {
+        const QString what = training ? tr("The learner of %1 is busy (training, predicting or opening).").arg(qstr(project_.filename()))
+                                      : tr("A submission of %1 is being uploaded.").arg(qstr(project_.filename()));
+        const auto answer = QMessageBox::question(this, tr("Open %1").arg(qstr(next.filename())),
+                                                  what + "\n\n" + tr("Stop it and open %1? A stopped fit keeps its model and can be resumed.")
+                                                                        .arg(qstr(next)),
+                                                  QMessageBox::Yes | QMessageBox::No, QMessageBox::No);
+        if (answer != QMessageBox::Yes) return false;
+    }
+    if (submitting) {
+        submit_page_->job()->cancel();
+        submit_page_->job()->wait();
+    }
+    if (training) {
+        train_page_->stop();
+        job_label_->setText(tr("Stopping the current job of %1…").arg(qstr(project_.filename())));
+        if (!train_page_->wait_until_idle(10 * 60 * 1000)) {
+            QMessageBox::warning(this, tr("Still busy"), tr("The learner did not stop in time; try again in a moment."));
+            return false;
+        }
+    }
+    return true;
+}
+
+void MainWindow::watch_project_lock() {
+    if (project_.empty()) return;
+    const auto holder = project::ProjectLock::holder(project_);
+    const QString text = holder && !holder->is_this_process() ? QString::fromStdString(holder->describe()) : QString();
+    if (text == external_holder_) return;
+    const bool released = !external_holder_.isEmpty() && text.isEmpty();
+    external_holder_ = text;
+    train_page_->set_external_holder(text);
+    holder_label_->setText(text.isEmpty() ? QString() : tr("In use by %1").arg(text));
+    holder_label_->setVisible(!text.isEmpty());
+    if (!text.isEmpty()) log(tr("%1 is using this project; the workbench follows when it is done").arg(text));
+    if (!released) return;
+    // Follow what the other program did: dataset, learner, plots, predictions.
+    log(tr("The other program is done with %1: reading its results").arg(qstr(project_)));
+    try {
+        if (data::Dataset::exists(project_)) data_page_->show_dataset(project_, data::Dataset::load(project_));
+    } catch (const std::exception& e) {
+        log(QString::fromStdString(e.what()));
+    }
+    train_page_->run_on_worker(tr("Reading the project…"), [](TrainingWorker* w) { w->reload(); });
+    submit_page_->set_project(project_);
+}
+
 bool MainWindow::open_project(const fs::path& project) {
     std::error_code ec;
     if (!fs::is_directory(project, ec)) {
         QMessageBox::warning(this, tr("Cannot open project"), tr("'%1' is not a folder.").arg(qstr(project)));
         return false;
     }
+    if (!finish_project_jobs(project, project != project_)) return false;
     project_ = project;
+    external_holder_.clear();
+    holder_label_->setVisible(false);
     train_page_->set_project(project);
     inspect_page_->set_project(project);
     submit_page_->set_project(project);
@@ -272,12 +350,13 @@ bool MainWindow::open_project(const fs::path& project) {
             log(tr("Opened %1 (no dataset yet)").arg(qstr(project)));
         }
     } catch (const std::exception& e) {
-        data_page_->show_no_dataset(project);
+        data_page_->show_no_dataset(project, QString::fromStdString(e.what()));
         log(tr("Cannot read the dataset of %1: %2").arg(qstr(project), QString::fromStdString(e.what())));
         QMessageBox::warning(this, tr("Cannot read the dataset"), QString::fromStdString(e.what()));
     }
     remember_recent(project);
     nav_->setCurrentRow(DataPageIndex);
+    watch_project_lock();
     return true;
 }
 
@@ -289,6 +368,7 @@ void MainWindow::create_sample_project(const fs::path& folder) {
         so.progress = progress;
         so.cancel = &cancel;
         sample::write_sample_competition(download, so);
+        const auto lock = project::ProjectLock::acquire(folder, "prepare");
         data::PrepareOptions po;
         po.project = folder;
         po.source = download;
@@ -324,9 +404,15 @@ void MainWindow::prepare_from(const PrepareRequest& r) {
         QMessageBox::information(this, tr("No project"), tr("Open or create a project first (File menu)."));
         return;
     }
+    if (train_page_->busy()) {
+        QMessageBox::information(this, tr("Busy"), tr("The learner is busy (see the Train page): wait for it, or stop it, "
+                                                      "before the dataset is rebuilt."));
+        return;
+    }
     const fs::path project = project_;
     const bool started = start_job(tr("Preparing the dataset"), [project, r](const ProgressFn& progress,
                                                                                const std::atomic<bool>& cancel) {
+        const auto lock = project::ProjectLock::acquire(project, "prepare");
         data::prepare_dataset(prepare_options(project, r.source.toStdString(), r, progress, cancel));
     });
     if (started) job_started(project, tr("Preparing %1 from %2").arg(qstr(project), r.source));
@@ -337,11 +423,17 @@ void MainWindow::download_competition(const QString& competition) {
         QMessageBox::information(this, tr("No project"), tr("Open or create a project first (File menu)."));
         return;
     }
+    if (train_page_->busy()) {
+        QMessageBox::information(this, tr("Busy"), tr("The learner is busy (see the Train page): wait for it, or stop it, "
+                                                      "before the dataset is rebuilt."));
+        return;
+    }
     const fs::path project = project_;
     const PrepareRequest split = data_page_->request_for({});
     const std::string comp = competition.toStdString();
     const bool started = start_job(tr("Downloading %1").arg(competition), [project, split, comp](const ProgressFn& progress,
                                                                                                   const std::atomic<bool>& cancel) {
+        const auto lock = project::ProjectLock::acquire(project, "download");
         kaggle::ClientOptions co;
         co.cancel = &cancel;
         kaggle::Client client(kaggle::require_credentials(), co);
@@ -372,7 +464,11 @@ void MainWindow::choose_project() {
 void MainWindow::choose_sample_folder() {
     const QString base = QStandardPaths::writableLocation(QStandardPaths::DocumentsLocation);
     const QString dir = QFileDialog::getExistingDirectory(this, tr("Folder for the sample project"), base);
-    if (!dir.isEmpty()) create_sample_project(fs::path(dir.toStdString()) / "whisker-sample");
+    if (dir.isEmpty()) return;
+    // A folder of its own that does not exist yet (never over an earlier sample or project).
+    fs::path target = fs::path(dir.toStdString()) / "whisker-sample";
+    for (int n = 2; fs::exists(target); ++n) target = fs::path(dir.toStdString()) / ("whisker-sample-" + std::to_string(n));
+    create_sample_project(target);
 }
 
 void MainWindow::remember_recent(const fs::path& project) {

@@ -75,6 +75,12 @@ private:
     bool start_job(const QString& name, std::function<void(const ProgressFn&, const std::atomic<bool>&)> work);
     // Shows a started job in the status bar; the project is reopened when it succeeds.
     void job_started(const std::filesystem::path& reopen, const QString& message);
+    // Ends what runs for the open project before another is opened (asking first when
+    // `ask`); false when the user keeps it running.
+    bool finish_project_jobs(const std::filesystem::path& next, bool ask);
+    // Who else holds the open project's lock: the Train page says so, and the session is read
+    // again from disk once they are done.
+    void watch_project_lock();
 
     std::filesystem::path project_;
     std::filesystem::path open_when_done_;   // opened when the running job succeeds
@@ -94,6 +100,8 @@ private:
     QString eta_stage_;
     qint64 eta_start_ms_ = 0;
     BackgroundJob* job_ = nullptr;
+    QString external_holder_;
+    QLabel* holder_label_ = nullptr;
 };
 
 }  // namespace whisker::ui

@@ -10,6 +10,7 @@
 #include "whisker/kaggle/credentials.h"
 #include "whisker/kaggle/submission_check.h"
 #include "whisker/kaggle/submission_history.h"
+#include "whisker/project/project_lock.h"
 
 #include "qcustomplot_include.h"
 
@@ -29,6 +30,7 @@
 #include <QMessageBox>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QSettings>
 #include <QSpinBox>
 #include <QSplitter>
 #include <QTableWidget>
@@ -236,9 +238,12 @@ SubmitPage::SubmitPage(TrainPage* train, QWidget* parent) : QWidget(parent), tra
     });
     TrainingWorker* worker = train_->worker();
     connect(worker, &TrainingWorker::predictions_ready, this, [this](const PredictionSet& p) {
-        if (p.split == static_cast<int>(data::Split::Test)) show_predictions(p);
+        if (p.split == static_cast<int>(data::Split::Test) && fs::path(p.project.toStdString()) == project_) show_predictions(p);
     });
-    connect(worker, &TrainingWorker::model_changed, this, [this](qint64 g) { learner_generation_ = g; });
+    connect(worker, &TrainingWorker::session_changed, this, &SubmitPage::show_session);
+    connect(message_, &QLineEdit::textEdited, this, [this](const QString& text) {
+        if (!project_.empty()) QSettings().setValue("submit/message/" + qstr(project_), text);
+    });
     update_account_label();
     update_buttons();
 }
@@ -246,6 +251,10 @@ SubmitPage::SubmitPage(TrainPage* train, QWidget* parent) : QWidget(parent), tra
 void SubmitPage::set_project(const fs::path& project) {
     project_ = project;
     predictions_ = {};
+    learner_state_.clear();
+    has_learner_ = false;
+    // The message is the project's own (remembered per project).
+    message_->setText(QSettings().value("submit/message/" + qstr(project)).toString());
     check_ok_ = false;
     preview_->clear();
     preview_->setRowCount(0);
@@ -268,6 +277,23 @@ void SubmitPage::set_project(const fs::path& project) {
     update_buttons();
 }
 
+void SubmitPage::show_session(const SessionView& v) {
+    if (v.project.isEmpty() || fs::path(v.project.toStdString()) != project_) return;
+    learner_state_ = v.state;
+    has_learner_ = v.has_learner;
+    const PredictionSet& p = v.test;
+    if (p.valid() && (!predictions_.valid() || p.predictions != predictions_.predictions)) {
+        show_predictions(p);
+        return;
+    }
+    if (predictions_.valid() && !predictions_current()) {
+        check_ok_ = false;
+        predictions_label_->setText(tr("<b>These test predictions came from an earlier state of the learner</b> (it was trained, "
+                                       "loaded or replaced since): predict the test set again to write or send a submission."));
+    }
+    update_buttons();
+}
+
 QString SubmitPage::suggested_competition() const {
     // A dataset downloaded from Kaggle lies in PROJECT/download/<competition>.zip.
     try {
@@ -282,10 +308,10 @@ QString SubmitPage::suggested_competition() const {
 
 bool SubmitPage::predict() {
     if (project_.empty()) return false;
-    const QString project = qstr(project_);
+    if (!train_->has_learner()) return false;
     const int tta = tta_->value(), mix = mix_->currentIndex();
-    const bool started = train_->run_on_worker(tr("Predicting the test set…"), [project, tta, mix](TrainingWorker* w) {
-        w->predict(project, static_cast<int>(data::Split::Test), tta, mix);
+    const bool started = train_->run_on_worker(tr("Predicting the test set…"), [tta, mix](TrainingWorker* w) {
+        w->predict(static_cast<int>(data::Split::Test), tta, mix);
     });
     if (started) Q_EMIT log(tr("Predicting the test set%1").arg(tta ? tr(" with TTA (%1 augmented passes)").arg(tta) : ""));
     return started;
@@ -310,7 +336,14 @@ void SubmitPage::show_predictions(const PredictionSet& p) {
 
 void SubmitPage::rewrite_submission() {
     if (!predictions_.valid()) return;
+    if (!predictions_current()) {   // never a file from a learner state that is gone
+        check_ok_ = false;
+        update_buttons();
+        return;
+    }
     try {
+        // The project is written: not while another program does.
+        const auto lock = project::ProjectLock::acquire(project_, "write submission");
         // The same call, with the same settings, as `whisker-cli predict` makes.
         train::write_submission(submission_file(), *predictions_.dataset, *predictions_.predictions, clip_->value(),
                                 labels_->isChecked());
@@ -389,7 +422,7 @@ void SubmitPage::run_checks() {
 }
 
 bool SubmitPage::export_to(const QString& file) {
-    if (!predictions_.valid()) return false;
+    if (!predictions_current()) return false;
     try {
         train::write_submission(file.toStdString(), *predictions_.dataset, *predictions_.predictions, clip_->value(),
                                 labels_->isChecked());
@@ -413,15 +446,18 @@ void SubmitPage::update_account_label() {
 void SubmitPage::update_buttons() {
     const bool busy = job_->busy();
     predict_button_->setEnabled(!project_.empty());
-    export_button_->setEnabled(predictions_.valid());
-    submit_button_->setEnabled(!busy && predictions_.valid() && check_ok_ && !competition_->text().trimmed().isEmpty());
+    const bool current = predictions_current();
+    predict_button_->setEnabled(!project_.empty() && has_learner_);
+    export_button_->setEnabled(current);
+    submit_button_->setEnabled(!busy && current && check_ok_ && !competition_->text().trimmed().isEmpty());
     submit_button_->setToolTip(!predictions_.valid() ? tr("Predict the test set first")
+                               : !current            ? tr("The learner changed since these predictions: predict again")
                                : !check_ok_          ? tr("The file does not match sample_submission.csv")
                                : competition_->text().trimmed().isEmpty() ? tr("Name the competition")
                                                                           : tr("Upload and wait for the score"));
     refresh_button_->setEnabled(!busy && !competition_->text().trimmed().isEmpty());
-    clip_->setEnabled(predictions_.valid());
-    labels_->setEnabled(predictions_.valid());
+    clip_->setEnabled(current);
+    labels_->setEnabled(current);
 }
 
 QDialog* SubmitPage::open_credentials_dialog() {
@@ -445,6 +481,22 @@ QDialog* SubmitPage::open_credentials_dialog() {
     auto* key = new QLineEdit;
     key->setObjectName("kaggleKey");
     key->setEchoMode(QLineEdit::Password);
+    // The account already set up, if any (its key is never shown: it stays as it is unless
+    // replaced).
+    auto* current = new QLabel;
+    current->setObjectName("kaggleCurrentAccount");
+    current->setWordWrap(true);
+    try {
+        if (const auto c = kaggle::find_credentials()) {
+            current->setText(tr("Now using: %1").arg(qstr(c->describe())));
+            user->setText(qstr(c->username));
+            key->setPlaceholderText(tr("(kept as it is: type a new key to replace it)"));
+        } else {
+            current->setText(tr("No Kaggle account is set up yet."));
+        }
+    } catch (const std::exception& e) {
+        current->setText(qstr(std::string(e.what())));
+    }
     auto* load = new QPushButton(tr("&Load kaggle.json…"));
     connect(load, &QPushButton::clicked, dialog, [dialog, user, key] {
         const QString file = QFileDialog::getOpenFileName(dialog, tr("kaggle.json from Kaggle"), {}, tr("kaggle.json (*.json)"));
@@ -460,6 +512,17 @@ QDialog* SubmitPage::open_credentials_dialog() {
     auto* buttons = new QDialogButtonBox(QDialogButtonBox::Save | QDialogButtonBox::Cancel);
     connect(buttons, &QDialogButtonBox::rejected, dialog, &QDialog::reject);
     connect(buttons, &QDialogButtonBox::accepted, dialog, [this, dialog, user, key] {
+        if (key->text().trimmed().isEmpty()) {
+            // The account in use, unchanged: nothing to save.
+            try {
+                const auto c = kaggle::find_credentials();
+                if (c && !c->is_token && qstr(c->username) == user->text().trimmed()) {
+                    dialog->accept();
+                    return;
+                }
+            } catch (const std::exception&) {
+            }
+        }
         if (user->text().trimmed().isEmpty() || key->text().trimmed().isEmpty()) {
             QMessageBox::warning(dialog, tr("Kaggle account"), tr("Give both the username and the key."));
             return;
@@ -480,6 +543,7 @@ QDialog* SubmitPage::open_credentials_dialog() {
     form->addRow(load);
     auto* l = new QVBoxLayout(dialog);
     l->addWidget(help);
+    l->addWidget(current);
     l->addLayout(form);
     l->addWidget(buttons);
     dialog->show();
@@ -487,7 +551,14 @@ QDialog* SubmitPage::open_credentials_dialog() {
 }
 
 bool SubmitPage::submit() {
-    if (!predictions_.valid() || !check_ok_ || job_->busy()) return false;
+    if (!predictions_current() || !check_ok_ || job_->busy()) return false;
+    project::ProjectLock lock;
+    try {
+        lock = project::ProjectLock::acquire(project_, "submit");
+    } catch (const UserError& e) {
+        QMessageBox::warning(this, tr("Cannot submit now"), qstr(std::string(e.what())) + "\n\n" + qstr(e.hint()));
+        return false;
+    }
     const std::string competition = competition_->text().trimmed().toStdString();
     if (competition.empty()) return false;
     if (!kaggle::find_credentials()) {
@@ -515,7 +586,7 @@ bool SubmitPage::submit() {
                                                           : message_->text().trimmed().toStdString();
     record.model = model_description().toStdString();
     record.status = "UPLOADING";
-    if (predictions_.generation == learner_generation_) {
+    if (predictions_current()) {
         const QString name = QString("submission-%1").arg(qstr(compact));
         if (train_->run_on_worker(tr("Saving the checkpoint %1…").arg(name), [name](TrainingWorker* w) { w->save(name); }))
             record.checkpoint = name.toStdString();
@@ -533,8 +604,9 @@ bool SubmitPage::submit() {
     auto outcome = std::make_shared<SubmitOutcome>();
     outcome->record = record;
     score_label_->clear();
-    const bool started = job_->start(tr("Submitting to Kaggle"), [outcome, competition, kept, poll](const ProgressFn& progress,
+    const bool started = job_->start(tr("Submitting to Kaggle"), [outcome, competition, kept, poll, project](const ProgressFn& progress,
                                                                                                    const std::atomic<bool>& cancel) {
+        const auto held = project::ProjectLock::acquire(project, "submit");
         kaggle::ClientOptions co;
         co.cancel = &cancel;
         co.poll_interval_seconds = poll;

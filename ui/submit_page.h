@@ -43,6 +43,11 @@ public:
     // Starts predicting the test set with the TTA settings shown (false when busy).
     bool predict();
     void show_predictions(const PredictionSet& predictions);
+    // The project's session changed: adopt its state (older predictions can no longer be
+    // written or sent) and its latest test predictions (a recipe makes them too).
+    void show_session(const SessionView& view);
+    // The predictions shown came from the learner as it is now.
+    bool predictions_current() const { return predictions_.valid() && predictions_.state == learner_state_; }
     bool has_predictions() const { return predictions_.valid(); }
     // Writes the submission with the current settings (.csv, or gzip when it ends in .gz).
     bool export_to(const QString& file);
@@ -95,7 +100,8 @@ private:
     TrainPage* train_;
     std::filesystem::path project_;
     PredictionSet predictions_;
-    qint64 learner_generation_ = 0;
+    QString learner_state_;
+    bool has_learner_ = false;
     bool check_ok_ = false;
     bool has_sample_ = false;
     double poll_interval_ = 5.0;

@@ -23,7 +23,13 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSpinBox>
+#include <QScrollArea>
+#include <QScrollBar>
 #include <QSplitter>
+#include <QDialog>
+#include <QDialogButtonBox>
+#include <QEventLoop>
+#include <QTimer>
 #include <QTableWidget>
 #include <QVBoxLayout>
 
@@ -37,7 +43,16 @@ QCustomPlot* make_plot(const QString& title) {
     p->setMinimumHeight(170);
     p->plotLayout()->insertRow(0);
     p->plotLayout()->addElement(0, 0, new QCPTextElement(p, title, QFont(p->font().family(), 9, QFont::Bold)));
-    p->legend->setVisible(false);
+    p->legend->setVisible(true);
+    // One row, so it stays small on a laptop's short plots.
+    p->legend->setFillOrder(QCPLayoutGrid::foColumnsFirst);
+    p->legend->setIconSize(16, 8);
+    p->legend->setRowSpacing(0);
+    p->legend->setColumnSpacing(6);
+    p->legend->setMargins(QMargins(4, 1, 4, 1));
+    p->legend->setFont(QFont(p->font().family(), 8));
+    p->legend->setBrush(QColor(255, 255, 255, 200));
+    p->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
     p->setNoAntialiasingOnDrag(true);
     return p;
 }
@@ -83,7 +98,13 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     weights_state_ = new QLabel;
     create_ = new QPushButton(tr("&Create learner"));
     learner_label_ = new QLabel(tr("No learner yet"));
+    learner_label_->setObjectName("learnerLabel");
     learner_label_->setWordWrap(true);
+    holder_banner_ = new QLabel;
+    holder_banner_->setObjectName("holderBanner");
+    holder_banner_->setWordWrap(true);
+    holder_banner_->setStyleSheet("background: #fff3cd; color: #664d03; padding: 6px; border: 1px solid #ffe69c;");
+    holder_banner_->setVisible(false);
     auto* settings = new QGroupBox(tr("Learner"));
     auto* sf = new QFormLayout(settings);
     sf->addRow(tr("Architecture"), arch_);
@@ -105,9 +126,15 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     lr_plot_->xAxis->setLabel(tr("learning rate"));
     lr_plot_->yAxis->setLabel(tr("loss"));
     lr_plot_->addGraph();
+    lr_plot_->graph(0)->setName(tr("smoothed loss"));
+    lr_plot_->graph(0)->setPen(QPen(QColor(30, 60, 200), 2));
     lr_plot_->addGraph();  // suggestions, as points
+    lr_plot_->graph(1)->setName(tr("suggestions"));
     lr_plot_->graph(1)->setLineStyle(QCPGraph::lsNone);
     lr_plot_->graph(1)->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, QColor(220, 60, 40), QColor(220, 60, 40), 8));
+    lr_plot_->addGraph();  // the chosen rate, as a vertical line
+    lr_plot_->graph(2)->setName(tr("chosen rate"));
+    lr_plot_->graph(2)->setPen(QPen(QColor(30, 150, 60), 2, Qt::DashLine));
     connect(lr_plot_, &QCustomPlot::mousePress, this, [this](QMouseEvent* e) {
         if (lr_plot_->graph(0)->dataCount() == 0) return;
         const double x = lr_plot_->xAxis->pixelToCoord(e->position().x());
@@ -161,7 +188,7 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     resume_ = new QPushButton(tr("&Resume"));
     save_ = new QPushButton(tr("Save…"));
     load_ = new QPushButton(tr("Load…"));
-    recipe_ = new QPushButton(tr("Run the &recipe (8 steps)"));
+    recipe_ = new QPushButton(tr("Run the &recipe (fastai's 8 steps)"));
     recipe_->setToolTip(tr("precompute → lr_find → fit → train with augmentation (SGDR) → unfreeze → "
                            "differential rates → lr_find → SGDR with cycle_mult 2, then TTA and the submission"));
     auto* fit_box = new QGroupBox(tr("Fit"));
@@ -189,11 +216,14 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     loss_plot_ = make_plot(tr("Batch loss (raw, smoothed) and learning rate"));
     loss_plot_->setObjectName("lossPlot");
     loss_plot_->addGraph();
+    loss_plot_->graph(0)->setName(tr("batch loss"));
     loss_plot_->graph(0)->setPen(QPen(QColor(150, 150, 220)));
     loss_plot_->addGraph();
+    loss_plot_->graph(1)->setName(tr("smoothed loss"));
     loss_plot_->graph(1)->setPen(QPen(QColor(30, 60, 200), 2));
     loss_plot_->yAxis2->setVisible(true);
     loss_plot_->addGraph(loss_plot_->xAxis, loss_plot_->yAxis2);
+    loss_plot_->graph(2)->setName(tr("learning rate (right)"));
     loss_plot_->graph(2)->setPen(QPen(QColor(230, 120, 20)));
     loss_plot_->xAxis->setLabel(tr("batch"));
     loss_plot_->yAxis->setLabel(tr("loss"));
@@ -205,8 +235,12 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
         metrics_plot_->graph(metrics_plot_->graphCount() - 1)->setPen(QPen(c, 2));
         metrics_plot_->graph(metrics_plot_->graphCount() - 1)->setScatterStyle(QCPScatterStyle::ssDisc);
     }
+    metrics_plot_->graph(0)->setName(tr("trn_loss"));
+    metrics_plot_->graph(1)->setName(tr("val_loss"));
+    metrics_plot_->yAxis->setLabel(tr("loss"));
     metrics_plot_->yAxis2->setVisible(true);
     metrics_plot_->addGraph(metrics_plot_->xAxis, metrics_plot_->yAxis2);
+    metrics_plot_->graph(2)->setName(tr("accuracy (right)"));
     metrics_plot_->graph(2)->setPen(QPen(QColor(30, 150, 60), 2));
     metrics_plot_->graph(2)->setScatterStyle(QCPScatterStyle::ssDisc);
     metrics_plot_->xAxis->setLabel(tr("epoch"));
@@ -218,13 +252,24 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     table_->horizontalHeader()->setSectionResizeMode(QHeaderView::Stretch);
     table_->verticalHeader()->setVisible(false);
     table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+    table_->verticalHeader()->setDefaultSectionSize(table_->fontMetrics().height() + 6);
+    table_->setMinimumHeight(table_->horizontalHeader()->sizeHint().height() + 3 * (table_->fontMetrics().height() + 6));
 
-    auto* left = new QWidget;
-    auto* ll = new QVBoxLayout(left);
-    ll->setContentsMargins(0, 0, 0, 0);
+    // The settings scroll on a small screen (1280x720) instead of pushing the window past it.
+    auto* left_content = new QWidget;
+    auto* ll = new QVBoxLayout(left_content);
+    ll->setContentsMargins(0, 0, 4, 0);
+    ll->addWidget(holder_banner_);
     ll->addWidget(settings);
     ll->addWidget(fit_box);
     ll->addStretch(1);
+    auto* left = new QScrollArea;
+    left->setObjectName("trainSettingsScroll");
+    left->setWidget(left_content);
+    left->setWidgetResizable(true);
+    left->setFrameShape(QFrame::NoFrame);
+    left->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
+    left->setMinimumWidth(left_content->minimumSizeHint().width() + left->verticalScrollBar()->sizeHint().width() + 4);
     auto* right = new QWidget;
     auto* rl = new QVBoxLayout(right);
     rl->setContentsMargins(0, 0, 0, 0);
@@ -237,11 +282,16 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     plots->addWidget(loss_plot_);
     plots->addWidget(metrics_plot_);
     plots->addWidget(table_);
+    plots->setChildrenCollapsible(false);
+    // Equal shares: the table gets room for about 6 rows on a 1600x1000 screen.
+    for (int i = 0; i < 4; ++i) plots->setStretchFactor(i, 1);
+    for (auto* p : {lr_plot_, loss_plot_, metrics_plot_}) p->setMinimumHeight(100);
     rl->addWidget(plots, 1);
     auto* split = new QSplitter(Qt::Horizontal);
     split->addWidget(left);
     split->addWidget(right);
     split->setStretchFactor(1, 3);
+    split->setSizes({380, 900});
     auto* layout = new QVBoxLayout(this);
     layout->setContentsMargins(0, 0, 0, 0);
     layout->addWidget(split);
@@ -250,6 +300,18 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     connect(arch_, &QComboBox::currentTextChanged, this, &TrainPage::update_weights_state);
     connect(pretrained_, &QCheckBox::toggled, this, &TrainPage::update_weights_state);
     connect(create_, &QPushButton::clicked, this, [this] {
+        if (has_learner_ && view_.trained) {
+            QMessageBox box(QMessageBox::Question, tr("New learner"),
+                            tr("Replace the project's learner (%1) with a new %2 at %3 px?")
+                                .arg(view_.learner, arch_->currentText()).arg(size_->value()),
+                            QMessageBox::NoButton, this);
+            box.setInformativeText(tr("Its trained weights are kept as a checkpoint (Load… brings them back)."));
+            QPushButton* replace = box.addButton(tr("New learner"), QMessageBox::AcceptRole);
+            QPushButton* keep = box.addButton(tr("Continue with the current one"), QMessageBox::RejectRole);
+            box.setDefaultButton(keep);
+            box.exec();
+            if (box.clickedButton() != replace) return;
+        }
         LearnerSettings s;
         s.project = QString::fromStdString(project_.string());
         s.arch = arch_->currentText();
@@ -267,11 +329,12 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     connect(stop_button_, &QPushButton::clicked, this, &TrainPage::stop);
     connect(recipe_, &QPushButton::clicked, this, [this] {
         set_busy(true, tr("Running the recipe…"));
+
         QMetaObject::invokeMethod(worker_, [w = worker_] { w->run_recipe({}); }, Qt::QueuedConnection);
     });
-    connect(worker_, &TrainingWorker::recipe_step, this, [this](int n, const QString& step) {
-        status_->setText(tr("Recipe step %1: %2").arg(n).arg(step));
-        Q_EMIT log(status_->text());
+    connect(worker_, &TrainingWorker::recipe_step, this, [this](int, const QString& step) {
+        status_->setText(step);
+        Q_EMIT log(step);
     });
     connect(resume_, &QPushButton::clicked, this, [this] {
         set_busy(true, tr("Resuming the interrupted fit…"));
@@ -284,28 +347,28 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
         QMetaObject::invokeMethod(worker_, [w = worker_, name] { w->save(name); }, Qt::QueuedConnection);
     });
     connect(load_, &QPushButton::clicked, this, [this] {
-        const QString name = QInputDialog::getText(this, tr("Load checkpoint"), tr("Name:"), QLineEdit::Normal, "stage1");
-        if (name.isEmpty()) return;
-        set_busy(true, tr("Loading…"));
-        QMetaObject::invokeMethod(worker_, [w = worker_, name] { w->load(name); }, Qt::QueuedConnection);
+        QDialog* d = open_checkpoint_dialog();
+        d->hide();
+        d->exec();
     });
-    connect(worker_, &TrainingWorker::learner_ready, this, [this](const QString& d) {
-        has_learner_ = true;
-        learner_label_->setText(d);
-        Q_EMIT log(tr("Learner: %1").arg(d));
-    });
+    connect(worker_, &TrainingWorker::session_changed, this, &TrainPage::show_session);
+    connect(worker_, &TrainingWorker::lr_find_points, this, &TrainPage::draw_lr_curve);
     connect(worker_, &TrainingWorker::progress, this, [this](const QString& stage, qlonglong done, qlonglong total) {
         status_->setText(stage);
         progress_->setRange(0, total > 0 ? static_cast<int>(total) : 0);
         progress_->setValue(static_cast<int>(done));
         Q_EMIT progress_changed(stage, done, total);
     });
-    connect(worker_, &TrainingWorker::lr_find_finished, this, &TrainPage::show_lr_curve);
+    connect(worker_, &TrainingWorker::lr_find_finished, this, [this](const LrCurve& c) { show_lr_curve(c, true); });
     connect(worker_, &TrainingWorker::note, this, &TrainPage::log);
     connect(worker_, &TrainingWorker::batches, this, &TrainPage::add_points);
     connect(worker_, &TrainingWorker::epoch_finished, this, &TrainPage::add_epoch);
     connect(worker_, &TrainingWorker::job_finished, this, [this](const QString& job, bool stopped, const QString& message) {
         set_busy(false);
+        if (job == "open" || job == "reload") {   // not the user's job: the page shows the result
+            if (!view_.can_resume) status_->setText(view_.has_learner ? tr("Ready") : QString());
+            return;
+        }
         status_->setText(stopped ? tr("%1 stopped: %2").arg(job, message) : tr("%1 finished").arg(job));
         Q_EMIT log(status_->text());
         if (stopped && message.contains("NaN")) QMessageBox::warning(this, tr("Training stopped"), message);
@@ -328,21 +391,145 @@ TrainPage::~TrainPage() {
 
 void TrainPage::set_project(const std::filesystem::path& project) {
     project_ = project;
-    // The learner whisker-cli made for this project, if any: same settings, so "Create"
-    // continues from its checkpoint.
-    try {
-        if (std::filesystem::exists(project / "learner.json")) {
-            const auto j = nlohmann::json::parse(read_file(project / "learner.json"));
-            arch_->setCurrentText(QString::fromStdString(j.value("arch", "resnet34")));
-            size_->setValue(j.value("size", 224));
-            batch_->setValue(j.value("batch_size", 64));
-            pretrained_->setChecked(j.value("pretrained", true));
-        }
-    } catch (const std::exception&) {
-    }
+    view_ = SessionView{};
     has_learner_ = false;
-    learner_label_->setText(tr("No learner yet"));
-    set_busy(false);
+    external_holder_.clear();
+    holder_banner_->setVisible(false);
+    learner_label_->setText(tr("Opening %1…").arg(QString::fromStdString(project.string())));
+    status_->setText(QString());
+    clear_plots();
+    update_buttons();
+    // The worker replaces its session with this project's (its learner loaded as it was left).
+    set_busy(true, tr("Opening the project…"));
+    QMetaObject::invokeMethod(worker_, [w = worker_, p = QString::fromStdString(project.string())] { w->open(p); },
+                              Qt::QueuedConnection);
+}
+
+void TrainPage::clear_plots() {
+    for (int g = 0; g < lr_plot_->graphCount(); ++g) lr_plot_->graph(g)->data()->clear();
+    lr_plot_->clearItems();
+    lr_plot_->replot();
+    for (int g = 0; g < loss_plot_->graphCount(); ++g) loss_plot_->graph(g)->data()->clear();
+    loss_plot_->yAxis->setScaleType(QCPAxis::stLinear);
+    loss_plot_->replot();
+    for (int g = 0; g < metrics_plot_->graphCount(); ++g) metrics_plot_->graph(g)->data()->clear();
+    metrics_plot_->yAxis->setScaleType(QCPAxis::stLinear);
+    metrics_plot_->replot();
+    table_->setRowCount(0);
+    epochs_shown_ = 0;
+    epoch_losses_.clear();
+}
+
+void TrainPage::show_session(const SessionView& v) {
+    // Only the project this page shows (a late view of a closed project is dropped).
+    if (v.project.isEmpty() || std::filesystem::path(v.project.toStdString()) != project_) return;
+    view_ = v;
+    has_learner_ = v.has_learner;
+    {
+        const QSignalBlocker b1(arch_), b2(pretrained_);
+        arch_->setCurrentText(v.settings.arch);
+        size_->setValue(v.settings.size);
+        batch_->setValue(v.settings.batch_size);
+        pretrained_->setChecked(v.settings.pretrained);
+    }
+    update_weights_state();
+    if (v.has_learner) {
+        learner_label_->setText(tr("<b>Learner:</b> %1").arg(v.learner.toHtmlEscaped()));
+        trainable_->setCurrentIndex(2 - std::clamp(v.frozen_groups, 0, 2));
+        precompute_->setChecked(v.precompute);
+        bn_freeze_->setChecked(v.bn_freeze);
+    } else if (!v.has_dataset) {
+        learner_label_->setText(tr("No dataset yet: get the images on the Data page first."));
+    } else if (!v.learner_error.isEmpty()) {
+        learner_label_->setText(tr("%1<br>Choose the settings above and create a new learner.").arg(v.learner_error.toHtmlEscaped()));
+    } else {
+        learner_label_->setText(tr("No learner yet: choose the settings above and create one."));
+    }
+    clear_plots();
+    if (v.lr_curve.valid || !v.lr_curve.lrs.isEmpty()) show_lr_curve(v.lr_curve, false);
+    add_points(v.batches);
+    for (const auto& e : v.epochs) add_epoch(e);
+    if (v.can_resume) status_->setText(v.resume_text);
+    else if (!busy_) status_->setText(v.has_learner ? tr("Ready") : QString());
+    update_buttons();
+}
+
+void TrainPage::set_external_holder(const QString& text) {
+    external_holder_ = text;
+    holder_banner_->setText(tr("<b>%1</b> is using this project. Training controls are off until it finishes; "
+                               "its results show here then.").arg(text.toHtmlEscaped()));
+    holder_banner_->setVisible(!text.isEmpty());
+    update_buttons();
+}
+
+bool TrainPage::wait_until_idle(int timeout_ms) {
+    if (!busy_) return true;
+    QEventLoop loop;
+    QTimer timer;
+    timer.setSingleShot(true);
+    connect(&timer, &QTimer::timeout, &loop, &QEventLoop::quit);
+    connect(this, &TrainPage::busy_changed, &loop, [&loop](bool busy) {
+        if (!busy) loop.quit();
+    });
+    timer.start(timeout_ms);
+    loop.exec();
+    return !busy_;
+}
+
+QDialog* TrainPage::open_checkpoint_dialog() {
+    auto* dialog = new QDialog(this);
+    dialog->setAttribute(Qt::WA_DeleteOnClose);
+    dialog->setObjectName("checkpointDialog");
+    dialog->setWindowTitle(tr("Load a checkpoint"));
+    auto* table = new QTableWidget(0, 6, dialog);
+    table->setObjectName("checkpointTable");
+    table->setHorizontalHeaderLabels({tr("name"), tr("saved"), tr("model"), tr("epochs"), tr("val_loss"), tr("accuracy")});
+    table->verticalHeader()->setVisible(false);
+    table->setSelectionBehavior(QAbstractItemView::SelectRows);
+    table->setSelectionMode(QAbstractItemView::SingleSelection);
+    table->setEditTriggers(QAbstractItemView::NoEditTriggers);
+    for (const auto& c : view_.checkpoints) {
+        const int r = table->rowCount();
+        table->insertRow(r);
+        const QStringList cells{c.name + (c.fit_in_progress ? tr(" (interrupted fit)") : QString()), c.saved,
+                                tr("%1 at %2 px").arg(c.arch).arg(c.size), QString::number(c.epochs),
+                                c.has_metrics ? QString::number(c.val_loss, 'f', 4) : QString("—"),
+                                c.has_metrics ? QString::number(c.accuracy, 'f', 4) : QString("—")};
+        for (int k = 0; k < cells.size(); ++k) {
+            auto* item = new QTableWidgetItem(cells[k]);
+            item->setData(Qt::UserRole, c.name);
+            table->setItem(r, k, item);
+        }
+    }
+    table->resizeColumnsToContents();
+    table->horizontalHeader()->setStretchLastSection(true);
+    auto* buttons = new QDialogButtonBox(QDialogButtonBox::Cancel, dialog);
+    QPushButton* load = buttons->addButton(tr("Load"), QDialogButtonBox::AcceptRole);
+    load->setObjectName("loadCheckpointButton");
+    load->setEnabled(false);
+    connect(table, &QTableWidget::itemSelectionChanged, dialog, [table, load] { load->setEnabled(!table->selectedItems().isEmpty()); });
+    connect(buttons, &QDialogButtonBox::rejected, dialog, &QDialog::reject);
+    auto do_load = [this, dialog, table] {
+        const auto items = table->selectedItems();
+        if (items.isEmpty() || busy_) return;
+        const QString name = items.first()->data(Qt::UserRole).toString();
+        dialog->accept();
+        set_busy(true, tr("Loading %1…").arg(name));
+        QMetaObject::invokeMethod(worker_, [w = worker_, name] { w->load(name); }, Qt::QueuedConnection);
+    };
+    connect(buttons, &QDialogButtonBox::accepted, dialog, do_load);
+    connect(table, &QTableWidget::cellDoubleClicked, dialog, do_load);
+    auto* layout = new QVBoxLayout(dialog);
+    auto* help = new QLabel(view_.checkpoints.isEmpty() ? tr("This project has no checkpoints yet (Save… makes one).")
+                                                        : tr("The project's checkpoints, newest first. \"current\" is the learner as it "
+                                                             "was last left; \"autosave\" is written at each epoch's end."));
+    help->setWordWrap(true);
+    layout->addWidget(help);
+    layout->addWidget(table);
+    layout->addWidget(buttons);
+    dialog->resize(640, 320);
+    dialog->show();
+    return dialog;
 }
 
 void TrainPage::stop() {
@@ -352,11 +539,8 @@ void TrainPage::stop() {
 
 void TrainPage::set_busy(bool busy, const QString& what) {
     busy_ = busy;
-    const bool project = !project_.empty();
-    create_->setEnabled(!busy && project);
-    for (auto* w : std::initializer_list<QWidget*>{lr_find_, start_, resume_, save_, load_, recipe_})
-        w->setEnabled(!busy && has_learner_);
-    stop_button_->setEnabled(busy);
+    update_buttons();
+    progress_->setVisible(busy);
     if (busy) {
         status_->setText(what);
         progress_->setRange(0, 0);
@@ -365,6 +549,19 @@ void TrainPage::set_busy(bool busy, const QString& what) {
         progress_->setValue(0);
     }
     Q_EMIT busy_changed(busy);
+}
+
+void TrainPage::update_buttons() {
+    const bool free = !busy_ && !project_.empty() && external_holder_.isEmpty();
+    create_->setEnabled(free && view_.has_dataset);
+    create_->setText(has_learner_ ? tr("&New learner…") : tr("&Create learner"));
+    create_->setToolTip(has_learner_ ? tr("Replace the project's learner with a new one made from these settings "
+                                          "(its trained weights are kept as a checkpoint)")
+                                     : tr("Create the learner: the pretrained body with a new head, frozen"));
+    for (auto* w : std::initializer_list<QWidget*>{lr_find_, start_, save_, load_, recipe_}) w->setEnabled(free && has_learner_);
+    resume_->setEnabled(free && has_learner_ && view_.can_resume);
+    resume_->setToolTip(view_.can_resume ? view_.resume_text : tr("No interrupted fit to resume"));
+    stop_button_->setEnabled(busy_);
 }
 
 bool TrainPage::run_on_worker(const QString& what, std::function<void(TrainingWorker*)> call) {
@@ -376,7 +573,20 @@ bool TrainPage::run_on_worker(const QString& what, std::function<void(TrainingWo
 
 void TrainPage::choose_learning_rate(double lr) {
     lr_->setText(QString::number(lr, 'g', 3));
+    mark_chosen_rate(lr);
     Q_EMIT log(tr("Learning rate set to %1").arg(lr_->text()));
+}
+
+void TrainPage::mark_chosen_rate(double lr) {
+    QCPGraph* line = lr_plot_->graph(2);
+    line->data()->clear();
+    if (lr_plot_->graph(0)->dataCount() == 0 || lr <= 0) return;
+    bool found = false;
+    const QCPRange range = lr_plot_->graph(0)->getValueRange(found);
+    if (!found) return;
+    line->addData(lr, range.lower);
+    line->addData(lr, range.upper);
+    lr_plot_->replot(QCustomPlot::rpQueuedReplot);
 }
 
 void TrainPage::update_weights_state() {
@@ -422,42 +632,90 @@ void TrainPage::start_fit() {
                                   Qt::QueuedConnection);
 }
 
-void TrainPage::show_lr_curve(const LrCurve& c) {
-    lr_plot_->graph(0)->setData(c.lrs, c.losses);
+void TrainPage::draw_lr_curve(const QVector<double>& lrs, const QVector<double>& losses) {
+    lr_plot_->graph(0)->setData(lrs, losses);
+    lr_plot_->graph(1)->data()->clear();
+    lr_plot_->graph(2)->data()->clear();
+    lr_plot_->clearItems();
+    lr_plot_->rescaleAxes();
+    lr_plot_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+void TrainPage::show_lr_curve(const LrCurve& c, bool choose) {
+    draw_lr_curve(c.lrs, c.losses);
     QVector<double> sx, sy;
-    for (double s : {c.minimum, c.steepest, c.valley}) {
-        if (!c.valid || s <= 0 || c.lrs.isEmpty()) continue;
+    const struct { double lr; const char* name; } suggestions[] = {
+        {c.minimum, QT_TR_NOOP("minimum/10")}, {c.steepest, QT_TR_NOOP("steepest")}, {c.valley, QT_TR_NOOP("valley")}};
+    for (const auto& s : suggestions) {
+        if (!c.valid || s.lr <= 0 || c.lrs.isEmpty()) continue;
         // The loss at the suggestion, from the nearest recorded point.
         int best = 0;
         for (int i = 1; i < c.lrs.size(); ++i)
-            if (std::abs(std::log(c.lrs[i] / s)) < std::abs(std::log(c.lrs[best] / s))) best = i;
-        sx << s;
+            if (std::abs(std::log(c.lrs[i] / s.lr)) < std::abs(std::log(c.lrs[best] / s.lr))) best = i;
+        sx << s.lr;
         sy << c.losses[best];
+        auto* label = new QCPItemText(lr_plot_);
+        label->position->setCoords(s.lr, c.losses[best]);
+        label->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
+        label->setText(QString(" %1 %2").arg(tr(s.name)).arg(s.lr, 0, 'g', 2));
+        label->setFont(QFont(lr_plot_->font().family(), 8));
+        label->setColor(QColor(180, 40, 30));
     }
     lr_plot_->graph(1)->setData(sx, sy);
-    lr_plot_->rescaleAxes();
     lr_plot_->replot(QCustomPlot::rpQueuedReplot);
-    if (c.valid) {
+    if (c.valid && choose) {
         choose_learning_rate(c.minimum);
         Q_EMIT log(tr("LR finder suggests: minimum/10 %1, steepest %2, valley %3 (click the curve to choose another)")
                        .arg(c.minimum, 0, 'g', 3)
                        .arg(c.steepest, 0, 'g', 3)
                        .arg(c.valley, 0, 'g', 3));
+    } else {
+        bool ok = false;
+        const auto rates = parse_rates(lr_->text(), &ok);
+        if (ok) mark_chosen_rate(rates.back());
     }
 }
 
+void TrainPage::fit_loss_axis(QCustomPlot* plot, QCPAxis* axis, const QVector<double>& values) {
+    double lo = 0, hi = 0;
+    bool any = false;
+    for (double v : values) {
+        if (!(v > 0) || !std::isfinite(v)) continue;
+        lo = any ? std::min(lo, v) : v;
+        hi = any ? std::max(hi, v) : v;
+        any = true;
+    }
+    const bool wide = any && hi / lo > 100;
+    if (wide && axis->scaleType() != QCPAxis::stLogarithmic) {
+        axis->setScaleType(QCPAxis::stLogarithmic);
+        axis->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
+    } else if (!wide && axis->scaleType() != QCPAxis::stLinear) {
+        axis->setScaleType(QCPAxis::stLinear);
+        axis->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
+    }
+    if (any) {
+        const double pad = wide ? 1.3 : 1.0;
+        axis->setRange(wide ? lo / pad : std::min(0.0, lo), wide ? hi * pad : hi * 1.05);
+    }
+    plot->replot(QCustomPlot::rpQueuedReplot);
+}
+
 void TrainPage::add_points(const QVector<LossPoint>& points) {
+    if (points.isEmpty()) return;
     for (const auto& p : points) {
         loss_plot_->graph(0)->addData(static_cast<double>(p.iteration), p.loss);
         loss_plot_->graph(1)->addData(static_cast<double>(p.iteration), p.smooth_loss);
         loss_plot_->graph(2)->addData(static_cast<double>(p.iteration), p.lr);
     }
-    loss_plot_->rescaleAxes();
+    loss_plot_->xAxis->rescale();
     // A constant learning rate would give the lr axis no height: start it at zero.
     bool found = false;
     const QCPRange lr_range = loss_plot_->graph(2)->getValueRange(found);
     if (found) loss_plot_->yAxis2->setRange(0, lr_range.upper * 1.1 + 1e-12);
-    loss_plot_->replot(QCustomPlot::rpQueuedReplot);
+    QVector<double> losses;
+    for (auto it = loss_plot_->graph(0)->data()->constBegin(); it != loss_plot_->graph(0)->data()->constEnd(); ++it)
+        losses << it->value;
+    fit_loss_axis(loss_plot_, loss_plot_->yAxis, losses);
 }
 
 void TrainPage::add_epoch(const train::EpochRecord& r) {
@@ -466,10 +724,9 @@ void TrainPage::add_epoch(const train::EpochRecord& r) {
     metrics_plot_->graph(1)->addData(n, r.val_loss);
     metrics_plot_->graph(2)->addData(n, r.accuracy);
     metrics_plot_->xAxis->setRange(-0.5, n + 0.5);
-    metrics_plot_->graph(0)->rescaleValueAxis(false, true);
-    metrics_plot_->graph(1)->rescaleValueAxis(true, true);
+    epoch_losses_ << r.trn_loss << r.val_loss;
     metrics_plot_->yAxis2->setRange(0, 1);
-    metrics_plot_->replot(QCustomPlot::rpQueuedReplot);
+    fit_loss_axis(metrics_plot_, metrics_plot_->yAxis, epoch_losses_);
     table_->insertRow(n);
     const QStringList cells{QString::number(n), QString::number(r.trn_loss, 'f', 6), QString::number(r.val_loss, 'f', 6),
                             QString::number(r.accuracy, 'f', 6), QString::number(r.log_loss, 'f', 6),
@@ -480,11 +737,12 @@ void TrainPage::add_epoch(const train::EpochRecord& r) {
         table_->setItem(n, c, item);
     }
     table_->scrollToBottom();
-    status_->setText(tr("epoch %1: val_loss %2, accuracy %3; %4 s left")
-                         .arg(n)
-                         .arg(r.val_loss, 0, 'f', 4)
-                         .arg(r.accuracy, 0, 'f', 4)
-                         .arg(r.eta_seconds, 0, 'f', 0));
+    if (busy_)
+        status_->setText(tr("epoch %1: val_loss %2, accuracy %3; %4 s left")
+                             .arg(n)
+                             .arg(r.val_loss, 0, 'f', 4)
+                             .arg(r.accuracy, 0, 'f', 4)
+                             .arg(r.eta_seconds, 0, 'f', 0));
 }
 
 }  // namespace whisker::ui

@@ -13,7 +13,9 @@
 
 class QCheckBox;
 class QComboBox;
+class QCPAxis;
 class QCustomPlot;
+class QDialog;
 class QDoubleSpinBox;
 class QLabel;
 class QLineEdit;
@@ -30,9 +32,21 @@ public:
     explicit TrainPage(QWidget* parent = nullptr);
     ~TrainPage() override;
 
+    // A project is being opened: everything of the previous one is cleared at once; the page
+    // fills in again from the session the worker sends (show_session).
     void set_project(const std::filesystem::path& project);
+    // Rebuilds the whole page from the project's session: learner, plots, table, buttons.
+    void show_session(const SessionView& view);
+    const SessionView& session_view() const { return view_; }
     bool busy() const { return busy_; }
     void stop();
+    // Another program holds the project (text names it; empty: nobody): the controls that
+    // write are disabled meanwhile and a banner says why.
+    void set_external_holder(const QString& text);
+    // Waits (processing events) until the worker has finished its job; false on timeout.
+    bool wait_until_idle(int timeout_ms);
+    // The dialog that lists the project's checkpoints (Load…); non-modal for tests.
+    QDialog* open_checkpoint_dialog();
 
     // For tests and keyboard users: the controls.
     QPushButton* create_button() const { return create_; }
@@ -40,6 +54,11 @@ public:
     QPushButton* start_button() const { return start_; }
     QPushButton* stop_button() const { return stop_button_; }
     QPushButton* recipe_button() const { return recipe_; }
+    QPushButton* resume_button() const { return resume_; }
+    QPushButton* save_button() const { return save_; }
+    QPushButton* load_button() const { return load_; }
+    QLabel* learner_label() const { return learner_label_; }
+    QLabel* holder_banner() const { return holder_banner_; }
     QComboBox* arch_box() const { return arch_; }
     QSpinBox* size_box() const { return size_; }
     QSpinBox* batch_box() const { return batch_; }
@@ -68,16 +87,27 @@ Q_SIGNALS:
 private:
     void set_busy(bool busy, const QString& what = {});
     void start_fit();
-    void show_lr_curve(const LrCurve& curve);
+    // `choose`: a new sweep sets the learning rate to its suggestion; a rebuilt page keeps it.
+    void show_lr_curve(const LrCurve& curve, bool choose = true);
     void add_points(const QVector<LossPoint>& points);
     void add_epoch(const train::EpochRecord& r);
     void update_weights_state();
+    void update_buttons();
+    void clear_plots();
+    void draw_lr_curve(const QVector<double>& lrs, const QVector<double>& losses);
+    void mark_chosen_rate(double lr);
+    // Log scale on a loss axis when its values span more than two decades (one exploded
+    // val_loss would flatten the rest).
+    static void fit_loss_axis(QCustomPlot* plot, QCPAxis* axis, const QVector<double>& values);
 
     std::filesystem::path project_;
     QThread thread_;
     TrainingWorker* worker_ = nullptr;
     bool busy_ = false;
     bool has_learner_ = false;
+    SessionView view_;
+    QString external_holder_;
+    QVector<double> epoch_losses_;      // every trn/val loss plotted (for the axis scale)
 
     QComboBox* arch_;
     QSpinBox* size_;
@@ -86,6 +116,7 @@ private:
     QLabel* weights_state_;
     QPushButton* create_;
     QLabel* learner_label_;
+    QLabel* holder_banner_;
     QPushButton* lr_find_;
     QCustomPlot* lr_plot_;
     QLineEdit* lr_;

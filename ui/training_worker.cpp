@@ -22,29 +22,39 @@ void register_training_types() {
     qRegisterMetaType<LrCurve>();
     qRegisterMetaType<LearnerSettings>();
     qRegisterMetaType<PredictionSet>();
+    qRegisterMetaType<SessionView>();
     qRegisterMetaType<train::EpochRecord>();
     qRegisterMetaType<train::FitOptions>();
 }
 
-// Forwards the Learner's callbacks to the worker's throttled signals.
+// Forwards the Learner's callbacks to the worker's throttled signals. Runs after the
+// session's own recorder, so a batch's plot position is the one the session keeps.
 class SignalBridge : public train::Callback {
 public:
     explicit SignalBridge(TrainingWorker* w) : w_(w) {}
     void after_batch(train::Learner& l, const train::BatchRecord& b) override {
-        // lr_find sweeps have their own plot; their batches never enter the history.
+        if (w_->in_lr_find_) {
+            // The sweep's curve as it grows (fastai plots it without the first 10 points).
+            w_->finder_lrs_.push_back(b.lr);
+            w_->finder_losses_.push_back(b.smooth_loss);
+            const auto now = std::chrono::steady_clock::now();
+            if (now - w_->last_flush_ < std::chrono::milliseconds(200) || w_->finder_lrs_.size() <= 10) return;
+            w_->last_flush_ = now;
+            Q_EMIT w_->lr_find_points(w_->finder_lrs_.mid(10), w_->finder_losses_.mid(10));
+            return;
+        }
         const auto& h = l.batch_history();
-        if (w_->in_lr_find_ || h.empty() || h.back().iteration != b.iteration || h.back().loss != b.loss) return;
-        w_->pending_.push_back({w_->iteration_base_ + b.iteration, b.loss, b.smooth_loss, b.lr});
+        if (h.empty() || h.back().iteration != b.iteration || h.back().loss != b.loss) return;
+        const auto& log = w_->session_->training_log().batches;
+        const long x = log.empty() ? 0 : log.back().x;
+        w_->pending_.push_back({x, b.loss, b.smooth_loss, b.lr});
         w_->flush_points(false);
     }
     void after_epoch(train::Learner&, const train::EpochRecord& r) override {
         w_->flush_points(true);
         Q_EMIT w_->epoch_finished(r);
     }
-    void after_fit(train::Learner& l, const train::FitResult&) override {
-        w_->flush_points(true);
-        w_->iteration_base_ = static_cast<long>(l.batch_history().size());
-    }
+    void after_fit(train::Learner&, const train::FitResult&) override { w_->flush_points(true); }
 
 private:
     TrainingWorker* w_;
@@ -91,152 +101,229 @@ void TrainingWorker::run_job(const QString& name, F&& body) {
     }
 }
 
+project::Session& TrainingWorker::session() {
+    if (!session_) throw UserError("no project is open", "open or create one (File menu)");
+    return *session_;
+}
+
+void TrainingWorker::attach_bridge() {
+    if (session_ && session_->has_learner()) session_->learner().add_callback(std::make_shared<SignalBridge>(this));
+}
+
+void TrainingWorker::open(const QString& project) {
+    run_job("open", [&] {
+        session_.reset();   // the old project's learner goes first (memory, GPU)
+        pending_.clear();
+        if (!project.isEmpty()) {
+            project::SessionOptions o;
+            o.progress = [this](const std::string& stage, long done, long total) {
+                const auto now = std::chrono::steady_clock::now();
+                if (done < total && now - last_progress_ < std::chrono::milliseconds(150)) return;
+                last_progress_ = now;
+                Q_EMIT this->progress(QString::fromStdString(stage), done, total);
+            };
+            Q_EMIT progress(tr("Opening %1…").arg(project), 0, 0);
+            session_ = std::make_unique<project::Session>(project.toStdString(), o);
+            attach_bridge();
+        }
+        publish();
+        Q_EMIT job_finished("open", false, {});
+    });
+}
+
+void TrainingWorker::reload() {
+    run_job("reload", [&] {
+        session().reload();
+        attach_bridge();
+        publish();
+        Q_EMIT job_finished("reload", false, {});
+    });
+}
+
 void TrainingWorker::create_learner(const LearnerSettings& s) {
     run_job("create learner", [&] {
-        create_from_settings(s);
+        auto& ps = session();
+        const auto lock = ps.lock("new learner");
+        project::LearnerSpec spec;
+        spec.arch = s.arch.toStdString();
+        spec.size = s.size;
+        spec.batch_size = s.batch_size;
+        spec.pretrained = s.pretrained;
+        const std::string kept = ps.new_learner(spec);
+        attach_bridge();
+        if (!kept.empty())
+            Q_EMIT note(tr("The previous learner's weights are kept as checkpoint '%1' (Load… brings them back)")
+                            .arg(QString::fromStdString(kept)));
+        Q_EMIT note(tr("New learner: %1 — %2").arg(QString::fromStdString(ps.describe_learner()),
+                                                   QString::fromStdString(detect_compute_device().describe())));
+        publish();
         Q_EMIT job_finished("create learner", false, {});
     });
 }
 
-void TrainingWorker::changed() {
-    ++generation_;
-    Q_EMIT model_changed(generation_);
+namespace {
+PredictionSet prediction_set(const project::SplitPredictions& p, const std::filesystem::path& project) {
+    PredictionSet out;
+    out.predictions = p.predictions;
+    out.dataset = p.dataset;
+    out.project = QString::fromStdString(project.string());
+    out.split = static_cast<int>(p.split);
+    out.tta = p.tta;
+    out.mix = p.mix == train::TtaMix::Beta ? 1 : 0;
+    out.state = QString::fromStdString(p.origin.weights + "/" + p.origin.data);
+    out.model = QString::fromStdString(p.model);
+    return out;
 }
+}  // namespace
 
-void TrainingWorker::create_from_settings(const LearnerSettings& s) {
-    {
-        const std::filesystem::path project = s.project.toStdString();
-        data::Dataset dataset = data::Dataset::load(project);
-        train::LearnerConfig c;
-        c.arch = s.arch.toStdString();
-        c.size = s.size;
-        c.batch_size = s.batch_size;
-        c.pretrained = s.pretrained;
-        auto progress = [this](const std::string& stage, long done, long total) {
-            const auto now = std::chrono::steady_clock::now();
-            if (done < total && now - last_progress_ < std::chrono::milliseconds(150)) return;
-            last_progress_ = now;
-            Q_EMIT this->progress(QString::fromStdString(stage), done, total);
-        };
-        learner_.reset();
-        learner_ = std::make_unique<train::Learner>(project, std::move(dataset), c, progress);
-        learner_->add_callback(std::make_shared<SignalBridge>(this));
-        // The same learner as whisker-cli's, when the settings match: continue from "current".
-        bool continued = false;
-        const auto cfg_file = project / "learner.json";
-        if (std::filesystem::exists(cfg_file) && learner_->has_checkpoint("current")) {
-            try {
-                const auto j = nlohmann::json::parse(read_file(cfg_file));
-                if (j.value("arch", "") == c.arch && j.value("size", 0) == c.size && j.value("batch_size", 0) == c.batch_size) {
-                    learner_->load("current");
-                    continued = true;
-                }
-            } catch (const std::exception&) {
-                // a damaged or foreign state: start afresh
-            }
-        }
-        if (!continued) persist();
-        iteration_base_ = 0;
-        Q_EMIT learner_ready(QString::fromStdString(fmt::format("{} at {} px, batch {}, {} — {}", c.arch, c.size, c.batch_size,
-                                                              c.pretrained ? "ImageNet weights" : "from scratch",
-                                                              detect_compute_device().describe())));
-        changed();
+void TrainingWorker::publish() {
+    SessionView v;
+    if (!session_) {
+        Q_EMIT session_changed(v);
+        return;
     }
+    auto& s = *session_;
+    const auto project = s.project();
+    v.project = QString::fromStdString(project.string());
+    v.has_dataset = s.has_dataset();
+    v.dataset_error = QString::fromStdString(s.dataset_error());
+    v.has_learner = s.has_learner();
+    v.learner_error = QString::fromStdString(s.learner_error());
+    v.settings.project = v.project;
+    if (const auto& spec = s.spec()) {
+        v.settings.arch = QString::fromStdString(spec->arch);
+        v.settings.size = spec->size;
+        v.settings.batch_size = spec->batch_size;
+        v.settings.pretrained = spec->pretrained;
+    }
+    const auto st = s.state();
+    v.state = QString::fromStdString(st.weights + "/" + st.data);
+    if (s.has_learner()) {
+        const auto& l = s.learner();
+        v.learner = QString::fromStdString(s.describe_learner());
+        v.trained = s.learner_is_trained();
+        v.frozen_groups = l.frozen_groups();
+        v.precompute = l.precompute();
+        v.bn_freeze = l.bn_frozen();
+        for (const auto& e : l.epoch_history()) v.epochs.push_back(e);
+        if (const auto f = s.interrupted_fit()) {
+            v.can_resume = true;
+            v.resume_text = tr("An interrupted fit (saved %1) can be resumed").arg(QString::fromStdString(f->saved));
+        }
+    }
+    for (const auto& b : s.training_log().batches) v.batches.push_back({b.x, b.loss, b.smooth_loss, b.lr});
+    if (const auto& r = s.training_log().lr_find) v.lr_curve = curve_of(*r);
+    for (const auto& c : s.checkpoints()) {
+        CheckpointRow row;
+        row.name = QString::fromStdString(c.name);
+        row.saved = QString::fromStdString(c.saved);
+        row.arch = QString::fromStdString(c.arch);
+        row.size = c.size;
+        row.epochs = c.epochs;
+        row.has_metrics = c.last_epoch.has_value();
+        if (c.last_epoch) {
+            row.val_loss = c.last_epoch->val_loss;
+            row.accuracy = c.last_epoch->accuracy;
+        }
+        row.fit_in_progress = c.fit_in_progress;
+        v.checkpoints.push_back(row);
+    }
+    if (const auto& p = s.predictions(data::Split::Valid)) v.valid = prediction_set(*p, project);
+    if (const auto& p = s.predictions(data::Split::Test)) v.test = prediction_set(*p, project);
+    Q_EMIT session_changed(v);
 }
 
-void TrainingWorker::predict(const QString& project, int split, int tta, int mix) {
+void TrainingWorker::predict(int split, int tta, int mix) {
     run_job("predict", [&] {
-        if (!learner_) {
-            const std::filesystem::path p = project.toStdString();
-            if (!std::filesystem::exists(p / "learner.json"))
-                throw UserError("this project has no learner yet", "create one and train it on the Train page");
-            const auto j = nlohmann::json::parse(read_file(p / "learner.json"));
-            LearnerSettings s;
-            s.project = project;
-            s.arch = QString::fromStdString(j.value("arch", "resnet34"));
-            s.size = j.value("size", 224);
-            s.batch_size = j.value("batch_size", 64);
-            s.pretrained = j.value("pretrained", true);
-            create_from_settings(s);
-        }
-        const auto sp = static_cast<data::Split>(split);
-        if (learner_->dataset().count(sp) == 0)
-            throw UserError(std::string("the dataset has no ") + data::split_name(sp) + " images");
-        PredictionSet out;
-        out.predictions = std::make_shared<const train::Predictions>(
-            learner_->predict(sp, tta, mix ? train::TtaMix::Beta : train::TtaMix::Mean, &stop_));
-        out.dataset = std::make_shared<const data::Dataset>(learner_->dataset());
-        out.project = QString::fromStdString(learner_->project().string());
-        out.split = split;
-        out.tta = tta;
-        out.mix = mix;
-        out.generation = generation_;
-        const auto& c = learner_->config();
-        out.model = QString::fromStdString(fmt::format("{} at {} px, {} epoch{}", c.arch, c.size, learner_->epochs_trained(),
-                                                       learner_->epochs_trained() == 1 ? "" : "s"));
-        Q_EMIT predictions_ready(out);
+        const auto& p = session().predict(static_cast<data::Split>(split), tta, mix ? train::TtaMix::Beta : train::TtaMix::Mean, &stop_);
+        Q_EMIT predictions_ready(prediction_set(p, session().project()));
+        publish();
         Q_EMIT job_finished("predict", false, {});
     });
 }
 
 void TrainingWorker::reload_dataset() {
     run_job("reload dataset", [&] {
-        if (!learner_) return;
-        learner_->set_dataset(data::Dataset::load(learner_->project()));
-        changed();
+        if (!session_) return;
+        session_->reload_dataset();
+        publish();
     });
-}
-
-void TrainingWorker::persist() {
-    if (!learner_) return;
-    const auto& c = learner_->config();
-    write_file_atomically(learner_->project() / "learner.json",
-                          nlohmann::json{{"arch", c.arch}, {"size", c.size}, {"batch_size", c.batch_size},
-                                         {"pretrained", c.pretrained}, {"seed", c.seed}}
-                              .dump(1));
-    learner_->save("current");
 }
 
 void TrainingWorker::run_recipe(const QString& recipe_json) {
     run_job("recipe", [&] {
-        if (!learner_) throw UserError("create a learner first");
+        auto& ps = session();
+        const auto lock = ps.lock("recipe");
+        ps.learner();   // says "no learner yet" before anything runs
         train::RecipeEvents ev;
-        ev.step_started = [this](int n, const std::string& step) { Q_EMIT recipe_step(n, QString::fromStdString(step)); };
-        ev.lr_found = [this](const train::LrFindResult& r, double, bool) {
-            Q_EMIT lr_find_finished(curve_of(r));
+        ev.step_started = [this](int n, int total, const std::string& step) {
+            Q_EMIT recipe_step(n, tr("Step %1 of %2: %3").arg(n).arg(total).arg(QString::fromStdString(step)));
+            in_lr_find_ = step.rfind("find a learning rate", 0) == 0;
+            finder_lrs_.clear();
+            finder_losses_.clear();
         };
-        in_lr_find_ = false;
+        ev.adjusted = [this](const std::string& what) { Q_EMIT note(tr("Recipe: %1").arg(QString::fromStdString(what))); };
+        ev.lr_found = [this](const train::LrFindResult& r, double lr, bool chosen) {
+            in_lr_find_ = false;
+            Q_EMIT lr_find_finished(curve_of(r));
+            if (chosen) Q_EMIT note(tr("Recipe: using the learning rate %1").arg(lr, 0, 'g', 3));
+        };
+        ev.fit_done = [this, &ps](const train::FitResult&) { ps.persist(); };
+        struct Reset {
+            bool& flag;
+            ~Reset() { flag = false; }
+        } reset{in_lr_find_};
         const std::string recipe = recipe_json.isEmpty() ? train::default_recipe() : recipe_json.toStdString();
-        const auto r = train::run_recipe(*learner_, recipe, ev, &stop_);
-        persist();
-        changed();
+        const auto r = ps.run_recipe(recipe, ev, &stop_);
+        ps.persist();
+        publish();
         Q_EMIT job_finished("recipe", r.stopped, QString::fromStdString(r.stop_reason));
     });
 }
 
 void TrainingWorker::lr_find() {
     run_job("lr_find", [&] {
-        if (!learner_) throw UserError("create a learner first");
+        auto& ps = session();
+        const auto lock = ps.lock("lr-find");
+        ps.learner();
         in_lr_find_ = true;
+        finder_lrs_.clear();
+        finder_losses_.clear();
         struct Reset {
             bool& flag;
             ~Reset() { flag = false; }
         } reset{in_lr_find_};
-        const auto r = learner_->lr_find(1e-5, 10, false, &stop_);
+        const auto r = ps.lr_find(1e-5, 10, false, &stop_);
+        ps.persist();
         Q_EMIT lr_find_finished(curve_of(r));
+        publish();
         Q_EMIT job_finished("lr_find", stop_.load(), {});
     });
 }
 
 void TrainingWorker::fit(const train::FitOptions& options, bool precompute, int freeze_to, bool bn_freeze) {
     run_job("fit", [&] {
-        if (!learner_) throw UserError("create a learner first");
-        learner_->freeze_to(freeze_to);
-        learner_->bn_freeze(bn_freeze);
-        if (precompute != learner_->precompute()) learner_->set_precompute(precompute);
-        const auto r = learner_->fit(options, &stop_);
-        persist();
-        changed();
+        auto& ps = session();
+        const auto lock = ps.lock("fit");
+        auto& l = ps.learner();
+        l.freeze_to(freeze_to);
+        l.bn_freeze(bn_freeze);
+        if (precompute != l.precompute()) l.set_precompute(precompute);
+        struct Persist {   // a stopped or failed fit keeps a usable model too
+            project::Session& s;
+            ~Persist() {
+                try {
+                    s.persist();
+                } catch (const std::exception&) {
+                }
+            }
+        };
+        train::FitResult r;
+        {
+            Persist persist{ps};
+            r = ps.fit(options, &stop_);
+        }
+        publish();
         Q_EMIT job_finished("fit", r.stopped, QString::fromStdString(r.stop_reason));
     });
 }
@@ -259,18 +346,22 @@ std::string join_numbers(const std::vector<double>& v) {
 
 void TrainingWorker::fit_processes(const train::FitOptions& options, bool precompute, int freeze_to, bool bn_freeze, int nproc) {
     run_job("fit", [&] {
-        if (!learner_) throw UserError("create a learner first");
+        auto& ps = session();
+        const auto lock = ps.lock("fit");   // the workers inherit it
+        auto& l = ps.learner();
         const std::filesystem::path cli = cli_program();
         if (!std::filesystem::exists(cli))
             throw UserError("cannot find whisker-cli at " + cli.string(), "install it beside whisker, or set WHISKER_CLI to its path");
         // The workers start from exactly this learner's state.
-        learner_->freeze_to(freeze_to);
-        learner_->bn_freeze(bn_freeze);
-        persist();
+        l.freeze_to(freeze_to);
+        l.bn_freeze(bn_freeze);
+        ps.persist();
+        const auto& logged = ps.training_log().batches;
+        process_x_base_ = logged.empty() ? 0 : logged.back().x + 1;
         train::LocalLaunchOptions o;
         o.executable = cli;
         o.nproc = nproc;
-        o.args = {"fit", learner_->project().string(), "--json", "--lr", join_numbers(options.lrs),
+        o.args = {"fit", ps.project().string(), "--json", "--lr", join_numbers(options.lrs),
                   "--cycles", std::to_string(options.n_cycle), "--cycle-mult", std::to_string(options.cycle_mult),
                   "--freeze-to", std::to_string(freeze_to), precompute ? "--precompute" : "--no-precompute",
                   bn_freeze ? "--bn-freeze" : "--no-bn-freeze"};
@@ -283,7 +374,7 @@ void TrainingWorker::fit_processes(const train::FitOptions& options, bool precom
                 const auto j = nlohmann::json::parse(line);
                 if (j.value("event", "") == "batch") {
                     last_iteration = j.value("iteration", 0L);
-                    pending_.push_back({iteration_base_ + last_iteration, j.value("loss", 0.0), j.value("smooth_loss", 0.0),
+                    pending_.push_back({process_x_base_ + last_iteration, j.value("loss", 0.0), j.value("smooth_loss", 0.0),
                                         j.value("lr", 0.0)});
                     flush_points(false);
                     return;
@@ -308,11 +399,12 @@ void TrainingWorker::fit_processes(const train::FitOptions& options, bool precom
         Q_EMIT progress(QString::fromStdString(fmt::format("Training in {} processes…", nproc)), 0, 0);
         const auto r = train::launch_local_workers(o);
         flush_points(true);
-        iteration_base_ += last_iteration + 1;
         const bool stopped = stop_.load();
-        // What rank 0 saved (also after a stop: the workers save before they exit).
-        learner_->load("current");
-        changed();
+        // What rank 0 saved (also after a stop: the workers save before they exit): learner,
+        // epochs and batch losses.
+        ps.reload();
+        attach_bridge();
+        publish();
         if (r.exit_code != 0 && !stopped) {
             std::string said;
             for (const auto& e : errors) said += "\n" + e;
@@ -324,28 +416,38 @@ void TrainingWorker::fit_processes(const train::FitOptions& options, bool precom
 
 void TrainingWorker::resume() {
     run_job("resume", [&] {
-        if (!learner_) throw UserError("create a learner first");
-        const auto r = learner_->resume("autosave", &stop_);
-        persist();
-        changed();
+        auto& ps = session();
+        const auto lock = ps.lock("fit");
+        if (!ps.interrupted_fit()) throw UserError("there is no interrupted fit to resume", "start a new fit instead");
+        train::FitResult r;
+        try {
+            r = ps.resume(&stop_);
+        } catch (...) {
+            ps.persist();
+            throw;
+        }
+        ps.persist();
+        publish();
         Q_EMIT job_finished("resume", r.stopped, QString::fromStdString(r.stop_reason));
     });
 }
 
 void TrainingWorker::save(const QString& name) {
     run_job("save", [&] {
-        if (!learner_) throw UserError("create a learner first");
-        learner_->save(name.toStdString());
+        auto& ps = session();
+        const auto lock = ps.lock("save");
+        ps.save_checkpoint(name.toStdString());
+        publish();
         Q_EMIT job_finished("save", false, name);
     });
 }
 
 void TrainingWorker::load(const QString& name) {
     run_job("load", [&] {
-        if (!learner_) throw UserError("create a learner first");
-        learner_->load(name.toStdString());
-        persist();
-        changed();
+        auto& ps = session();
+        const auto lock = ps.lock("load");
+        ps.load_checkpoint(name.toStdString());
+        publish();
         Q_EMIT job_finished("load", false, name);
     });
 }

@@ -9,6 +9,7 @@
 // Batch updates are throttled (at most ~5 signals a second, each carrying all new points), so
 // the UI never stalls however fast the batches come.
 
+#include "whisker/project/session.h"
 #include "whisker/train/learner.h"
 
 #include <QMetaType>
@@ -46,7 +47,7 @@ struct PredictionSet {
     int split = 1;              // data::Split as int: 1 valid, 2 test
     int tta = 0;                // augmented passes besides the plain one
     int mix = 0;                // train::TtaMix as int
-    qint64 generation = 0;      // the learner's state they came from (TrainingWorker::generation)
+    QString state;              // the learner state they came from (SessionView::state)
     QString model;              // "resnet34 at 224 px, 5 epochs" — where they came from
     bool valid() const { return predictions != nullptr && dataset != nullptr; }
 };
@@ -59,6 +60,40 @@ struct LearnerSettings {
     bool pretrained = true;
 };
 
+struct CheckpointRow {
+    QString name, saved, arch;
+    int size = 0;
+    long epochs = 0;
+    bool has_metrics = false;
+    double val_loss = 0, accuracy = 0;
+    bool fit_in_progress = false;
+};
+
+// Everything the pages show of the open project, as plain values: the worker sends a new one
+// after opening a project and after every job, and each page rebuilds from it. Nothing of an
+// earlier project survives a new view.
+struct SessionView {
+    QString project;
+    bool has_dataset = false;
+    QString dataset_error;
+    bool has_learner = false;
+    QString learner;                // "resnet34 at 224 px, pretrained, 11 epochs, body unfrozen"
+    QString learner_error;
+    LearnerSettings settings;       // the learner's (or the defaults)
+    bool trained = false;           // New learner… asks before replacing it
+    int frozen_groups = 2;
+    bool precompute = false;
+    bool bn_freeze = false;
+    QVector<train::EpochRecord> epochs;
+    QVector<LossPoint> batches;
+    LrCurve lr_curve;
+    QString state;                  // the learner state results are compared with
+    bool can_resume = false;
+    QString resume_text;            // "epoch 2 of 7 of the interrupted fit"
+    QVector<CheckpointRow> checkpoints;
+    PredictionSet valid, test;      // the latest of each split (any state: compare .state)
+};
+
 class TrainingWorker : public QObject {
     Q_OBJECT
 public:
@@ -67,10 +102,18 @@ public:
 
     // Thread-safe; callable from the UI thread while the worker is busy.
     void request_stop() { stop_ = true; }
-    // The learner, for the worker thread only (tests inspect it after a job has finished).
-    train::Learner* learner() const { return learner_.get(); }
+    // The project's session and learner, for the worker thread only (tests inspect them after
+    // a job has finished).
+    project::Session* session() const { return session_.get(); }
+    train::Learner* learner() const { return session_ && session_->has_learner() ? &session_->learner() : nullptr; }
 
 public Q_SLOTS:
+    // Replaces the session with the project's (its learner loaded as it was left); publishes
+    // a SessionView. An empty path closes the session.
+    void open(const QString& project);
+    // Rereads the project from disk (another program changed it).
+    void reload();
+    // A new learner replacing the project's; trained weights are kept as a checkpoint first.
     void create_learner(const whisker::ui::LearnerSettings& settings);
     void lr_find();
     void fit(const whisker::train::FitOptions& options, bool precompute, int freeze_to, bool bn_freeze);
@@ -83,15 +126,15 @@ public Q_SLOTS:
     void load(const QString& name);
     // Runs a recipe (JSON; empty = the seed's 8 steps), reporting each step.
     void run_recipe(const QString& recipe_json);
-    // Predicts a split (1 valid, 2 test) with `tta` augmented passes. Without a learner, the
-    // project's saved learner (learner.json + checkpoint "current", as whisker-cli leaves
-    // it) is created first.
-    void predict(const QString& project, int split, int tta, int mix);
+    // Predicts a split (1 valid, 2 test) with `tta` augmented passes.
+    void predict(int split, int tta, int mix);
     // Rereads the project's manifest (after the user marked images) for the next fit.
     void reload_dataset();
 
 Q_SIGNALS:
-    void learner_ready(const QString& description);
+    void session_changed(const whisker::ui::SessionView& view);
+    // The lr_find sweep so far (lr, smoothed loss), for drawing the curve while it runs.
+    void lr_find_points(const QVector<double>& lrs, const QVector<double>& losses);
     void batches(const QVector<whisker::ui::LossPoint>& points);
     void epoch_finished(const whisker::train::EpochRecord& record);
     void lr_find_finished(const whisker::ui::LrCurve& curve);
@@ -102,27 +145,25 @@ Q_SIGNALS:
     void predictions_ready(const whisker::ui::PredictionSet& predictions);
     // A line for the log (e.g. what a data-parallel worker printed on its standard error).
     void note(const QString& line);
-    // The learner's weights or data changed (a fit, a load, new marks): older predictions are stale.
-    void model_changed(qint64 generation);
 
 private:
     friend class SignalBridge;
     template <class F>
     void run_job(const QString& name, F&& body);
     void flush_points(bool force);
-    // Keeps the project's learner in step with whisker-cli: learner.json and checkpoint "current".
-    void persist();
-    void changed();
-    void create_from_settings(const LearnerSettings& settings);
+    // Sends the session as it is now to the pages.
+    void publish();
+    project::Session& session();
+    void attach_bridge();
 
-    std::unique_ptr<train::Learner> learner_;
+    std::unique_ptr<project::Session> session_;
     std::atomic<bool> stop_{false};
     QVector<LossPoint> pending_;
+    QVector<double> finder_lrs_, finder_losses_;
     std::chrono::steady_clock::time_point last_flush_{};
     std::chrono::steady_clock::time_point last_progress_{};
-    long iteration_base_ = 0;
+    long process_x_base_ = 0;      // batch-plot x of a multi-process fit's first batch
     bool in_lr_find_ = false;
-    qint64 generation_ = 0;
 };
 
 // Registers the value types above for queued connections (call once, before use).
@@ -134,5 +175,6 @@ Q_DECLARE_METATYPE(whisker::ui::LossPoint)
 Q_DECLARE_METATYPE(whisker::ui::LrCurve)
 Q_DECLARE_METATYPE(whisker::ui::LearnerSettings)
 Q_DECLARE_METATYPE(whisker::ui::PredictionSet)
+Q_DECLARE_METATYPE(whisker::ui::SessionView)
 Q_DECLARE_METATYPE(whisker::train::EpochRecord)
 Q_DECLARE_METATYPE(whisker::train::FitOptions)

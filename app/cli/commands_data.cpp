@@ -4,6 +4,7 @@
 
 #include "whisker/data/dataset.h"
 #include "whisker/data/prepare.h"
+#include "whisker/project/project_lock.h"
 #include "whisker/data/report.h"
 #include "whisker/data/resize_cache.h"
 
@@ -36,6 +37,7 @@ void add_prepare(CLI::App& data, GlobalOptions& global) {
     cmd->add_option("--seed", a.seed, "Seed of the validation split")->capture_default_str();
     cmd->add_option("--images", a.images, "Images folder for a labels CSV (default: train/ beside it)");
     cmd->callback([&global] {
+        const auto lock = project::ProjectLock::acquire(a.project, "prepare");
         TerminalProgress bar(!global.quiet && isatty(2));
         data::PrepareOptions o;
         o.project = a.project;

@@ -5,6 +5,7 @@
 #include "whisker/common/archive.h"
 #include "whisker/common/errors.h"
 #include "whisker/data/dataset.h"
+#include "whisker/project/project_lock.h"
 #include "whisker/kaggle/client.h"
 #include "whisker/kaggle/submission_check.h"
 #include "whisker/kaggle/submission_history.h"
@@ -108,6 +109,10 @@ void add_kaggle_commands(CLI::App& app, GlobalOptions& global) {
     submit->add_flag("--no-wait", sub_no_wait, "Do not wait for the score");
     submit->add_option("--poll-interval", k.poll_interval, "Seconds between checks of the score")->capture_default_str();
     submit->callback([&global] {
+        // Submitting into a project's history writes the project: refused up front while
+        // another program writes it, held only while the history is written (not while Kaggle
+        // scores, which can take minutes).
+        if (!sub_project.empty()) project::ProjectLock::acquire(sub_project, "submit").release();
         fs::path sample = sub_sample;
         if (sample.empty() && !sub_project.empty()) {
             const fs::path candidate = fs::path(sub_project) / "sample_submission.csv";
@@ -141,6 +146,7 @@ void add_kaggle_commands(CLI::App& app, GlobalOptions& global) {
         record.status = "PENDING";
         auto remember = [&] {
             if (sub_project.empty()) return;
+            const auto lock = project::ProjectLock::acquire(sub_project, "submit");
             auto history = kaggle::SubmissionHistory::load(sub_project);
             history.competition = sub_comp;
             history.upsert(record);

@@ -11,6 +11,8 @@
 #include "whisker/common/files.h"
 #include "whisker/data/dataset.h"
 #include "whisker/models/weights.h"
+#include "whisker/project/project_lock.h"
+#include "whisker/project/session.h"
 #include "whisker/train/distributed.h"
 #include "whisker/train/learner.h"
 #include "whisker/train/recipe.h"
@@ -85,8 +87,11 @@ void add_dist_options(CLI::App* cmd, DistArgs& d) {
 
 // With --nproc N outside a group: starts the N workers (this same command line) and waits.
 // Returns true when this process was only the launcher.
-bool launch_workers_if_asked(const DistArgs& d, const GlobalOptions& g) {
+// The launcher holds the project's lock for `action` (none when empty); its workers inherit it.
+bool launch_workers_if_asked(const DistArgs& d, const GlobalOptions& g, const std::string& project, const std::string& action) {
     if (d.nproc <= 1 || train::distributed_env_from_environment()) return false;
+    project::ProjectLock lock;
+    if (!action.empty()) lock = project::ProjectLock::acquire(project, action);
     if (const int gpus = train::local_gpu_count(); gpus > 0 && d.nproc > gpus && d.backend != "gloo")
         throw UserError(fmt::format("--nproc {} asks for more processes than this machine has GPUs ({})", d.nproc, gpus),
                         fmt::format("use --nproc {} (one process per GPU)", gpus));
@@ -143,15 +148,29 @@ struct TablePrinter : train::Callback {
     }
 };
 
+// A command's hold on the project: its lock (rank 0 or a process on its own), the project's
+// session (dataset, learner, training log) and the terminal's progress bar.
 struct Session {
     fs::path project;
+    project::ProjectLock lock;
+    std::unique_ptr<project::Session> state;
+    train::Learner* learner = nullptr;
     data::Dataset dataset;
     train::LearnerConfig config;
-    std::unique_ptr<train::Learner> learner;
     std::unique_ptr<TerminalProgress> bar;
 };
 
-Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_back_to_scratch, const DistArgs* dist = nullptr) {
+// The project's lock for `action`, unless this process is a data-parallel rank other than 0
+// (rank 0 writes, the others only read). Before anything is read, so that nobody reads a
+// state another program is in the middle of writing.
+project::ProjectLock lock_project(const std::string& project, const std::string& action, const DistArgs* dist) {
+    const auto env = dist ? train::distributed_env_from_environment() : std::nullopt;
+    if (env && env->rank != 0) return {};
+    return project::ProjectLock::acquire(project, action);
+}
+
+Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_back_to_scratch, const std::string& action,
+                     const DistArgs* dist = nullptr) {
     Session s;
     // In a group every rank opens the same session; rank 0 alone prints and writes.
     const auto dist_env = dist ? train::distributed_env_from_environment() : std::nullopt;
@@ -159,33 +178,32 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
     if (!main_rank) std::fflush(stdout), std::freopen("/dev/null", "w", stdout);
     const bool quiet = g.quiet || !main_rank;
     s.project = a.project;
+    // An empty action reads only; creating a learner writes all the same.
+    const bool read_only = action.empty() && project::LearnerSpec::read(s.project) && !a.new_learner;
+    if (!read_only) s.lock = lock_project(a.project, action.empty() ? "create learner" : action, dist);
     s.dataset = data::Dataset::load(s.project);
-    const fs::path cfg_file = s.project / "learner.json";
-    const bool exists = fs::exists(cfg_file) && !a.new_learner;
+    const auto spec = project::LearnerSpec::read(s.project);
+    const bool exists = spec && !a.new_learner;
+    project::LearnerSpec want;
     if (exists) {
-        const json j = json::parse(read_file(cfg_file));
-        s.config.arch = j.value("arch", "resnet34");
-        s.config.size = j.value("size", 224);
-        s.config.batch_size = j.value("batch_size", 64);
-        s.config.pretrained = j.value("pretrained", true);
-        s.config.seed = j.value("seed", std::uint64_t{42});
+        want = *spec;
         auto differs = [&](bool given, const std::string& what) {
             if (given)
                 throw UserError("the project's learner already has its " + what,
                                 "leave --" + what + " out, or start over with --new-learner");
         };
-        differs(!a.arch.empty() && a.arch != s.config.arch, "arch");
-        differs(a.size && a.size != s.config.size, "size");
-        differs(a.batch_size && a.batch_size != s.config.batch_size, "bs");
+        differs(!a.arch.empty() && a.arch != want.arch, "arch");
+        differs(a.size && a.size != want.size, "size");
+        differs(a.batch_size && a.batch_size != want.batch_size, "bs");
     } else {
-        s.config.arch = a.arch.empty() ? "resnet34" : a.arch;
-        s.config.size = a.size ? a.size : 224;
-        s.config.batch_size = a.batch_size ? a.batch_size : 64;
-        s.config.pretrained = a.pretrained().value_or(true);
-        s.config.seed = a.seed;
+        want.arch = a.arch.empty() ? "resnet34" : a.arch;
+        want.size = a.size ? a.size : 224;
+        want.batch_size = a.batch_size ? a.batch_size : 64;
+        want.pretrained = a.pretrained().value_or(true);
+        want.seed = a.seed;
     }
-    if (dist_env && s.config.pretrained && !exists &&
-        models::weights_state(models::parse_arch(s.config.arch)) != models::WeightsState::Cached) {
+    if (dist_env && want.pretrained && !exists &&
+        models::weights_state(models::parse_arch(want.arch)) != models::WeightsState::Cached) {
         // One download at a time on this machine: the first process gets the file, the others
         // then find it in the cache. Before joining the group, so that no collective's timeout
         // runs during a long download.
@@ -197,56 +215,64 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
         try {
             DownloadOptions dl;
             dl.max_attempts = 2;
-            models::ensure_pretrained_weights(models::parse_arch(s.config.arch), dl);
+            models::ensure_pretrained_weights(models::parse_arch(want.arch), dl);
         } catch (const UserError& e) {
             if (fd >= 0) ::close(fd);
             if (!fall_back_to_scratch) throw;
             if (main_rank)
                 fmt::print(stderr, "note: no pretrained {} weights available ({}); training from scratch instead\n",
-                           s.config.arch, e.what());
-            s.config.pretrained = false;
+                           want.arch, e.what());
+            want.pretrained = false;
         }
         if (fd >= 0) ::close(fd);
     }
     const auto group = join_group(dist);
-    s.config.threads = g.threads;
-    s.config.distributed = group;
     s.bar = std::make_unique<TerminalProgress>(!quiet && isatty(2));
     TerminalProgress* bar = s.bar.get();
     auto progress = [bar](const std::string& stage, long done, long total) {
         bar->update({stage, static_cast<std::uint64_t>(done), static_cast<std::uint64_t>(total)});
     };
-    if (!dist_env && s.config.pretrained && fall_back_to_scratch && !exists &&
-        models::weights_state(models::parse_arch(s.config.arch)) != models::WeightsState::Cached) {
+    if (!dist_env && want.pretrained && fall_back_to_scratch && !exists &&
+        models::weights_state(models::parse_arch(want.arch)) != models::WeightsState::Cached) {
         try {
             DownloadOptions dl;
             dl.max_attempts = 2;
             dl.progress = [bar](const Progress& p) { bar->update(p); };
-            models::ensure_pretrained_weights(models::parse_arch(s.config.arch), dl);
+            models::ensure_pretrained_weights(models::parse_arch(want.arch), dl);
         } catch (const UserError& e) {
             bar->finish();
             fmt::print(stderr, "note: no pretrained {} weights available ({}); training from scratch instead\n",
-                       s.config.arch, e.what());
-            s.config.pretrained = false;
+                       want.arch, e.what());
+            want.pretrained = false;
         }
     }
-    if (group) s.config.pretrained = !group->any(!s.config.pretrained);   // the same model on every rank
-    s.learner = std::make_unique<train::Learner>(s.project, s.dataset, s.config, progress);
-    s.learner->set_progress(progress);
-    if ((!exists || a.new_learner) && main_rank) {
-        write_file_atomically(cfg_file, json{{"arch", s.config.arch}, {"size", s.config.size}, {"batch_size", s.config.batch_size},
-                                             {"pretrained", s.config.pretrained}, {"seed", s.config.seed}}
-                                            .dump(1));
-        if (!quiet)
-            fmt::print("New learner: {} at {} px, batch {}, {}; {}\n", s.config.arch, s.config.size, s.config.batch_size,
-                       s.config.pretrained ? "ImageNet weights" : "from scratch", detect_compute_device().describe());
-    } else if (exists && s.learner->has_checkpoint("current")) {
-        s.learner->load("current");
+    if (group) want.pretrained = !group->any(!want.pretrained);   // the same model on every rank
+    project::SessionOptions so;
+    so.base.threads = g.threads;
+    so.base.distributed = group;
+    so.progress = progress;
+    // With --new-learner the old one is opened too, to keep its trained weights.
+    s.state = std::make_unique<project::Session>(s.project, so);
+    if (exists) {
+        if (!s.state->has_learner()) throw UserError(s.state->learner_error().empty() ? "cannot open the project's learner"
+                                                                                     : s.state->learner_error());
+        if (!quiet) fmt::print(stderr, "Learner: {}\n", s.state->describe_learner());
+    } else {
+        const std::string kept = s.state->new_learner(want);
+        if (!quiet) {
+            if (!kept.empty()) fmt::print(stderr, "The previous learner's weights are kept as checkpoint '{}' (whisker-cli load {} {})\n",
+                                          kept, s.project.string(), kept);
+            fmt::print("New learner: {} at {} px, batch {}, {}; {}\n", want.arch, want.size, want.batch_size,
+                       want.pretrained ? "ImageNet weights" : "from scratch", detect_compute_device().describe());
+        }
     }
+    s.learner = &s.state->learner();
+    s.learner->set_progress(progress);
+    s.config = s.learner->config();
     if (group) {
         if (!quiet)
             fmt::print("Data-parallel: {} processes ({}, {}), {} images per process per batch\n", group->world_size(),
-                       group->backend(), group->env().source, s.config.batch_size / group->world_size());
+                       group->backend(), group->env().source, want.batch_size / group->world_size());
         group->barrier();   // nobody writes before every rank has read the project's state
     }
     return s;
@@ -319,8 +345,8 @@ void add_state_flags(CLI::App* cmd, StepArgs& s) {
     cmd->add_flag("--no-bn-freeze", s.bn_freeze_off, "Let BatchNorm statistics of unfrozen groups update again")->excludes(bnf);
 }
 
-train::LrFindResult run_lr_find(train::Learner& l, double start, double end, bool linear, bool quiet) {
-    const auto r = l.lr_find(start, end, linear, &g_stop);
+train::LrFindResult run_lr_find(project::Session& session, double start, double end, bool linear, bool quiet) {
+    const auto r = session.lr_find(start, end, linear, &g_stop);
     if (!quiet) {
         fmt::print("lr_find: {} batches{}\n", r.lrs.size(), r.stopped_early ? " (stopped: the loss exploded)" : "");
         const std::size_t step = std::max<std::size_t>(1, r.plot_lrs.size() / 12);
@@ -355,16 +381,16 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     static DistArgs lf_dist;
     add_dist_options(lrf, lf_dist);
     lrf->callback([&global] {
-        if (launch_workers_if_asked(lf_dist, global)) return;
-        Session s = open_session(lf, global, false, &lf_dist);
+        if (launch_workers_if_asked(lf_dist, global, lf.project, "lr-find")) return;
+        Session s = open_session(lf, global, false, "lr-find", &lf_dist);
         apply_state_flags(*s.learner, lf_state);
-        const auto r = run_lr_find(*s.learner, lf_start, lf_end, lf_linear, global.quiet);
+        const auto r = run_lr_find(*s.state, lf_start, lf_end, lf_linear, global.quiet);
         if (!lf_csv.empty() && s.learner->is_main_process()) {
             std::string out = "lr,loss\n";
             for (std::size_t i = 0; i < r.lrs.size(); ++i) out += fmt::format("{:.6e},{:.6f}\n", r.lrs[i], r.losses[i]);
             write_file_atomically(lf_csv, out);
         }
-        s.learner->save("current");
+        s.state->persist();
     });
 
     // ---- fit ----
@@ -386,8 +412,8 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     static DistArgs fit_dist;
     add_dist_options(fit, fit_dist);
     fit->callback([&global] {
-        if (launch_workers_if_asked(fit_dist, global)) return;
-        Session s = open_session(fa, global, false, &fit_dist);
+        if (launch_workers_if_asked(fit_dist, global, fa.project, "fit")) return;
+        Session s = open_session(fa, global, false, "fit", &fit_dist);
         const bool quiet = global.quiet || !s.learner->is_main_process();
         auto printer = std::make_shared<TablePrinter>();
         printer->bar = s.bar.get();
@@ -410,7 +436,7 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
             r = s.learner->fit(o, &g_stop);
         }
         s.bar->finish();
-        s.learner->save("current");
+        s.state->persist();
         if (!quiet) report_load_failures(*s.learner);
         print_fit_end(r, fa.project, quiet);
         if (r.stopped && r.stop_reason.find("NaN") != std::string::npos) {
@@ -438,12 +464,14 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     static DistArgs p_dist;
     add_dist_options(pred, p_dist);
     pred->callback([&global] {
-        if (launch_workers_if_asked(p_dist, global)) return;
-        Session s = open_session(pa, global, false, &p_dist);
+        // Evaluating the valid set writes nothing; a submission or a mistakes file does.
+        const bool writes = p_split != "valid" || !p_mistakes.empty();
+        if (launch_workers_if_asked(p_dist, global, pa.project, writes ? "predict" : "")) return;
+        Session s = open_session(pa, global, false, writes ? "predict" : "", &p_dist);
         const auto split = data::parse_split(p_split);
         if (!split || *split == data::Split::Train) throw UserError("--split must be test or valid");
         if (!p_mistakes.empty() && *split != data::Split::Valid) throw UserError("--mistakes needs --split valid");
-        const auto p = s.learner->predict(*split, p_tta, p_beta ? train::TtaMix::Beta : train::TtaMix::Mean, &g_stop);
+        const auto& p = *s.state->predict(*split, p_tta, p_beta ? train::TtaMix::Beta : train::TtaMix::Mean, &g_stop).predictions;
         s.bar->finish();
         if (!s.learner->is_main_process()) return;   // every rank has all rows; rank 0 reports and writes
         if (*split == data::Split::Valid) {
@@ -472,7 +500,7 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
             return;
         }
         const fs::path out = p_out.empty() ? s.project / "submission.csv" : fs::path(p_out);
-        train::write_submission(out, s.dataset, p, p_clip, p_labels);
+        s.state->write_submission(out, p_clip, p_labels);
         if (!global.quiet) fmt::print("Wrote {} ({} rows{})\n", out.string(), p.records.size(), p_tta ? fmt::format(", TTA x{}", p_tta) : "");
     });
 
@@ -483,7 +511,7 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     add_learner_options(save, sa);
     save->add_option("NAME", save_name)->required();
     save->callback([&global] {
-        Session s = open_session(sa, global, false);
+        Session s = open_session(sa, global, false, "save");
         s.learner->save(save_name);
         if (!global.quiet) fmt::print("Saved {}\n", (s.project / "models" / (save_name + ".safetensors")).string());
     });
@@ -491,9 +519,8 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     add_learner_options(load, la);
     load->add_option("NAME", load_name)->required();
     load->callback([&global] {
-        Session s = open_session(la, global, false);
-        s.learner->load(load_name);
-        s.learner->save("current");
+        Session s = open_session(la, global, false, "load");
+        s.state->load_checkpoint(load_name);
         if (!global.quiet) fmt::print("Loaded {}\n", load_name);
     });
 
@@ -506,18 +533,22 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     static DistArgs run_dist;
     add_dist_options(run, run_dist);
     run->callback([&global] {
-        if (launch_workers_if_asked(run_dist, global)) return;
+        if (launch_workers_if_asked(run_dist, global, ra.project, "run")) return;
         std::string recipe = train::default_recipe();
         if (!recipe_file.empty()) recipe = read_file(recipe_file);
-        Session s = open_session(ra, global, true, &run_dist);
+        Session s = open_session(ra, global, true, "run", &run_dist);
         const bool quiet = global.quiet || !s.learner->is_main_process();
         auto printer = std::make_shared<TablePrinter>();
         printer->bar = s.bar.get();
         printer->json_lines = global.json;
         s.learner->add_callback(printer);
         train::RecipeEvents ev;
-        ev.step_started = [&](int n, const std::string& step) {
-            if (!global.quiet) fmt::print("== step {}: {}\n", n, step);
+        ev.step_started = [&](int n, int total, const std::string& step) {
+            s.bar->finish();
+            if (!global.quiet) fmt::print("== Step {} of {}: {}\n", n, total, step);
+        };
+        ev.adjusted = [&](const std::string& note) {
+            if (!global.quiet) fmt::print("   ({})\n", note);
         };
         ev.lr_found = [&](const train::LrFindResult& r, double lr, bool chosen) {
             s.bar->finish();
@@ -528,7 +559,7 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
                            r.suggestions.steepest, r.suggestions.valley);
             if (chosen) fmt::print("using lr {:.2e}\n", lr);
         };
-        ev.fit_done = [&](const train::FitResult&) { s.learner->save("current"); };
+        ev.fit_done = [&](const train::FitResult&) { s.state->persist(); };
         ev.predicted = [&](const train::Predictions& p, data::Split split, const fs::path& written) {
             s.bar->finish();
             if (split == data::Split::Valid)
@@ -536,8 +567,8 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
             else
                 fmt::print("Wrote the submission {} ({} rows)\n", written.string(), p.records.size());
         };
-        const auto r = train::run_recipe(*s.learner, recipe, ev, &g_stop);
-        s.learner->save("current");
+        const auto r = s.state->run_recipe(recipe, ev, &g_stop);
+        s.state->persist();
         if (!quiet) report_load_failures(*s.learner);
         if (r.stopped) {
             if (!s.learner->is_main_process()) throw QuietExit{1};   // rank 0 says why

@@ -74,7 +74,7 @@ LocalLaunchResult launch_local_workers(const LocalLaunchOptions& o) {
     const char* group_vars[] = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
                                 "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_RUN_ID",
                                 "TORCHELASTIC_RESTART_COUNT", "WHISKER_LAUNCHED", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS",
-                                "OMP_NUM_THREADS"};
+                                "OMP_NUM_THREADS", "WHISKER_PROJECT_LOCK_PARENT"};
     std::vector<std::string> base;
     for (char** e = environ; e && *e; ++e) {
         const std::string kv = *e;
@@ -87,6 +87,8 @@ LocalLaunchResult launch_local_workers(const LocalLaunchOptions& o) {
     const char* omp = std::getenv("OMP_NUM_THREADS");
     base.push_back("OMP_NUM_THREADS=" + (o.threads_per_worker <= 0 && omp && *omp ? std::string(omp) : std::to_string(threads)));
     base.push_back("WORLD_SIZE=" + std::to_string(o.nproc));
+    // The workers write the project under our lock (whisker/project/project_lock.h).
+    base.push_back("WHISKER_PROJECT_LOCK_PARENT=" + std::to_string(getpid()));
     base.push_back("LOCAL_WORLD_SIZE=" + std::to_string(o.nproc));
     base.push_back("MASTER_ADDR=127.0.0.1");
     base.push_back("MASTER_PORT=" + std::to_string(port));

@@ -82,7 +82,7 @@ Learner::Learner(fs::path project, data::Dataset dataset, LearnerConfig config, 
     models::HeadOptions head = config_.head;
     head.multi_label = dataset_.multi_label;
     model_ = std::make_shared<models::ClassifierModel>(arch, static_cast<int>(dataset_.classes.size()), head);
-    if (config_.pretrained) {
+    if (config_.pretrained && !config_.weights_from_checkpoint) {
         DownloadOptions dl;
         if (progress_) dl.progress = [this](const Progress& p) { progress_(p.stage, static_cast<long>(p.done), static_cast<long>(p.total)); };
         const fs::path weights = models::ensure_pretrained_weights(arch, dl);
@@ -99,6 +99,7 @@ Learner::Learner(fs::path project, data::Dataset dataset, LearnerConfig config, 
         d->broadcast(state, 0);
     }
     freeze();
+    state_id_ = new_state_id();
 }
 
 Learner::~Learner() = default;
@@ -436,6 +437,8 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
     } active_guard{active_};
     active_ = &st;
     stop_request_.clear();
+    // The weights are about to change (lr_find puts them back as they were).
+    if (!st.finder) state_id_ = new_state_id();
     const bool use_amp = config_.mixed_precision && device().is_cuda();
     if (!st.optimizer) build_optimizer(st);
     auto* dist = distributed();

@@ -19,6 +19,7 @@
 #include <torch/serialize/archive.h>
 #include <torch/utils.h>
 
+#include <ctime>
 #include <random>
 #include <sstream>
 
@@ -76,6 +77,15 @@ FitOptions options_from(const json& j) {
 
 fs::path models_dir(const fs::path& project) { return project / "models"; }
 
+std::string local_time_now() {
+    const std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&now, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+    return buf;
+}
+
 }  // namespace
 
 EpochRecord epoch_record_from_json(const std::string& text) {
@@ -115,6 +125,9 @@ void Learner::save_with_fit_state(const std::string& name, const FitState* st) {
     j["bn_freeze"] = bn_freeze_;
     j["precompute"] = precompute_;
     j["epochs_trained"] = epochs_trained_;
+    j["state"] = state_id_;
+    j["pretrained"] = config_.pretrained;
+    j["saved"] = local_time_now();
     const at::Tensor rng = at::detail::getDefaultCPUGenerator().get_state();
     j["rng_state"] = base64_encode(std::string(static_cast<const char*>(rng.data_ptr()), static_cast<std::size_t>(rng.numel())));
     json history = json::array();
@@ -175,6 +188,7 @@ void Learner::load(const std::string& name) {
     bn_freeze_ = j.value("bn_freeze", false);
     precompute_ = j.value("precompute", false);
     epochs_trained_ = j.value("epochs_trained", 0L);
+    state_id_ = j.value("state", j.value("id", new_state_id()));
     const std::string rng = base64_decode(j.value("rng_state", std::string()));
     if (!rng.empty()) {
         at::Tensor t = at::empty({static_cast<long>(rng.size())}, at::kByte);

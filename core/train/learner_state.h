@@ -5,7 +5,16 @@
 
 #include <torch/optim/optimizer.h>
 
+#include <random>
+#include <string>
+
 namespace whisker::train {
+
+// A fresh Learner::state_id.
+inline std::string new_state_id() {
+    std::random_device rd;
+    return std::to_string(rd()) + "-" + std::to_string(rd());
+}
 
 struct Learner::Activations {
     std::string key;

@@ -2,6 +2,7 @@
 
 #include "whisker/common/errors.h"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -43,7 +44,64 @@ double rate_of(const json& v, double found) {
     throw UserError("learning rate '" + text + "': use a number, \"found\" or \"found/N\"");
 }
 
+std::string rate_text(double lr) { return fmt::format("{:.1e}", lr); }
+
+std::string rates_of(const json& lr, double found) {
+    if (!lr.is_array()) return rate_text(rate_of(lr, found));
+    std::string out;
+    for (const auto& v : lr) out += (out.empty() ? "" : ", ") + rate_text(rate_of(v, found));
+    return "differential rates " + out;
+}
+
+std::string plural(double n, const char* word) {
+    return fmt::format("{} {}{}", n, word, n == 1 ? "" : "s");
+}
+
 }  // namespace
+
+std::string describe_step(const std::string& step_json, double found) {
+    json step;
+    try {
+        step = json::parse(step_json);
+    } catch (const json::exception&) {
+        return step_json;
+    }
+    const std::string kind = step.is_object() ? step.value("step", "") : "";
+    if (kind == "precompute") return step.value("on", true) ? "precompute activations (train the head on cached features)"
+                                                            : "precompute off (train on augmented images)";
+    if (kind == "unfreeze") return "unfreeze the whole network";
+    if (kind == "freeze") return "freeze the body (train the head only)";
+    if (kind == "bn_freeze") return step.value("on", true) ? "freeze BatchNorm statistics" : "let BatchNorm statistics update";
+    if (kind == "lr_find")
+        return fmt::format("find a learning rate (sweep {:.0e} to {:g})", step.value("start", 1e-5), step.value("end", 10.0));
+    if (kind == "fit") {
+        std::string rates;
+        try {
+            rates = rates_of(step.value("lr", json("found")), found);
+        } catch (const UserError&) {
+            rates = step.value("lr", json("found")).dump();
+        }
+        const int cycles = step.value("cycles", 1);
+        const double len = step.value("cycle_len", 0.0);
+        const int mult = step.value("cycle_mult", 1);
+        std::string what;
+        if (step.value("one_cycle", false)) what = fmt::format("fit one cycle of {}", plural(cycles, "epoch"));
+        else if (len > 0) what = fmt::format("fit {} of {}", plural(cycles, "cycle"), plural(len, "epoch"));
+        else what = fmt::format("fit {} at a constant", plural(cycles, "epoch"));
+        if (len > 0 && mult > 1) what += fmt::format(" (each cycle {}x longer)", mult);
+        what += (len > 0 || step.value("one_cycle", false) ? " at " : " rate of ") + rates;
+        if (step.value("optimizer", "sgd") == "adamw") what += " with AdamW";
+        return what;
+    }
+    if (kind == "predict") {
+        const std::string split = step.value("split", "test");
+        const int tta = step.value("tta", 0);
+        std::string what = "predict the " + split + " set" + (tta ? fmt::format(" with TTA ({} augmented pass{})", tta, tta == 1 ? "" : "es") : "");
+        if (split == "test") what += ", write " + step.value("out", std::string("submission.csv"));
+        return what;
+    }
+    return step.dump();
+}
 
 RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const RecipeEvents& ev,
                         const std::atomic<bool>* stop) {
@@ -72,9 +130,16 @@ RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const 
             break;
         }
         ++n;
-        if (ev.step_started) ev.step_started(n, step.dump());
+        if (ev.step_started) ev.step_started(n, static_cast<int>(recipe.size()), describe_step(step.dump(), found));
         const std::string kind = step.value("step", "");
-        if (kind == "precompute") learner.set_precompute(step.value("on", true));
+        if (kind == "precompute") {
+            const bool on = step.value("on", true);
+            if (on && learner.frozen_groups() < learner.num_groups() - 1) {
+                learner.freeze();
+                if (ev.adjusted) ev.adjusted("froze the body first: precompute trains the head only");
+            }
+            learner.set_precompute(on);
+        }
         else if (kind == "unfreeze") learner.unfreeze();
         else if (kind == "freeze") learner.freeze();
         else if (kind == "bn_freeze") learner.bn_freeze(step.value("on", true));

@@ -14,6 +14,7 @@ check_tree() {
   local root=$1 what=$2 usr=$1/usr
   test -x "$usr/bin/whisker-cli" || fail "$what: bin/whisker-cli missing or not executable"
   test -f "$usr/share/doc/whisker/README.md" || fail "$what: share/doc/whisker/README.md"
+  test -f "$usr/share/doc/whisker/docs/projects.md" || fail "$what: share/doc/whisker/docs/projects.md"
   out=$("$usr/bin/whisker-cli" --version 2>&1) || fail "$what: whisker-cli --version exits $?: $out"
   grep -qF "$version" <<<"$out" || fail "$what: whisker-cli --version says '$out', not $version"
   "$usr/bin/whisker-cli" --help >/dev/null || fail "$what: whisker-cli --help"

@@ -484,7 +484,11 @@ TEST_F(LearnerTest, RecipesRunStepByStepAndRejectUnknownSteps) {
     l->autosave = false;
     std::vector<std::string> started;
     train::RecipeEvents ev;
-    ev.step_started = [&](int, const std::string& s) { started.push_back(s); };
+    ev.step_started = [&](int n, int total, const std::string& s) {
+        EXPECT_EQ(total, 7);
+        EXPECT_EQ(n, static_cast<int>(started.size()) + 1);
+        started.push_back(s);
+    };
     bool chose = false;
     ev.lr_found = [&](const LrFindResult&, double lr, bool chosen) {
         chose = chosen;
@@ -500,7 +504,12 @@ TEST_F(LearnerTest, RecipesRunStepByStepAndRejectUnknownSteps) {
                               ev);
     EXPECT_FALSE(r.stopped);
     EXPECT_EQ(r.steps_done, 7);
-    EXPECT_EQ(started.size(), 7u);
+    ASSERT_EQ(started.size(), 7u);
+    EXPECT_EQ(started[0], "precompute activations (train the head on cached features)");
+    EXPECT_EQ(started[4], "unfreeze the whole network");
+    // "found" resolved to the rate the sweep chose, in words.
+    EXPECT_EQ(started[5].rfind("fit 1 cycle of 1 epoch at differential rates ", 0), 0u) << started[5];
+    EXPECT_EQ(started[6], "predict the test set with TTA (1 augmented pass), write recipe.csv");
     EXPECT_TRUE(chose);
     EXPECT_EQ(r.epochs.size(), 2u);
     EXPECT_TRUE(fs::exists(*dir_ / "p/recipe.csv"));

@@ -87,7 +87,7 @@ private Q_SLOTS:
         MainWindow w;
         w.resize(1360, 900);
         w.show();
-        QVERIFY(w.open_project(root / "project"));
+        QVERIFY(open_and_wait(w, root / "project"));
         auto* train = w.train_page();
         TrainingWorker* worker = train->worker();
         QSignalSpy finished(worker, &TrainingWorker::job_finished);
@@ -331,7 +331,7 @@ private Q_SLOTS:
         MainWindow w;
         w.resize(1280, 860);
         w.show();
-        QVERIFY(w.open_project(root / "project"));
+        QVERIFY(open_and_wait(w, root / "project"));
         w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
         auto* train = w.train_page();
         TrainingWorker* worker = train->worker();

@@ -9,7 +9,21 @@
 #include "ui_test_support.h"
 #include "qcustomplot_include.h"
 
+#include "inspect_page.h"
+#include "submit_page.h"
+
 #include "whisker/data/prepare.h"
+#include "whisker/train/learner.h"
+
+#include <QAbstractButton>
+#include <QAbstractScrollArea>
+#include <QGroupBox>
+#include <QHeaderView>
+#include <QProcess>
+#include <QTimer>
+
+#include <csignal>
+#include <map>
 #include "whisker/sample/sample_competition.h"
 
 #include <QApplication>
@@ -154,7 +168,7 @@ private Q_SLOTS:
         std::filesystem::create_directories(root / "project");
         MainWindow w;
         w.show();
-        QVERIFY(w.open_project(root / "project"));
+        QVERIFY(open_and_wait(w, root / "project"));
         QSignalSpy done(w.job(), &whisker::ui::BackgroundJob::finished);
         w.data_page()->source_edit()->setText(QString::fromStdString((root / "src").string()));
         QTest::mouseClick(w.data_page()->prepare_button(), Qt::LeftButton);
@@ -181,7 +195,7 @@ private Q_SLOTS:
         MainWindow w;
         w.resize(1280, 860);
         w.show();
-        QVERIFY(w.open_project(root / "project"));
+        QVERIFY(open_and_wait(w, root / "project"));
         w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
         auto* page = w.train_page();
         auto* worker = page->worker();
@@ -189,11 +203,16 @@ private Q_SLOTS:
 
         QSignalSpy finished(worker, &whisker::ui::TrainingWorker::job_finished);
         QSignalSpy failed(worker, &whisker::ui::TrainingWorker::failed);
-        QSignalSpy ready(worker, &whisker::ui::TrainingWorker::learner_ready);
+        QVERIFY(!page->has_learner());
+        QCOMPARE(page->create_button()->text(), QString("&Create learner"));
         QTest::mouseClick(page->create_button(), Qt::LeftButton);
         QVERIFY(finished.wait(60000));
         QCOMPARE(failed.count(), 0);
-        QCOMPARE(ready.count(), 1);
+        QTRY_VERIFY(page->has_learner());
+        QVERIFY2(page->learner_label()->text().contains("resnet18 at 32 px, from scratch, 0 epochs, body frozen"),
+                 qPrintable(page->learner_label()->text()));
+        QCOMPARE(page->create_button()->text(), QString("&New learner…"));
+        QVERIFY(!page->resume_button()->isEnabled());   // nothing interrupted yet
 
         // LR finder: the curve has points and a suggestion sets the learning rate.
         QTest::mouseClick(page->lr_find_button(), Qt::LeftButton);
@@ -231,6 +250,8 @@ private Q_SLOTS:
         QCOMPARE(args.at(1).toBool(), true);
         QVERIFY(page->epoch_table()->rowCount() <= 2);
         QVERIFY(!page->busy());
+        // The interrupted fit can be resumed (and only now).
+        QTRY_VERIFY(page->resume_button()->isEnabled());
 
         // Save and load a checkpoint through the worker.
         QMetaObject::invokeMethod(worker, [worker] { worker->save("ui-test"); }, Qt::QueuedConnection);
@@ -255,6 +276,311 @@ private Q_SLOTS:
     }
 };
 
+// Waits for the spy's next signal. Unlike QSignalSpy::wait, it also sees a signal that a
+// fast job on the worker thread sent before the wait began (each call consumes one).
+bool next_signal(QSignalSpy& spy, int timeout_ms) {
+    // Opening a project (open_and_wait) is a worker job too; those are not what tests wait for.
+    auto relevant = [&spy] {
+        int n = 0;
+        for (const auto& args : spy) {
+            const QString job = args.isEmpty() ? QString() : args.at(0).toString();
+            n += job != "open" && job != "reload";
+        }
+        return n;
+    };
+    static std::map<const QSignalSpy*, int> consumed;
+    int& seen = consumed[&spy];
+    if (seen > relevant()) seen = 0;   // a new spy at a reused address
+    QElapsedTimer t;
+    t.start();
+    while (relevant() <= seen && t.elapsed() < timeout_ms) QTest::qWait(10);
+    if (relevant() <= seen) return false;
+    ++seen;
+    // The pages' queued handlers of the same signal were posted before the spy saw it.
+    QCoreApplication::processEvents();
+    return true;
+}
+
+// Clicks the button called `text` of the modal dialog that is about to open.
+void click_in_next_dialog(const QString& text) {
+    QTimer::singleShot(300, [text] {
+        QWidget* box = QApplication::activeModalWidget();
+        if (!box) return click_in_next_dialog(text);
+        for (auto* b : box->findChildren<QAbstractButton*>())
+            if (b->text().remove('&') == text) return b->click();
+        box->close();
+    });
+}
+
+// One project, one truth: every page shows the open project's state only, the learner's
+// lifecycle is explicit, and another program holding the project is respected and followed.
+class ProjectSessionTest : public QObject {
+    Q_OBJECT
+private Q_SLOTS:
+    void switching_projects_shows_only_the_open_one() {
+        QTemporaryDir tmp;
+        const std::filesystem::path root = tmp.path().toStdString();
+        prepare_sample_project(root, 48, 6, "a");
+        whisker::sample::SampleOptions so;
+        so.train_images = 40;
+        so.test_images = 5;
+        so.seed = 7;
+        whisker::sample::write_sample_competition(root / "dlb", so);
+        whisker::data::PrepareOptions po;
+        po.project = root / "b";
+        po.source = root / "dlb";
+        whisker::data::prepare_dataset(po);
+
+        MainWindow w;
+        w.resize(1280, 720);
+        w.show();
+        QVERIFY(open_and_wait(w, root / "a"));
+        auto* train = w.train_page();
+        auto* worker = train->worker();
+        auto* inspect = w.inspect_page();
+        auto* submit = w.submit_page();
+        QSignalSpy finished(worker, &whisker::ui::TrainingWorker::job_finished);
+        QSignalSpy failed(worker, &whisker::ui::TrainingWorker::failed);
+        QSignalSpy steps(worker, &whisker::ui::TrainingWorker::recipe_step);
+
+        // A: learner, LR finder, one epoch, test predictions, validation predictions.
+        w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
+        choose_small_learner(train);
+        QTest::mouseClick(train->create_button(), Qt::LeftButton);
+        QVERIFY(next_signal(finished, 60000));
+        QTest::mouseClick(train->lr_find_button(), Qt::LeftButton);
+        QVERIFY(next_signal(finished, 120000));
+        train->choose_learning_rate(0.01);
+        train->cycles_box()->setValue(1);
+        QTest::mouseClick(train->start_button(), Qt::LeftButton);
+        QVERIFY(next_signal(finished, 120000));
+        QCOMPARE(failed.count(), 0);
+        QVERIFY(submit->predict());
+        QVERIFY(next_signal(finished, 60000));
+        QTRY_VERIFY(submit->has_predictions());
+        QVERIFY(submit->predictions_current());
+        QVERIFY(std::filesystem::exists(root / "a/submission.csv"));
+        w.navigation()->setCurrentRow(MainWindow::InspectPageIndex);   // predicts the valid set
+        QVERIFY(next_signal(finished, 60000));
+        QTRY_VERIFY_WITH_TIMEOUT(inspect->has_predictions(), 60000);
+        QTRY_VERIFY(!train->busy());
+
+        // B: nothing of A on any page.
+        QVERIFY(open_and_wait(w, root / "b"));
+        QVERIFY(!train->has_learner());
+        QVERIFY2(train->learner_label()->text().contains("No learner yet"), qPrintable(train->learner_label()->text()));
+        QCOMPARE(train->epoch_table()->rowCount(), 0);
+        QCOMPARE(train->loss_plot()->graph(0)->dataCount(), 0);
+        QCOMPARE(train->metrics_plot()->graph(1)->dataCount(), 0);
+        QCOMPARE(train->lr_plot()->graph(0)->dataCount(), 0);
+        QVERIFY(!train->lr_find_button()->isEnabled());
+        QVERIFY(!inspect->has_predictions());
+        QVERIFY(!submit->has_predictions());
+        QVERIFY(!submit->submit_button()->isEnabled());
+        QVERIFY(!submit->predict_button()->isEnabled());
+        QVERIFY(!submit->predict());
+        QVERIFY(!submit->export_to(QString::fromStdString((root / "b/out.csv").string())));
+        QVERIFY(!std::filesystem::exists(root / "b/submission.csv"));
+        w.navigation()->setCurrentRow(MainWindow::InspectPageIndex);
+        QVERIFY(!train->busy());   // no learner: nothing to predict
+        QVERIFY(!inspect->has_predictions());
+        w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
+        QVERIFY(w.grab().save(screenshot_dir() + "/switch_to_b_train_1280x720.png"));
+
+        // An empty folder (File > New project): no dataset, nothing of A either; the Data page
+        // offers to get the images.
+        std::filesystem::create_directories(root / "empty");
+        QVERIFY(open_and_wait(w, root / "empty"));
+        QVERIFY(!train->has_learner());
+        QCOMPARE(train->epoch_table()->rowCount(), 0);
+        QVERIFY(!train->create_button()->isEnabled());
+        QVERIFY(!inspect->has_predictions());
+        QVERIFY(!submit->has_predictions());
+        QVERIFY(w.data_page()->get_data_box()->isEnabled());
+        // File > Open sample project from A's window: the new sample shows, not A.
+        QVERIFY(open_and_wait(w, root / "a"));
+        QVERIFY(train->has_learner());
+        w.create_sample_project(root / "sample");
+        QTRY_VERIFY_WITH_TIMEOUT(!w.job()->busy(), 120000);
+        QTRY_VERIFY_WITH_TIMEOUT(w.project() == root / "sample" && !train->busy(), 60000);
+        QVERIFY(!train->has_learner());
+        QCOMPARE(train->loss_plot()->graph(0)->dataCount(), 0);
+        QVERIFY(!submit->has_predictions());
+        QVERIFY(!inspect->has_predictions());
+
+        // Back to A: its learner from disk, usable at once, with its curve, batches and epoch.
+        QVERIFY(open_and_wait(w, root / "a"));
+        QVERIFY(train->has_learner());
+        QVERIFY2(train->learner_label()->text().contains("resnet18 at 32 px, from scratch, 1 epoch, body frozen"),
+                 qPrintable(train->learner_label()->text()));
+        QCOMPARE(train->epoch_table()->rowCount(), 1);
+        QVERIFY(train->loss_plot()->graph(0)->dataCount() > 0);
+        QVERIFY(train->lr_plot()->graph(0)->dataCount() > 10);
+        QVERIFY(train->lr_find_button()->isEnabled());
+        QVERIFY(train->start_button()->isEnabled());
+        QVERIFY(!submit->has_predictions());   // predictions live with the session they came from
+
+        // New learner… asks; "Continue" keeps everything.
+        click_in_next_dialog("Continue with the current one");
+        QTest::mouseClick(train->create_button(), Qt::LeftButton);
+        QTest::qWait(800);
+        QVERIFY(!train->busy());
+        QVERIFY(train->learner_label()->text().contains("1 epoch"));
+        // "New learner" replaces it and keeps the trained weights as a checkpoint.
+        click_in_next_dialog("New learner");
+        QTest::mouseClick(train->create_button(), Qt::LeftButton);
+        QVERIFY(next_signal(finished, 60000));
+        QCOMPARE(failed.count(), 0);
+        QTRY_VERIFY(train->learner_label()->text().contains("0 epochs"));
+        QCOMPARE(train->epoch_table()->rowCount(), 0);
+        QString kept;
+        for (const auto& e : std::filesystem::directory_iterator(root / "a/models"))
+            if (e.path().filename().string().rfind("before-new-", 0) == 0 && e.path().extension() == ".json")
+                kept = QString::fromStdString(e.path().stem().string());
+        QVERIFY(!kept.isEmpty());
+
+        // Load… lists the checkpoints; loading the kept one brings the trained learner back.
+        QDialog* dialog = train->open_checkpoint_dialog();
+        auto* table = dialog->findChild<QTableWidget*>("checkpointTable");
+        QVERIFY(table && table->rowCount() >= 2);
+        int row = -1;
+        for (int r = 0; r < table->rowCount(); ++r)
+            if (table->item(r, 0)->data(Qt::UserRole).toString() == kept) row = r;
+        QVERIFY(row >= 0);
+        QCOMPARE(table->item(row, 3)->text(), QString("1"));
+        QVERIFY(w.grab().save(screenshot_dir() + "/checkpoint_dialog.png") && dialog->grab().save(screenshot_dir() + "/checkpoint_list.png"));
+        table->selectRow(row);
+        dialog->findChild<QPushButton*>("loadCheckpointButton")->click();
+        QVERIFY(next_signal(finished, 60000));
+        QTRY_VERIFY(train->learner_label()->text().contains("1 epoch"));
+
+        // A recipe right after an unfrozen fit: it freezes for precompute instead of failing,
+        // says its steps in words, and its test predictions reach the Submit page.
+        whisker::train::FitOptions o;
+        o.lrs = {1e-3};
+        QVERIFY(train->run_on_worker("unfrozen fit", [o](whisker::ui::TrainingWorker* wk) { wk->fit(o, false, 0, false); }));
+        QVERIFY(next_signal(finished, 120000));
+        QTRY_VERIFY(train->learner_label()->text().contains("body unfrozen"));
+        QVERIFY(train->run_on_worker("recipe", [](whisker::ui::TrainingWorker* wk) {
+            wk->run_recipe(R"([{"step": "precompute", "on": true}, {"step": "fit", "lr": 0.01, "cycles": 1},
+                               {"step": "predict", "split": "test"}])");
+        }));
+        QVERIFY(next_signal(finished, 120000));
+        QVERIFY2(failed.isEmpty(), failed.isEmpty() ? "" : qPrintable(failed.first().at(1).toString()));
+        QCOMPARE(finished.last().at(0).toString(), QString("recipe"));
+        QCOMPARE(steps.count(), 3);
+        QVERIFY2(steps.first().at(1).toString().startsWith("Step 1 of 3: precompute"), qPrintable(steps.first().at(1).toString()));
+        QTRY_VERIFY(submit->has_predictions());
+        QVERIFY(submit->predictions_current());
+        QVERIFY(train->learner_label()->text().contains("body frozen"));
+        // A fit afterwards makes those predictions old: they can no longer be written or sent.
+        QVERIFY(train->run_on_worker("fit", [o](whisker::ui::TrainingWorker* wk) { wk->fit(o, false, 2, false); }));
+        QVERIFY(next_signal(finished, 120000));
+        QTRY_VERIFY(!submit->predictions_current());
+        QVERIFY(!submit->submit_button()->isEnabled());
+        QVERIFY(!submit->export_to(QString::fromStdString((root / "a/old.csv").string())));
+    }
+
+    // Every page at a laptop's 1280x720 and at 1600x1000: the window needs no more than the
+    // screen, no widget lies outside it, the epoch table shows at least 5 rows on the large one.
+    void layout_fits_the_screen() {
+        QTemporaryDir tmp;
+        const std::filesystem::path root = tmp.path().toStdString();
+        prepare_sample_project(root, 24, 4);
+        for (const QSize size : {QSize(1280, 720), QSize(1600, 1000)}) {
+            MainWindow w;
+            w.resize(size);
+            w.show();
+            QVERIFY(open_and_wait(w, root / "project"));
+            for (int page = 0; page < 4; ++page) {
+                w.navigation()->setCurrentRow(page);
+                QTest::qWait(50);
+                const QSize need = w.minimumSizeHint();
+                QVERIFY2(need.width() <= 1280 && need.height() <= 720,
+                         qPrintable(QString("page %1 needs %2x%3").arg(page).arg(need.width()).arg(need.height())));
+                QCOMPARE(w.size(), size);
+                for (QWidget* c : w.findChildren<QWidget*>()) {
+                    if (!c->isVisible() || c->isWindow()) continue;
+                    bool scrolled = false;   // inside a scroll area it may extend beyond the view
+                    for (QWidget* p = c->parentWidget(); p && p != &w; p = p->parentWidget())
+                        scrolled = scrolled || qobject_cast<QAbstractScrollArea*>(p) != nullptr;
+                    if (scrolled) continue;
+                    const QRect r(c->mapTo(&w, QPoint(0, 0)), c->size());
+                    QVERIFY2(w.rect().contains(r), qPrintable(QString("%1 (%2) at %3,%4 %5x%6 lies outside the %7x%8 window on page %9")
+                                                               .arg(c->metaObject()->className(), c->objectName())
+                                                               .arg(r.x()).arg(r.y()).arg(r.width()).arg(r.height())
+                                                               .arg(size.width()).arg(size.height()).arg(page)));
+                }
+                QVERIFY(w.grab().save(screenshot_dir() + QString("/page%1_%2x%3.png").arg(page).arg(size.width()).arg(size.height())));
+            }
+            if (size.height() >= 1000) {
+                w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
+                QTest::qWait(50);
+                auto* table = w.train_page()->epoch_table();
+                const int rows = table->viewport()->height() / table->verticalHeader()->defaultSectionSize();
+                QVERIFY2(rows >= 5, qPrintable(QString("the epoch table shows %1 rows").arg(rows)));
+            }
+        }
+    }
+
+    void another_program_holds_the_project() {
+        QTemporaryDir tmp;
+        const std::filesystem::path root = tmp.path().toStdString();
+        prepare_sample_project(root, 48, 4);
+        const QString project = QString::fromStdString((root / "project").string());
+        // A learner made by whisker-cli: the workbench opens it ready to continue.
+        QProcess first;
+        first.start(WHISKER_CLI_PATH, {"-q", "fit", project, "--arch", "resnet18", "--size", "32", "--bs", "8", "--no-pretrained",
+                                       "--lr", "1e-3", "--cycles", "1"});
+        QVERIFY(first.waitForFinished(120000));
+        QCOMPARE(first.exitCode(), 0);
+
+        MainWindow w;
+        w.resize(1600, 1000);
+        w.show();
+        QVERIFY(open_and_wait(w, root / "project"));
+        auto* train = w.train_page();
+        w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
+        QVERIFY(train->has_learner());
+        QVERIFY2(train->learner_label()->text().contains("resnet18 at 32 px, from scratch, 1 epoch"),
+                 qPrintable(train->learner_label()->text()));
+        QVERIFY(train->start_button()->isEnabled());
+        QCOMPARE(train->epoch_table()->rowCount(), 1);
+
+        // whisker-cli trains the project: the workbench says so and writes nothing meanwhile.
+        QProcess cli;
+        cli.start(WHISKER_CLI_PATH, {"fit", project, "--lr", "1e-3", "--cycles", "300"});
+        QVERIFY(cli.waitForStarted());
+        QTRY_VERIFY_WITH_TIMEOUT(train->holder_banner()->isVisible(), 30000);
+        QVERIFY2(train->holder_banner()->text().contains(QString("whisker-cli fit (PID %1)").arg(cli.processId())),
+                 qPrintable(train->holder_banner()->text()));
+        QVERIFY(!train->start_button()->isEnabled());
+        QVERIFY(w.grab().save(screenshot_dir() + "/train_page_held_by_cli.png"));
+        QSignalSpy failed(train->worker(), &whisker::ui::TrainingWorker::failed);
+        QTimer dismiss;   // the refusal is also shown in a message box: close it
+        connect(&dismiss, &QTimer::timeout, [] {
+            if (QWidget* box = QApplication::activeModalWidget()) box->close();
+        });
+        dismiss.start(100);
+        whisker::train::FitOptions o;
+        QVERIFY(train->run_on_worker("fit", [o](whisker::ui::TrainingWorker* wk) { wk->fit(o, false, 2, false); }));
+        QVERIFY(next_signal(failed, 30000));
+        QVERIFY2(failed.last().at(1).toString().contains("in use by whisker-cli fit"), qPrintable(failed.last().at(1).toString()));
+        dismiss.stop();
+
+        // Ctrl-C after two of its epochs: the CLI saves and releases; the workbench shows them.
+        QByteArray printed;
+        QTRY_VERIFY_WITH_TIMEOUT((printed += cli.readAllStandardOutput()).count("\n    1 ") >= 1, 60000);
+        ::kill(static_cast<pid_t>(cli.processId()), SIGINT);
+        QVERIFY(cli.waitForFinished(60000));
+        QTRY_VERIFY_WITH_TIMEOUT(!train->holder_banner()->isVisible(), 10000);
+        QTRY_VERIFY_WITH_TIMEOUT(train->epoch_table()->rowCount() >= 3, 30000);
+        QTRY_VERIFY(!train->busy());
+        QVERIFY(train->start_button()->isEnabled());
+        QVERIFY(!train->learner_label()->text().contains(" 1 epoch,"));
+    }
+};
+
 int run_inspect_submit_tests(int argc, char** argv);  // test_inspect_submit.cpp
 
 int main(int argc, char** argv) {
@@ -269,6 +595,10 @@ int main(int argc, char** argv) {
     }
     {
         TrainPageTest t;
+        status |= QTest::qExec(&t, argc, argv);
+    }
+    {
+        ProjectSessionTest t;
         status |= QTest::qExec(&t, argc, argv);
     }
     status |= run_inspect_submit_tests(argc, argv);

@@ -10,7 +10,11 @@ inline QString screenshot_dir() {
     return dir;
 }
 
+#include "main_window.h"
 #include "train_page.h"
+
+#include <QElapsedTimer>
+#include <QTest>
 
 #include "whisker/data/prepare.h"
 #include "whisker/sample/sample_competition.h"
@@ -42,4 +46,14 @@ inline void choose_small_learner(whisker::ui::TrainPage* page) {
     page->size_box()->setValue(32);
     page->batch_box()->setValue(8);
     page->pretrained_box()->setChecked(false);
+}
+
+// Opens a project as File > Open does and waits until its session is loaded (the learner
+// opens on the Train page's worker thread).
+inline bool open_and_wait(whisker::ui::MainWindow& w, const std::filesystem::path& project, int timeout_ms = 60000) {
+    if (!w.open_project(project)) return false;
+    QElapsedTimer t;
+    t.start();
+    while (w.train_page()->busy() && t.elapsed() < timeout_ms) QTest::qWait(20);
+    return !w.train_page()->busy();
 }

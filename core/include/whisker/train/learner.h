@@ -43,6 +43,9 @@ struct LearnerConfig {
     int size = 224;
     int batch_size = 64;
     bool pretrained = true;        // false: the body starts from torchvision's random init
+    // The caller loads a checkpoint right after construction: `pretrained` only says where the
+    // weights first came from, and no pretrained file is needed (nor downloaded).
+    bool weights_from_checkpoint = false;
     double max_zoom = 1.1;
     std::uint64_t seed = 42;       // loader shuffling/augmentation and torch's generator
     int threads = 0;               // loader threads (0 = all cores)
@@ -214,6 +217,10 @@ public:
     const std::vector<BatchRecord>& batch_history() const { return batches_; }
     const std::vector<EpochRecord>& epoch_history() const { return epochs_; }
     long epochs_trained() const { return epochs_trained_; }
+    // Names the weights as they are: a new value whenever they change (each fit, even a
+    // stopped one; a load takes the checkpoint's). A checkpoint keeps it, so a result can say
+    // which learner state it came from, and a saved copy of the same weights has the same one.
+    const std::string& state_id() const { return state_id_; }
     // Images that could not be read while training or predicting (left out, never fatal).
     const std::vector<data::SkippedFile>& load_failures() const { return load_failures_; }
     // The learning rate of each optimiser parameter group during a fit (early -> head), for
@@ -251,6 +258,7 @@ private:
     long epochs_trained_ = 0;
     std::vector<data::SkippedFile> load_failures_;           // drives the loaders' epoch index (shuffles differ per epoch)
     std::string stop_request_;
+    std::string state_id_;
     std::unique_ptr<FitState> pending_;  // a fit loaded from a checkpoint, for resume()
     FitState* active_ = nullptr;         // the fit in progress
 };

@@ -10,6 +10,8 @@
 //    "cycle_len": 1, "cycle_mult": 2, "optimizer": "sgd" | "adamw", "one_cycle": false, "wd": 0}
 //   {"step": "predict", "split": "valid" | "test", "tta": 4, "out": "submission.csv", "clip": 0}
 // The default recipe is the seed's 8 steps (fastai's Dogs vs. Cats lesson).
+// A recipe puts the learner in the state a step needs: precompute on a learner whose body is
+// unfrozen freezes it first (precompute trains the head only), as fastai's freeze() would.
 
 #include "whisker/train/learner.h"
 
@@ -22,8 +24,15 @@ namespace whisker::train {
 
 std::string default_recipe();
 
+// A step in words, with "found" resolved to `found_lr`: "fit 3 cycles of 1 epoch at 3.0e-3".
+std::string describe_step(const std::string& step_json, double found_lr);
+
 struct RecipeEvents {
-    std::function<void(int number, const std::string& step_json)> step_started;
+    // `description` as describe_step gives it, `total` the number of steps.
+    std::function<void(int number, int total, const std::string& description)> step_started;
+    // A change the recipe made to the learner's state by itself ("froze the body: precompute
+    // trains the head only").
+    std::function<void(const std::string& note)> adjusted;
     std::function<void(const LrFindResult& result, double chosen_lr, bool chosen)> lr_found;
     std::function<void(const FitResult& result)> fit_done;
     std::function<void(const Predictions& predictions, data::Split split, const std::filesystem::path& written)> predicted;

@@ -1,0 +1,464 @@
+#include "whisker/project/session.h"
+
+#include "whisker/common/errors.h"
+#include "whisker/common/files.h"
+#include "whisker/common/hash.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <map>
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace whisker::project {
+
+namespace {
+
+std::string time_text(std::time_t t, const char* format) {
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char buf[40];
+    std::strftime(buf, sizeof buf, format, &tm);
+    return buf;
+}
+
+std::string file_time(const fs::path& p) {
+    std::error_code ec;
+    const auto ft = fs::last_write_time(p, ec);
+    if (ec) return {};
+    const auto sys = std::chrono::time_point_cast<std::chrono::system_clock::duration>(ft - fs::file_time_type::clock::now() +
+                                                                                       std::chrono::system_clock::now());
+    return time_text(std::chrono::system_clock::to_time_t(sys), "%Y-%m-%d %H:%M:%S");
+}
+
+std::string plural(long n, const char* word) { return fmt::format("{} {}{}", n, word, n == 1 ? "" : "s"); }
+
+}  // namespace
+
+// ---- learner.json ----
+
+std::optional<LearnerSpec> LearnerSpec::read(const fs::path& project) {
+    const fs::path file = project / kFileName;
+    if (!fs::exists(file)) return std::nullopt;
+    try {
+        const json j = json::parse(read_file(file));
+        LearnerSpec s;
+        s.arch = j.value("arch", s.arch);
+        s.size = j.value("size", s.size);
+        s.batch_size = j.value("batch_size", s.batch_size);
+        s.pretrained = j.value("pretrained", s.pretrained);
+        s.seed = j.value("seed", s.seed);
+        return s;
+    } catch (const json::exception& e) {
+        throw UserError(file.string() + " is damaged (" + e.what() + ")",
+                        "create a new learner (workbench: New learner…; whisker-cli: --new-learner)");
+    }
+}
+
+void LearnerSpec::write(const fs::path& project) const {
+    write_file_atomically(project / kFileName, json{{"arch", arch}, {"size", size}, {"batch_size", batch_size},
+                                                    {"pretrained", pretrained}, {"seed", seed}}
+                                                   .dump(1));
+}
+
+// ---- checkpoints ----
+
+std::vector<CheckpointInfo> list_checkpoints(const fs::path& project) {
+    std::vector<CheckpointInfo> out;
+    // "saved" counts whole seconds: checkpoints written within one second (an autosave, then
+    // "current" at a fit's end) are ordered by their files' times, not by name.
+    std::map<std::string, fs::file_time_type> written;
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(project / "models", ec)) {
+        const fs::path p = entry.path();
+        if (p.extension() != ".json" || p.filename() == "training_log.json") continue;
+        try {
+            const json j = json::parse(read_file(p));
+            if (j.value("format", "") != "whisker-checkpoint") continue;
+            CheckpointInfo c;
+            c.name = p.stem().string();
+            c.saved = j.value("saved", file_time(p));
+            c.arch = j.value("arch", "");
+            c.size = j.value("size", 0);
+            c.epochs = j.value("epochs_trained", 0L);
+            c.state = j.value("state", j.value("id", ""));
+            const auto& history = j.value("history", json::array());
+            if (!history.empty()) c.last_epoch = train::epoch_record_from_json(history.back().dump());
+            if (j.contains("fit")) {
+                const json& f = j["fit"];
+                c.fit_in_progress = f.value("epoch", 0) < f.value("total_epochs", 0);
+            }
+            std::error_code tec;
+            written[c.name] = fs::last_write_time(p, tec);
+            out.push_back(std::move(c));
+        } catch (const std::exception&) {
+            // not a checkpoint, or a damaged one: not offered
+        }
+    }
+    std::sort(out.begin(), out.end(), [&written](const CheckpointInfo& a, const CheckpointInfo& b) {
+        if (a.saved != b.saved) return a.saved > b.saved;
+        const auto ta = written[a.name], tb = written[b.name];
+        return ta != tb ? ta > tb : a.name < b.name;
+    });
+    return out;
+}
+
+// ---- the training log ----
+
+TrainingLog TrainingLog::read(const fs::path& project) {
+    TrainingLog log;
+    try {
+        const fs::path file = project / kFileName;
+        if (!fs::exists(file)) return log;
+        const json j = json::parse(read_file(file));
+        log.learner = j.value("learner", "");
+        for (const auto& b : j.value("batches", json::array()))
+            log.batches.push_back({b.at(0).get<long>(), b.at(1).get<double>(), b.at(2).get<double>(), b.at(3).get<double>()});
+        if (j.contains("lr_find")) {
+            const json& f = j["lr_find"];
+            train::LrFindResult r;
+            r.lrs = f.value("lrs", std::vector<double>{});
+            r.losses = f.value("losses", std::vector<double>{});
+            r.plot_lrs = f.value("plot_lrs", std::vector<double>{});
+            r.plot_losses = f.value("plot_losses", std::vector<double>{});
+            r.suggestions.minimum = f.value("minimum", 0.0);
+            r.suggestions.steepest = f.value("steepest", 0.0);
+            r.suggestions.valley = f.value("valley", 0.0);
+            r.suggestions.valid = f.value("valid", false);
+            r.stopped_early = f.value("stopped_early", false);
+            log.lr_find = r;
+        }
+    } catch (const std::exception&) {
+        return TrainingLog{};   // a damaged log costs only the plots
+    }
+    return log;
+}
+
+void TrainingLog::write(const fs::path& project) const {
+    json batches_json = json::array();
+    for (const auto& b : batches) batches_json.push_back({b.x, b.loss, b.smooth_loss, b.lr});
+    json j{{"learner", learner}, {"batches", batches_json}};
+    if (lr_find) {
+        const auto& r = *lr_find;
+        j["lr_find"] = {{"lrs", r.lrs}, {"losses", r.losses}, {"plot_lrs", r.plot_lrs}, {"plot_losses", r.plot_losses},
+                        {"minimum", r.suggestions.minimum}, {"steepest", r.suggestions.steepest},
+                        {"valley", r.suggestions.valley}, {"valid", r.suggestions.valid}, {"stopped_early", r.stopped_early}};
+    }
+    write_file_atomically(project / kFileName, j.dump());
+}
+
+// ---- the session ----
+
+// Records every training batch for the plot (not lr_find's sweep: it has its own curve).
+class Session::Recorder : public train::Callback {
+public:
+    explicit Recorder(TrainingLog& log) : log_(log) {}
+    void after_batch(train::Learner& l, const train::BatchRecord& b) override {
+        const auto& h = l.batch_history();
+        // lr_find leaves no batch history; only a fit's batches are recorded there.
+        if (h.empty() || h.back().iteration != b.iteration || h.back().loss != b.loss) return;
+        const long x = log_.batches.empty() ? 0 : log_.batches.back().x + 1;
+        log_.batches.push_back({x, b.loss, b.smooth_loss, b.lr});
+    }
+
+private:
+    TrainingLog& log_;
+};
+
+Session::Session(fs::path project, SessionOptions options) : project_(std::move(project)), options_(std::move(options)) {
+    std::error_code ec;
+    if (!fs::is_directory(project_, ec)) throw UserError("'" + project_.string() + "' is not a folder");
+    reload();
+}
+
+Session::~Session() = default;
+
+void Session::reload() {
+    learner_.reset();
+    spec_.reset();
+    learner_error_.clear();
+    dataset_.reset();
+    dataset_error_.clear();
+    data_fingerprint_.clear();
+    reload_dataset();
+    log_ = TrainingLog::read(project_);
+    if (options_.load_learner) open_learner();
+    // Results of a state that is gone are not kept.
+    if (valid_ && !is_current(*valid_)) valid_.reset();
+    if (test_ && !is_current(*test_)) test_.reset();
+}
+
+void Session::reload_dataset() {
+    if (!data::Dataset::exists(project_)) {
+        dataset_.reset();
+        dataset_error_ = "this project has no dataset yet";
+        return;
+    }
+    try {
+        dataset_ = std::make_shared<const data::Dataset>(data::Dataset::load(project_));
+        data_fingerprint_ = sha256_file(project_ / data::Dataset::kFileName);
+        dataset_error_.clear();
+    } catch (const UserError& e) {
+        dataset_.reset();
+        dataset_error_ = e.what();
+        if (!e.hint().empty()) dataset_error_ += " (" + e.hint() + ")";
+        return;
+    }
+    if (!learner_) return;
+    try {
+        learner_->set_dataset(*dataset_);
+    } catch (const UserError& e) {
+        // New classes: the learner's head no longer fits the data.
+        learner_.reset();
+        learner_error_ = std::string(e.what()) + " (" + e.hint() + ")";
+    }
+}
+
+const data::Dataset& Session::dataset() const {
+    if (!dataset_) {
+        if (!data::Dataset::exists(project_))
+            throw UserError("no dataset in " + project_.string(),
+                            "prepare one first: whisker-cli data prepare " + project_.string() + " --from SOURCE, or the Data page");
+        throw UserError(dataset_error_);
+    }
+    return *dataset_;
+}
+
+train::Learner& Session::learner() {
+    if (!learner_) throw UserError(learner_error_.empty() ? "this project has no learner yet" : learner_error_,
+                                   "create one (workbench: Train page; whisker-cli: fit/run with --arch)");
+    return *learner_;
+}
+
+const train::Learner& Session::learner() const { return const_cast<Session*>(this)->learner(); }
+
+train::LearnerConfig Session::config_of(const LearnerSpec& spec) const {
+    train::LearnerConfig c = options_.base;
+    c.arch = spec.arch;
+    c.size = spec.size;
+    c.batch_size = spec.batch_size;
+    c.pretrained = spec.pretrained;
+    c.seed = spec.seed;
+    return c;
+}
+
+void Session::attach(std::unique_ptr<train::Learner> learner) {
+    learner_ = std::move(learner);
+    learner_->add_callback(std::make_shared<Recorder>(log_));
+}
+
+void Session::open_learner() {
+    try {
+        spec_ = LearnerSpec::read(project_);
+    } catch (const UserError& e) {
+        learner_error_ = e.what();
+        return;
+    }
+    if (!spec_) return;
+    if (!dataset_) {
+        learner_error_ = "the project's learner (" + spec_->arch + ") needs its dataset: " + dataset_error_;
+        return;
+    }
+    try {
+        train::LearnerConfig c = config_of(*spec_);
+        const bool has_current = fs::exists(project_ / "models" / "current.json");
+        c.weights_from_checkpoint = has_current;
+        auto l = std::make_unique<train::Learner>(project_, *dataset_, c, options_.progress);
+        if (has_current) l->load("current");
+        attach(std::move(l));
+        // A log written for other weights (an older learner) would mislead.
+        if (!log_.learner.empty() && log_.learner != learner_->state_id()) log_ = TrainingLog{};
+    } catch (const UserError& e) {
+        learner_.reset();
+        learner_error_ = "cannot open the project's learner: " + std::string(e.what());
+        if (!e.hint().empty()) learner_error_ += " (" + e.hint() + ")";
+    } catch (const std::exception& e) {
+        learner_.reset();
+        learner_error_ = "cannot open the project's learner: " + std::string(e.what());
+    }
+}
+
+std::string Session::describe_learner() const {
+    if (!learner_ || !spec_) return {};
+    const auto& l = *learner_;
+    std::string s = fmt::format("{} at {} px, {}, {}", spec_->arch, spec_->size, spec_->pretrained ? "pretrained" : "from scratch",
+                                plural(l.epochs_trained(), "epoch"));
+    if (l.frozen_groups() >= l.num_groups() - 1) s += ", body frozen";
+    else if (l.frozen_groups() == 0) s += ", body unfrozen";
+    else s += fmt::format(", first {} of the body frozen", plural(l.frozen_groups(), "layer group"));
+    if (l.precompute()) s += ", precompute on";
+    return s;
+}
+
+std::string Session::model_words() const {
+    const auto& l = *learner_;
+    return fmt::format("{} at {} px, {}", l.config().arch, l.config().size, plural(l.epochs_trained(), "epoch"));
+}
+
+bool Session::learner_is_trained() const {
+    if (!learner_) return false;
+    return learner_->epochs_trained() > 0 || !log_.batches.empty();
+}
+
+std::string Session::new_learner(const LearnerSpec& spec) {
+    const data::Dataset& d = dataset();
+    // A name no checkpoint has yet (two new learners within one second keep both).
+    const std::string stamp = "before-new-" + time_text(std::time(nullptr), "%Y%m%d-%H%M%S");
+    std::string base = stamp;
+    for (int i = 2; fs::exists(project_ / "models" / (base + ".json")) ||
+                    fs::exists(project_ / "models" / (base + "-autosave.json"));
+         ++i)
+        base = stamp + "-" + std::to_string(i);
+    std::string kept;
+    if (learner_is_trained()) {
+        kept = base;
+        learner_->save(kept);
+    }
+    // The old model goes first: two big networks at once may not fit on a GPU.
+    learner_.reset();
+    valid_.reset();
+    test_.reset();
+    spec_ = spec;
+    train::LearnerConfig c = config_of(spec);
+    try {
+        attach(std::make_unique<train::Learner>(project_, d, c, options_.progress));
+    } catch (...) {
+        // No new learner (an unknown arch, pretrained weights that cannot be had): the old one
+        // stays the project's, as it was.
+        learner_.reset();
+        spec_.reset();
+        open_learner();
+        if (learner_ && !kept.empty()) {
+            try {
+                learner_->load(kept);
+            } catch (const std::exception&) {
+            }
+        }
+        throw;
+    }
+    log_ = TrainingLog{};
+    learner_error_.clear();
+    // The old learner's interrupted fit is not the new one's to resume: its autosave is kept
+    // under another name (resume() continues "autosave").
+    if (learner_->is_main_process()) {
+        for (const auto& c : list_checkpoints(project_)) {
+            if (c.name != "autosave" || !c.fit_in_progress) continue;
+            for (const char* ext : {".json", ".safetensors", ".optim"}) {
+                std::error_code ec;
+                const fs::path from = project_ / "models" / (std::string("autosave") + ext);
+                if (fs::exists(from, ec)) fs::rename(from, project_ / "models" / (base + "-autosave" + ext), ec);
+            }
+        }
+    }
+    persist();
+    return kept;
+}
+
+LearnerState Session::state() const {
+    LearnerState s;
+    if (learner_) s.weights = learner_->state_id();
+    s.data = data_fingerprint_;
+    return s;
+}
+
+train::LrFindResult Session::lr_find(double start, double end, bool linear, const std::atomic<bool>* stop) {
+    auto r = learner().lr_find(start, end, linear, stop);
+    log_.lr_find = r;
+    return r;
+}
+
+train::FitResult Session::fit(const train::FitOptions& options, const std::atomic<bool>* stop) {
+    return learner().fit(options, stop);
+}
+
+train::FitResult Session::resume(const std::atomic<bool>* stop) { return learner().resume("autosave", stop); }
+
+train::RecipeResult Session::run_recipe(const std::string& recipe_json, const train::RecipeEvents& events,
+                                        const std::atomic<bool>* stop) {
+    train::RecipeEvents ev = events;
+    ev.lr_found = [this, &events](const train::LrFindResult& r, double lr, bool chosen) {
+        log_.lr_find = r;
+        if (events.lr_found) events.lr_found(r, lr, chosen);
+    };
+    ev.predicted = [this, &events](const train::Predictions& p, data::Split split, const fs::path& written) {
+        SplitPredictions sp;
+        sp.predictions = std::make_shared<const train::Predictions>(p);
+        sp.dataset = std::make_shared<const data::Dataset>(learner_->dataset());
+        sp.split = split;
+        sp.tta = p.passes > 0 ? p.passes - 1 : 0;
+        sp.origin = state();
+        sp.model = model_words();
+        remember(std::move(sp));
+        if (events.predicted) events.predicted(p, split, written);
+    };
+    return train::run_recipe(learner(), recipe_json, ev, stop);
+}
+
+void Session::remember(SplitPredictions p) {
+    if (p.split == data::Split::Test) test_ = std::move(p);
+    else valid_ = std::move(p);
+}
+
+const SplitPredictions& Session::predict(data::Split split, int tta, train::TtaMix mix, const std::atomic<bool>* stop) {
+    train::Learner& l = learner();
+    if (split == data::Split::Train) throw UserError("predictions are made for the valid or test split");
+    if (l.dataset().count(split) == 0) throw UserError(std::string("the dataset has no ") + data::split_name(split) + " images");
+    SplitPredictions sp;
+    sp.predictions = std::make_shared<const train::Predictions>(l.predict(split, tta, mix, stop));
+    sp.dataset = std::make_shared<const data::Dataset>(l.dataset());
+    sp.split = split;
+    sp.tta = tta;
+    sp.mix = mix;
+    sp.origin = state();
+    sp.model = model_words();
+    remember(std::move(sp));
+    return *predictions(split);
+}
+
+const std::optional<SplitPredictions>& Session::predictions(data::Split split) const {
+    return split == data::Split::Test ? test_ : valid_;
+}
+
+void Session::write_submission(const fs::path& path, double clip, bool labels) const {
+    if (!test_) throw UserError("no test predictions yet", "predict the test set first");
+    if (!is_current(*test_))
+        throw UserError("the test predictions came from another state of the learner (it was trained, loaded or replaced since, "
+                        "or the data changed)",
+                        "predict the test set again");
+    train::write_submission(path, *test_->dataset, *test_->predictions, clip, labels);
+}
+
+void Session::save_checkpoint(const std::string& name) {
+    learner().save(name);
+    // "current" is what the next program opens; saving it is persisting.
+    if (name == "current") persist();
+}
+
+void Session::load_checkpoint(const std::string& name) {
+    learner().load(name);
+    persist();
+}
+
+std::optional<CheckpointInfo> Session::interrupted_fit() const {
+    if (!learner_) return std::nullopt;
+    for (auto& c : list_checkpoints(project_))
+        if (c.name == "autosave" && c.fit_in_progress && c.arch == learner_->config().arch && c.size == learner_->config().size)
+            return c;
+    return std::nullopt;
+}
+
+void Session::persist() {
+    train::Learner& l = learner();
+    if (l.is_main_process() && spec_) spec_->write(project_);
+    l.save("current");
+    if (!l.is_main_process()) return;
+    log_.learner = l.state_id();
+    log_.write(project_);
+}
+
+}  // namespace whisker::project
