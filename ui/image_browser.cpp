@@ -106,6 +106,21 @@ std::optional<int> learner_size_of(const std::filesystem::path& project) {
     return std::nullopt;
 }
 
+data::AugmentSettings learner_augmentation_of(const std::filesystem::path& project, int size) {
+    data::AugmentSettings s = data::AugmentSettings::side_on(size);
+    std::error_code ec;
+    if (project.empty() || !std::filesystem::is_regular_file(project / "learner.json", ec)) return s;
+    try {
+        const auto j = nlohmann::json::parse(read_file(project / "learner.json"));
+        const auto preset = data::parse_augment_preset(j.value("augment", std::string("side-on")));
+        if (!preset) return s;
+        return data::AugmentSettings::for_preset(*preset, size, j.value("max_zoom", data::default_max_zoom(*preset)),
+                                                 j.value("no_flip", false));
+    } catch (const std::exception&) {
+        return s;   // a damaged learner.json: the Train page says so
+    }
+}
+
 ThumbnailModel::ThumbnailModel(QObject* parent) : QAbstractListModel(parent) {
     pool_.setMaxThreadCount(std::max(1, QThread::idealThreadCount()));
 }
@@ -437,7 +452,9 @@ QDialog* ImageBrowser::open_model_view(int row, int model_size) {
     const int tile_side = scale ? model_size * scale : 180;
     try {
         const cv::Mat rgb = data::decode_image_file(model_->path_at(row)).rgb;
-        const data::AugmentSettings s = data::AugmentSettings::side_on(model_size);
+        const data::AugmentSettings s = learner_augmentation_of(project_, model_size);
+        note->setText(note->text() + " " + tr("Augmentation: %1.").arg(QString::fromStdString(
+                                                 data::describe_augmentation(s.preset, s.max_zoom, s.no_flip))));
         Rng rng(derive_seed(static_cast<std::uint64_t>(model_->record_at(row)), 0x5ee));
         for (int k = 0; k < 8; ++k) {
             const cv::Mat view = data::training_transform_preview(rgb, s, data::draw_augmentation(s, rng));

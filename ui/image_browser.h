@@ -7,6 +7,7 @@
 // the model sees" shows the training transform applied to it a few times.
 
 #include "whisker/data/dataset.h"
+#include "whisker/data/transforms.h"
 
 #include <QAbstractListModel>
 #include <QCache>
@@ -47,6 +48,9 @@ bool natural_less(std::string_view a, std::string_view b);
 // The side (px) of the learner PROJECT/learner.json describes, or nothing when the project
 // has no learner or the file is damaged.
 std::optional<int> learner_size_of(const std::filesystem::path& project);
+// The training transform of the project's learner at `size` px (learner.json's "augment",
+// "max_zoom", "no_flip"), or fastai's side-on default when it has none.
+data::AugmentSettings learner_augmentation_of(const std::filesystem::path& project, int size);
 
 class ThumbnailModel : public QAbstractListModel {
     Q_OBJECT

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 #include "whisker/models/zoo.h"
+#include "whisker/data/transforms.h"
 
 #include "qcustomplot_include.h"
 
@@ -57,6 +58,18 @@ QCustomPlot* make_plot(const QString& title) {
     return p;
 }
 
+// A worker job's name in the words of the log and status line.
+QString job_words(const QString& job) {
+    if (job == "fit") return TrainPage::tr("Training");
+    if (job == "resume") return TrainPage::tr("The resumed fit");
+    if (job == "lr_find") return TrainPage::tr("The learning-rate sweep");
+    if (job == "predict") return TrainPage::tr("Prediction");
+    if (job == "recipe") return TrainPage::tr("The recipe");
+    if (job == "create learner") return TrainPage::tr("The new learner");
+    if (job == "resize") return TrainPage::tr("The size change");
+    return job;
+}
+
 std::vector<double> parse_rates(const QString& text, bool* ok) {
     std::vector<double> out;
     *ok = true;
@@ -96,6 +109,25 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     pretrained_ = new QCheckBox(tr("ImageNet weights"));
     pretrained_->setChecked(true);
     weights_state_ = new QLabel;
+    // fastai 0.7's aug_tfms presets; chosen with the learner, kept in learner.json.
+    augment_ = new QComboBox;
+    augment_->setObjectName("augmentBox");
+    for (const auto p : data::augment_presets()) augment_->addItem(QString::fromStdString(data::augment_preset_name(p)));
+    augment_->setToolTip(tr("side-on: rotate ±10°, lighting, left-right flips (photos of things, fastai's default)\n"
+                            "top-down: rotate ±10°, lighting, all 8 flips and quarter turns (satellite, microscope)\n"
+                            "basic: rotate ±10°, lighting\nnone: only the zoom and the random crop"));
+    max_zoom_ = new QDoubleSpinBox;
+    max_zoom_->setObjectName("maxZoomBox");
+    max_zoom_->setRange(1.0, 3.0);
+    max_zoom_->setSingleStep(0.05);
+    max_zoom_->setValue(1.1);
+    max_zoom_->setToolTip(tr("Random zoom up to this factor (1 = none)"));
+    no_flip_ = new QCheckBox(tr("No flips"));
+    no_flip_->setObjectName("noFlipBox");
+    no_flip_->setToolTip(tr("Never mirror the images (text, digits, anything with a handedness)"));
+    connect(augment_, &QComboBox::currentTextChanged, this, [this](const QString& name) {
+        if (const auto p = data::parse_augment_preset(name.toStdString())) max_zoom_->setValue(data::default_max_zoom(*p));
+    });
     create_ = new QPushButton(tr("&Create learner"));
     learner_label_ = new QLabel(tr("No learner yet"));
     learner_label_->setObjectName("learnerLabel");
@@ -108,12 +140,25 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     auto* settings = new QGroupBox(tr("Learner"));
     auto* sf = new QFormLayout(settings);
     sf->addRow(tr("Architecture"), arch_);
-    sf->addRow(tr("Image size"), size_);
+    resize_ = new QPushButton(tr("Use this size"));
+    resize_->setObjectName("resizeButton");
+    resize_->setToolTip(tr("Progressive resizing: the learner goes on at this image size with the same weights "
+                           "(fastai's set_data(get_data(sz)))"));
+    auto* size_row = new QHBoxLayout;
+    size_row->addWidget(size_, 1);
+    size_row->addWidget(resize_);
+    sf->addRow(tr("Image size"), size_row);
     sf->addRow(tr("Batch size"), batch_);
     auto* pre_row = new QHBoxLayout;
     pre_row->addWidget(pretrained_);
     pre_row->addWidget(weights_state_, 1);
     sf->addRow(tr("Pretrained"), pre_row);
+    auto* aug_row = new QHBoxLayout;
+    aug_row->addWidget(augment_, 1);
+    aug_row->addWidget(new QLabel(tr("zoom")));
+    aug_row->addWidget(max_zoom_);
+    aug_row->addWidget(no_flip_);
+    sf->addRow(tr("Augmentation"), aug_row);
     sf->addRow(create_);
     sf->addRow(learner_label_);
 
@@ -162,6 +207,38 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     wd_->setDecimals(6);
     wd_->setRange(0, 1);
     wd_->setSingleStep(1e-4);
+    // Modern training options (issue-level details in docs/training.md): MixUp / CutMix on the
+    // training batches, and an exponential moving average of the weights.
+    auto alpha_box = [this](const char* name, const QString& tip) {
+        auto* b = new QDoubleSpinBox;
+        b->setObjectName(name);
+        b->setRange(0, 4);
+        b->setSingleStep(0.1);
+        b->setDecimals(2);
+        b->setSpecialValueText(tr("off"));
+        b->setToolTip(tip);
+        return b;
+    };
+    mixup_ = alpha_box("mixupBox", tr("MixUp: blend pairs of training images and their labels, λ ~ Beta(α, α) "
+                                      "(0.2–0.4 is common); not with precompute"));
+    cutmix_ = alpha_box("cutmixBox", tr("CutMix: paste a box of one training image into another, labels mixed by area "
+                                        "(α = 1 is common); not with precompute"));
+    ema_ = new QDoubleSpinBox;
+    ema_->setObjectName("emaBox");
+    ema_->setRange(0, 0.9999);
+    ema_->setDecimals(4);
+    ema_->setSingleStep(0.001);
+    ema_->setSpecialValueText(tr("off"));
+    ema_->setToolTip(tr("Weight EMA: also keep an exponential moving average of the weights (decay such as 0.999), "
+                        "validated every epoch (ema_ columns) and saved with the checkpoints"));
+    label_smoothing_ = new QDoubleSpinBox;
+    label_smoothing_->setObjectName("labelSmoothingBox");
+    label_smoothing_->setRange(0, 0.5);
+    label_smoothing_->setSingleStep(0.05);
+    label_smoothing_->setDecimals(2);
+    label_smoothing_->setSpecialValueText(tr("off"));
+    label_smoothing_->setToolTip(tr("Label smoothing ε: train towards (1−ε) for the right class and ε spread over all "
+                                    "classes (0.1 is usual); the validation loss stays the plain one"));
     precompute_ = new QCheckBox(tr("Precompute activations"));
     trainable_ = new QComboBox;
     trainable_->addItems({tr("Head only (frozen body)"), tr("Late body + head"), tr("Everything (unfrozen)")});
@@ -198,6 +275,16 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     ff->addRow(tr("Cycle length (epochs)"), cycle_len_);
     ff->addRow(tr("Cycle multiplier"), cycle_mult_);
     ff->addRow(tr("Weight decay"), wd_);
+    auto* mix_row = new QHBoxLayout;
+    mix_row->addWidget(mixup_, 1);
+    mix_row->addWidget(new QLabel(tr("CutMix α")));
+    mix_row->addWidget(cutmix_, 1);
+    ff->addRow(tr("MixUp α"), mix_row);
+    auto* ema_row = new QHBoxLayout;
+    ema_row->addWidget(ema_, 1);
+    ema_row->addWidget(new QLabel(tr("Label smoothing")));
+    ema_row->addWidget(label_smoothing_, 1);
+    ff->addRow(tr("Weight EMA"), ema_row);
     ff->addRow(tr("Train"), trainable_);
     ff->addRow(precompute_);
     ff->addRow(bn_freeze_);
@@ -246,9 +333,13 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     metrics_plot_->xAxis->setLabel(tr("epoch"));
     metrics_plot_->yAxis2->setLabel(tr("accuracy"));
     metrics_plot_->yAxis2->setRange(0, 1);
-    table_ = new QTableWidget(0, 6);
+    table_ = new QTableWidget(0, 8);
     table_->setObjectName("epochTable");
-    table_->setHorizontalHeaderLabels({tr("epoch"), tr("trn_loss"), tr("val_loss"), tr("accuracy"), tr("log_loss"), tr("time")});
+    table_->setHorizontalHeaderLabels({tr("epoch"), tr("trn_loss"), tr("val_loss"), tr("accuracy"), tr("log_loss"), tr("time"),
+                                       tr("ema_val_loss"), tr("ema_accuracy")});
+    // The EMA weights' columns appear with the first fit that keeps an EMA.
+    table_->setColumnHidden(6, true);
+    table_->setColumnHidden(7, true);
     table_->horizontalHeader()->setSectionResizeMode(QHeaderView::Stretch);
     table_->verticalHeader()->setVisible(false);
     table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
@@ -318,6 +409,9 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
         s.size = size_->value();
         s.batch_size = batch_->value();
         s.pretrained = pretrained_->isChecked();
+        s.augment = augment_->currentText();
+        s.max_zoom = max_zoom_->value();
+        s.no_flip = no_flip_->isChecked();
         set_busy(true, tr("Creating the learner…"));
         QMetaObject::invokeMethod(worker_, [w = worker_, s] { w->create_learner(s); }, Qt::QueuedConnection);
     });
@@ -326,6 +420,12 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
         QMetaObject::invokeMethod(worker_, [w = worker_] { w->lr_find(); }, Qt::QueuedConnection);
     });
     connect(start_, &QPushButton::clicked, this, &TrainPage::start_fit);
+    connect(size_, &QSpinBox::valueChanged, this, &TrainPage::update_buttons);
+    connect(resize_, &QPushButton::clicked, this, [this] {
+        const int size = size_->value();
+        set_busy(true, tr("Changing the image size to %1 px…").arg(size));
+        QMetaObject::invokeMethod(worker_, [w = worker_, size] { w->resize(size); }, Qt::QueuedConnection);
+    });
     connect(stop_button_, &QPushButton::clicked, this, &TrainPage::stop);
     connect(recipe_, &QPushButton::clicked, this, [this] {
         set_busy(true, tr("Running the recipe…"));
@@ -369,15 +469,18 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
             if (!view_.can_resume) status_->setText(view_.has_learner ? tr("Ready") : QString());
             return;
         }
-        status_->setText(stopped ? tr("%1 stopped: %2").arg(job, message) : tr("%1 finished").arg(job));
+        status_->setText(stopped ? tr("%1 stopped: %2").arg(job_words(job), message)
+                         : job == "save"  ? tr("Saved the checkpoint %1").arg(message)
+                         : job == "load"  ? tr("Loaded the checkpoint %1").arg(message)
+                                          : tr("%1: done").arg(job_words(job)));
         Q_EMIT log(status_->text());
         if (stopped && message.contains("NaN")) QMessageBox::warning(this, tr("Training stopped"), message);
     });
     connect(worker_, &TrainingWorker::failed, this, [this](const QString& job, const QString& message) {
         set_busy(false);
-        status_->setText(tr("%1 failed").arg(job));
-        Q_EMIT log(tr("%1 failed: %2").arg(job, message));
-        QMessageBox::warning(this, tr("%1 failed").arg(job), message);
+        status_->setText(tr("%1 failed").arg(job_words(job)));
+        Q_EMIT log(tr("%1 failed: %2").arg(job_words(job), message));
+        QMessageBox::warning(this, tr("%1 failed").arg(job_words(job)), message);
     });
     set_busy(false);
     update_weights_state();
@@ -416,6 +519,8 @@ void TrainPage::clear_plots() {
     metrics_plot_->yAxis->setScaleType(QCPAxis::stLinear);
     metrics_plot_->replot();
     table_->setRowCount(0);
+    table_->setColumnHidden(6, true);
+    table_->setColumnHidden(7, true);
     epochs_shown_ = 0;
     epoch_losses_.clear();
 }
@@ -426,8 +531,11 @@ void TrainPage::show_session(const SessionView& v) {
     view_ = v;
     has_learner_ = v.has_learner;
     {
-        const QSignalBlocker b1(arch_), b2(pretrained_);
+        const QSignalBlocker b1(arch_), b2(pretrained_), b3(augment_);
         arch_->setCurrentText(v.settings.arch);
+        augment_->setCurrentText(v.settings.augment);
+        max_zoom_->setValue(v.settings.max_zoom);
+        no_flip_->setChecked(v.settings.no_flip);
         size_->setValue(v.settings.size);
         batch_->setValue(v.settings.batch_size);
         pretrained_->setChecked(v.settings.pretrained);
@@ -560,6 +668,8 @@ void TrainPage::update_buttons() {
                                      : tr("Create the learner: the pretrained body with a new head, frozen"));
     for (auto* w : std::initializer_list<QWidget*>{lr_find_, start_, save_, load_, recipe_}) w->setEnabled(free && has_learner_);
     resume_->setEnabled(free && has_learner_ && view_.can_resume);
+    resize_->setVisible(has_learner_);
+    resize_->setEnabled(free && has_learner_ && size_->value() != view_.settings.size);
     resume_->setToolTip(view_.can_resume ? view_.resume_text : tr("No interrupted fit to resume"));
     stop_button_->setEnabled(busy_);
 }
@@ -613,6 +723,16 @@ void TrainPage::start_fit() {
     o.cycle_len = cycle_len_->value();
     o.cycle_mult = cycle_mult_->value();
     if (wd_->value() > 0) o.wds = {wd_->value()};
+    o.mixup_alpha = mixup_->value();
+    o.cutmix_alpha = cutmix_->value();
+    o.ema_decay = ema_->value();
+    o.label_smoothing = label_smoothing_->value();
+    if ((o.mixup_alpha > 0 || o.cutmix_alpha > 0) && precompute_->isChecked() && trainable_->currentIndex() == 0) {
+        QMessageBox::warning(this, tr("MixUp and CutMix"),
+                             tr("MixUp and CutMix mix images, and precompute trains on cached activations: turn "
+                                "\"Precompute activations\" off to use them."));
+        return;
+    }
     const int freeze_to = 2 - trainable_->currentIndex();  // head only = 2, late = 1, all = 0
     const bool precompute = precompute_->isChecked() && freeze_to == 2;
     const bool bn = bn_freeze_->isChecked();
@@ -728,9 +848,14 @@ void TrainPage::add_epoch(const train::EpochRecord& r) {
     metrics_plot_->yAxis2->setRange(0, 1);
     fit_loss_axis(metrics_plot_, metrics_plot_->yAxis, epoch_losses_);
     table_->insertRow(n);
-    const QStringList cells{QString::number(n), QString::number(r.trn_loss, 'f', 6), QString::number(r.val_loss, 'f', 6),
-                            QString::number(r.accuracy, 'f', 6), QString::number(r.log_loss, 'f', 6),
-                            QString::number(r.seconds, 'f', 1) + " s"};
+    QStringList cells{QString::number(n), QString::number(r.trn_loss, 'f', 6), QString::number(r.val_loss, 'f', 6),
+                      QString::number(r.accuracy, 'f', 6), QString::number(r.log_loss, 'f', 6),
+                      QString::number(r.seconds, 'f', 1) + " s"};
+    if (r.has_ema) {
+        cells << QString::number(r.ema_val_loss, 'f', 6) << QString::number(r.ema_accuracy, 'f', 6);
+        table_->setColumnHidden(6, false);
+        table_->setColumnHidden(7, false);
+    }
     for (int c = 0; c < cells.size(); ++c) {
         auto* item = new QTableWidgetItem(cells[c]);
         item->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);

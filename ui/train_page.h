@@ -63,6 +63,14 @@ public:
     QSpinBox* size_box() const { return size_; }
     QSpinBox* batch_box() const { return batch_; }
     QCheckBox* pretrained_box() const { return pretrained_; }
+    QComboBox* augment_box() const { return augment_; }
+    QDoubleSpinBox* max_zoom_box() const { return max_zoom_; }
+    QCheckBox* no_flip_box() const { return no_flip_; }
+    QDoubleSpinBox* mixup_box() const { return mixup_; }
+    QDoubleSpinBox* cutmix_box() const { return cutmix_; }
+    QDoubleSpinBox* ema_box() const { return ema_; }
+    QDoubleSpinBox* label_smoothing_box() const { return label_smoothing_; }
+    QPushButton* resize_button() const { return resize_; }
     QLineEdit* lr_edit() const { return lr_; }
     QSpinBox* cycles_box() const { return cycles_; }
     QSpinBox* processes_box() const { return processes_; }
@@ -113,6 +121,9 @@ private:
     QSpinBox* size_;
     QSpinBox* batch_;
     QCheckBox* pretrained_;
+    QComboBox* augment_;
+    QDoubleSpinBox* max_zoom_;
+    QCheckBox* no_flip_;
     QLabel* weights_state_;
     QPushButton* create_;
     QLabel* learner_label_;
@@ -124,6 +135,11 @@ private:
     QDoubleSpinBox* cycle_len_;
     QSpinBox* cycle_mult_;
     QDoubleSpinBox* wd_;
+    QDoubleSpinBox* mixup_;
+    QDoubleSpinBox* cutmix_;
+    QDoubleSpinBox* ema_;
+    QDoubleSpinBox* label_smoothing_;
+    QPushButton* resize_;
     QCheckBox* precompute_;
     QComboBox* trainable_;
     QCheckBox* bn_freeze_;

@@ -149,6 +149,11 @@ void TrainingWorker::create_learner(const LearnerSettings& s) {
         spec.size = s.size;
         spec.batch_size = s.batch_size;
         spec.pretrained = s.pretrained;
+        const auto preset = data::parse_augment_preset(s.augment.toStdString());
+        if (!preset) throw UserError("unknown augmentation '" + s.augment.toStdString() + "'");
+        spec.augment = *preset;
+        spec.max_zoom = s.max_zoom;
+        spec.no_flip = s.no_flip;
         const std::string kept = ps.new_learner(spec);
         attach_bridge();
         if (!kept.empty())
@@ -195,6 +200,9 @@ void TrainingWorker::publish() {
         v.settings.size = spec->size;
         v.settings.batch_size = spec->batch_size;
         v.settings.pretrained = spec->pretrained;
+        v.settings.augment = QString::fromStdString(data::augment_preset_name(spec->augment));
+        v.settings.max_zoom = spec->max_zoom;
+        v.settings.no_flip = spec->no_flip;
     }
     const auto st = s.state();
     v.state = QString::fromStdString(st.weights + "/" + st.data);
@@ -367,6 +375,11 @@ void TrainingWorker::fit_processes(const train::FitOptions& options, bool precom
                   bn_freeze ? "--bn-freeze" : "--no-bn-freeze"};
         if (options.cycle_len > 0) o.args.insert(o.args.end(), {"--cycle-len", fmt::format("{}", options.cycle_len)});
         if (!options.wds.empty()) o.args.insert(o.args.end(), {"--wd", join_numbers(options.wds)});
+        if (options.mixup_alpha > 0) o.args.insert(o.args.end(), {"--mixup", fmt::format("{}", options.mixup_alpha)});
+        if (options.cutmix_alpha > 0) o.args.insert(o.args.end(), {"--cutmix", fmt::format("{}", options.cutmix_alpha)});
+        if (options.ema_decay > 0) o.args.insert(o.args.end(), {"--ema", fmt::format("{}", options.ema_decay)});
+        if (options.label_smoothing > 0)
+            o.args.insert(o.args.end(), {"--label-smoothing", fmt::format("{}", options.label_smoothing)});
         o.stop = &stop_;
         long last_iteration = -1;
         o.on_output = [this, &last_iteration](const std::string& line) {
@@ -429,6 +442,17 @@ void TrainingWorker::resume() {
         ps.persist();
         publish();
         Q_EMIT job_finished("resume", r.stopped, QString::fromStdString(r.stop_reason));
+    });
+}
+
+void TrainingWorker::resize(int size) {
+    run_job("resize", [&] {
+        auto& ps = session();
+        const auto lock = ps.lock("resize-learner");
+        ps.resize_learner(size);
+        Q_EMIT note(tr("The learner goes on at %1 px with the same weights").arg(size));
+        publish();
+        Q_EMIT job_finished("resize", false, {});
     });
 }
 

@@ -58,6 +58,9 @@ struct LearnerSettings {
     int size = 224;
     int batch_size = 64;
     bool pretrained = true;
+    QString augment = "side-on";    // data::augment_preset_name
+    double max_zoom = 1.1;
+    bool no_flip = false;
 };
 
 struct CheckpointRow {
@@ -122,6 +125,8 @@ public Q_SLOTS:
     // epoch_finished, and the learner here reloads what rank 0 saved. Stop reaches every worker.
     void fit_processes(const whisker::train::FitOptions& options, bool precompute, int freeze_to, bool bn_freeze, int nproc);
     void resume();
+    // Progressive resizing: the learner goes on at `size` px with the same weights.
+    void resize(int size);
     void save(const QString& name);
     void load(const QString& name);
     // Runs a recipe (JSON; empty = the seed's 8 steps), reporting each step.

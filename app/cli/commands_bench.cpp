@@ -24,6 +24,7 @@ struct LoaderBenchArgs {
     int batch_size = 64;
     int epochs = 2;
     std::string view = "train";
+    std::string aug = "side-on";
     bool resize_cache = false;
     bool no_dct = false;
     bool json = false;
@@ -37,12 +38,16 @@ void add_loader_bench(CLI::App& bench, GlobalOptions& global) {
     cmd->add_option("--bs", a.batch_size, "Batch size")->capture_default_str();
     cmd->add_option("--epochs", a.epochs, "Epochs to time (after one warm-up batch)")->capture_default_str();
     cmd->add_option("--view", a.view, "train, valid, fix, aug, test or test_aug")->capture_default_str();
+    cmd->add_option("--aug", a.aug, "Training augmentation (train, aug and test_aug views): side-on, top-down, basic or none")
+        ->capture_default_str();
     cmd->add_flag("--resize-cache", a.resize_cache, "Read images from the pre-shrunk cache (built first if needed)");
     cmd->add_flag("--no-dct-scaling", a.no_dct, "Always decode JPEGs at full resolution");
     cmd->add_flag("--json", a.json, "Print one JSON object");
     cmd->callback([&global] {
         const auto view = data::parse_view(a.view);
         if (!view) throw UserError("unknown view '" + a.view + "'", "use train, valid, fix, aug, test or test_aug");
+        const auto preset = data::parse_augment_preset(a.aug);
+        if (!preset) throw UserError("unknown augmentation '" + a.aug + "'", "use side-on, top-down, basic or none");
         const auto d = data::Dataset::load(a.project);
         std::optional<data::ResizeCache> cache;
         data::LoaderOptions lo;
@@ -56,7 +61,8 @@ void add_loader_bench(CLI::App& bench, GlobalOptions& global) {
             cache->build(files, global.threads);
             lo.resize_cache = &*cache;
         }
-        auto loader = data::make_loader(d, a.project, *view, data::AugmentSettings::side_on(a.size), lo);
+        const auto augment = data::AugmentSettings::for_preset(*preset, a.size, data::default_max_zoom(*preset));
+        auto loader = data::make_loader(d, a.project, *view, augment, lo);
         if (loader->size() == 0) throw UserError("the " + a.view + " view has no images");
         loader->start_epoch(0);
         (void)loader->next();  // warm-up: threads started, caches touched
@@ -74,8 +80,9 @@ void add_loader_bench(CLI::App& bench, GlobalOptions& global) {
         const int threads = global.threads > 0 ? global.threads : default_thread_count();
         if (a.json)
             fmt::print("{{\"images\": {}, \"seconds\": {:.3f}, \"images_per_second\": {:.1f}, \"threads\": {}, "
-                       "\"view\": \"{}\", \"size\": {}, \"resize_cache\": {}, \"dct_scaling\": {}, \"failures\": {}}}\n",
-                       images, secs, rate, threads, a.view, a.size, a.resize_cache, !a.no_dct, failures);
+                       "\"view\": \"{}\", \"aug\": \"{}\", \"size\": {}, \"resize_cache\": {}, \"dct_scaling\": {}, "
+                       "\"failures\": {}}}\n",
+                       images, secs, rate, threads, a.view, a.aug, a.size, a.resize_cache, !a.no_dct, failures);
         else
             fmt::print("loader ({} view, size {}, {} threads{}{}): {} images in {:.2f} s = {:.1f} images/s\n", a.view,
                        a.size, threads, a.resize_cache ? ", resize cache" : "", a.no_dct ? ", no DCT scaling" : "", images,

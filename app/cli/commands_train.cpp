@@ -16,6 +16,7 @@
 #include "whisker/train/distributed.h"
 #include "whisker/train/learner.h"
 #include "whisker/train/recipe.h"
+#include "whisker/train/training_options.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -23,7 +24,9 @@
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/sgd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <fcntl.h>
@@ -52,7 +55,27 @@ struct LearnerArgs {
     }
     bool new_learner = false;
     std::uint64_t seed = 42;
+    std::string aug;                    // --aug, empty when not given
+    std::optional<double> max_zoom;
+    bool no_flip = false;
 };
+
+// The augmentation named by --aug; UserError for an unknown name.
+data::AugmentPreset parse_aug(const std::string& name) {
+    if (const auto p = data::parse_augment_preset(name)) return *p;
+    std::string names;
+    for (data::AugmentPreset p : data::augment_presets())
+        names += (names.empty() ? "" : ", ") + std::string(data::augment_preset_name(p));
+    throw UserError("unknown augmentation '" + name + "'", "use one of " + names + " (fastai 0.7's presets; see docs/training.md)");
+}
+
+// --max-zoom, checked: RandomScale zooms by U(1, Z).
+double checked_max_zoom(double z) {
+    if (!(z >= 1.0) || !std::isfinite(z))
+        throw UserError(fmt::format("--max-zoom {}: the largest zoom must be a number of at least 1", z),
+                        "use 1 for no zoom, or e.g. 1.1 (fastai's lesson value)");
+    return z;
+}
 
 void add_learner_options(CLI::App* cmd, LearnerArgs& a) {
     cmd->add_option("PROJECT", a.project, "Project folder (prepared with 'data prepare')")->required();
@@ -63,6 +86,14 @@ void add_learner_options(CLI::App* cmd, LearnerArgs& a) {
     cmd->add_flag("--no-pretrained", a.no_pretrained_flag, "Start from scratch (torchvision's random initialisation)")->excludes(pre);
     cmd->add_flag("--new-learner", a.new_learner, "Replace the project's learner with a new one");
     cmd->add_option("--seed", a.seed, "Seed, when the learner is created")->capture_default_str();
+    cmd->add_option("--aug", a.aug,
+                    "Training augmentation, when the learner is created: side-on (default), top-down, basic or none "
+                    "(fastai 0.7's transforms_side_on, transforms_top_down, transforms_basic, no aug_tfms)");
+    cmd->add_option("--max-zoom", a.max_zoom,
+                    "Largest random zoom, when the learner is created (default 1.1; with --aug none 1; 1 = no zoom)");
+    cmd->add_flag("--no-flip", a.no_flip,
+                  "Leave out the flips, when the learner is created (side-on's horizontal flip; top-down keeps its "
+                  "four quarter turns)");
 }
 
 // Data-parallel training: --nproc starts local workers; under torchrun/SLURM the process joins
@@ -120,6 +151,7 @@ struct TablePrinter : train::Callback {
     TerminalProgress* bar;
     bool json_lines;
     bool header_printed = false;
+    bool header_ema = false;
     // With JSON lines, batches too (at most ~5 a second), for programs that plot them live
     // (the workbench's multi-process fit reads these).
     std::chrono::steady_clock::time_point last_batch{};
@@ -136,13 +168,20 @@ struct TablePrinter : train::Callback {
     void after_epoch(train::Learner&, const train::EpochRecord& r) override {
         bar->finish();
         if (json_lines) {
-            fmt::print("{}\n", json{{"event", "epoch"}, {"epoch", r.epoch}, {"trn_loss", r.trn_loss}, {"val_loss", r.val_loss},
-                                    {"accuracy", r.accuracy}, {"log_loss", r.log_loss}, {"seconds", r.seconds}}
-                                   .dump());
+            json line{{"event", "epoch"}, {"epoch", r.epoch}, {"trn_loss", r.trn_loss}, {"val_loss", r.val_loss},
+                      {"accuracy", r.accuracy}, {"log_loss", r.log_loss}, {"seconds", r.seconds}};
+            if (r.has_ema) {
+                line["ema_val_loss"] = r.ema_val_loss;
+                line["ema_accuracy"] = r.ema_accuracy;
+                line["ema_log_loss"] = r.ema_log_loss;
+            }
+            fmt::print("{}\n", line.dump());
         } else {
-            if (!header_printed) fmt::print("{}", train::epoch_table_header());
+            // A new table when the columns change (a fit with a weight EMA after one without).
+            if (!header_printed || header_ema != r.has_ema) fmt::print("{}", train::epoch_table_header(r.has_ema));
             header_printed = true;
-            fmt::print("{}", train::epoch_table_row(r));
+            header_ema = r.has_ema;
+            fmt::print("{}", train::epoch_table_row(r, r.has_ema));
         }
         std::fflush(stdout);
     }
@@ -178,6 +217,10 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
     if (!main_rank) std::fflush(stdout), std::freopen("/dev/null", "w", stdout);
     const bool quiet = g.quiet || !main_rank;
     s.project = a.project;
+    // Bad values are refused before anything is locked or read.
+    const bool aug_given = !a.aug.empty();
+    const data::AugmentPreset aug = aug_given ? parse_aug(a.aug) : data::AugmentPreset::SideOn;
+    if (a.max_zoom) checked_max_zoom(*a.max_zoom);
     // An empty action reads only; creating a learner writes all the same.
     const bool read_only = action.empty() && project::LearnerSpec::read(s.project) && !a.new_learner;
     if (!read_only) s.lock = lock_project(a.project, action.empty() ? "create learner" : action, dist);
@@ -195,12 +238,25 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
         differs(!a.arch.empty() && a.arch != want.arch, "arch");
         differs(a.size && a.size != want.size, "size");
         differs(a.batch_size && a.batch_size != want.batch_size, "bs");
+        // The augmentation is the learner's too (its weights were trained with it).
+        const std::string has = data::describe_augmentation(want.augment, want.max_zoom, want.no_flip);
+        auto aug_differs = [&](bool given, const std::string& flag) {
+            if (given)
+                throw UserError("the project's learner already has its augmentation (" + has + ")",
+                                "leave --" + flag + " out, or start over with --new-learner");
+        };
+        aug_differs(aug_given && aug != want.augment, "aug");
+        aug_differs(a.max_zoom && *a.max_zoom != want.max_zoom, "max-zoom");
+        aug_differs(a.no_flip && !want.no_flip, "no-flip");
     } else {
         want.arch = a.arch.empty() ? "resnet34" : a.arch;
         want.size = a.size ? a.size : 224;
         want.batch_size = a.batch_size ? a.batch_size : 64;
         want.pretrained = a.pretrained().value_or(true);
         want.seed = a.seed;
+        want.augment = aug;
+        want.max_zoom = a.max_zoom.value_or(data::default_max_zoom(want.augment));
+        want.no_flip = a.no_flip;
     }
     if (dist_env && want.pretrained && !exists &&
         models::weights_state(models::parse_arch(want.arch)) != models::WeightsState::Cached) {
@@ -262,8 +318,13 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
         if (!quiet) {
             if (!kept.empty()) fmt::print(stderr, "The previous learner's weights are kept as checkpoint '{}' (whisker-cli load {} {})\n",
                                           kept, s.project.string(), kept);
-            fmt::print("New learner: {} at {} px, batch {}, {}; {}\n", want.arch, want.size, want.batch_size,
-                       want.pretrained ? "ImageNet weights" : "from scratch", detect_compute_device().describe());
+            const project::LearnerSpec defaults;
+            const bool default_aug =
+                want.augment == defaults.augment && want.max_zoom == defaults.max_zoom && want.no_flip == defaults.no_flip;
+            fmt::print("New learner: {} at {} px, batch {}, {}{}; {}\n", want.arch, want.size, want.batch_size,
+                       want.pretrained ? "ImageNet weights" : "from scratch",
+                       default_aug ? "" : ", " + data::describe_augmentation(want.augment, want.max_zoom, want.no_flip),
+                       detect_compute_device().describe());
         }
     }
     s.learner = &s.state->learner();
@@ -407,11 +468,25 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     fit->add_option("--wd", fs_args.wds, "Weight decay: one, or one per layer group");
     fit->add_flag("--adamw", fs_args.adamw, "AdamW instead of SGD with momentum");
     fit->add_flag("--one-cycle", fs_args.one_cycle, "fastai v2's one-cycle schedule (--cycles epochs, --lr is the maximum)");
+    static train::FitOptions fit_extra;   // MixUp/CutMix and EMA (docs/training.md)
+    fit->add_option("--mixup", fit_extra.mixup_alpha, "MixUp: mix each training batch with λ ~ Beta(α, α) (e.g. 0.2; 0 = off)");
+    fit->add_option("--cutmix", fit_extra.cutmix_alpha,
+                    "CutMix: paste a box of area (1-λ) from another image of the batch, λ ~ Beta(α, α) (e.g. 1; 0 = off)");
+    fit->add_option("--mix-switch-prob", fit_extra.mix_switch_prob,
+                    "With --mixup and --cutmix: the probability that a mixed batch uses CutMix")
+        ->capture_default_str();
+    fit->add_option("--mix-prob", fit_extra.mix_prob, "The probability that a batch is mixed at all")->capture_default_str();
+    fit->add_option("--label-smoothing", fit_extra.label_smoothing,
+                    "Label smoothing ε of the training loss (e.g. 0.1; 0 = off; single-label datasets)");
+    fit->add_option("--ema", fit_extra.ema_decay,
+                    "Keep an exponential moving average of the weights with this decay (e.g. 0.999), validated each "
+                    "epoch and saved beside the weights (predict --ema uses it)");
     fit->add_flag("--resume", fs_args.resume, "Continue the fit that was interrupted (autosave)");
     fit->add_flag("--json", fit_json, "One JSON line per epoch instead of the table");
     static DistArgs fit_dist;
     add_dist_options(fit, fit_dist);
     fit->callback([&global] {
+        train::check_training_options(fit_extra);   // bad values before anything starts
         if (launch_workers_if_asked(fit_dist, global, fa.project, "fit")) return;
         Session s = open_session(fa, global, false, "fit", &fit_dist);
         const bool quiet = global.quiet || !s.learner->is_main_process();
@@ -433,6 +508,14 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
             o.wds = fs_args.wds;
             o.optimizer = fs_args.adamw ? train::OptimizerKind::AdamW : train::OptimizerKind::SGD;
             o.one_cycle = fs_args.one_cycle;
+            o.mixup_alpha = fit_extra.mixup_alpha;
+            o.cutmix_alpha = fit_extra.cutmix_alpha;
+            o.mix_switch_prob = fit_extra.mix_switch_prob;
+            o.mix_prob = fit_extra.mix_prob;
+            o.ema_decay = fit_extra.ema_decay;
+            o.label_smoothing = fit_extra.label_smoothing;
+            if (const std::string extra = train::describe_training_options(o); !extra.empty() && !quiet)
+                fmt::print(stderr, "Training with {}\n", extra);
             r = s.learner->fit(o, &g_stop);
         }
         s.bar->finish();
@@ -449,13 +532,14 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     static LearnerArgs pa;
     static std::string p_split = "test", p_out, p_mistakes;
     static int p_tta = 0;
-    static bool p_beta = false, p_labels = false;
+    static bool p_beta = false, p_labels = false, p_ema = false;
     static double p_clip = 0;
     auto* pred = app.add_subcommand("predict", "Predict the test set (writes the submission) or the valid set (prints the evaluation)");
     add_learner_options(pred, pa);
     pred->add_option("--split", p_split, "test or valid")->capture_default_str();
     pred->add_option("--tta", p_tta, "Test-time augmentation: this many augmented passes besides the plain one");
     pred->add_flag("--beta", p_beta, "Mix TTA as fastai v2 (0.75 augmented + 0.25 plain) instead of the mean");
+    pred->add_flag("--ema", p_ema, "Predict with the weight EMA of the latest fit with --ema instead of the weights");
     pred->add_option("--out", p_out, "Submission file (.csv or .csv.gz); default PROJECT/submission.csv");
     pred->add_option("--clip", p_clip, "Clip probabilities to [c, 1-c] (log loss safety)");
     pred->add_flag("--labels", p_labels, "Write the predicted class name instead of probabilities");
@@ -471,6 +555,7 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
         const auto split = data::parse_split(p_split);
         if (!split || *split == data::Split::Train) throw UserError("--split must be test or valid");
         if (!p_mistakes.empty() && *split != data::Split::Valid) throw UserError("--mistakes needs --split valid");
+        if (p_ema) s.learner->use_ema_weights(true);
         const auto& p = *s.state->predict(*split, p_tta, p_beta ? train::TtaMix::Beta : train::TtaMix::Mean, &g_stop).predictions;
         s.bar->finish();
         if (!s.learner->is_main_process()) return;   // every rank has all rows; rank 0 reports and writes
@@ -522,6 +607,25 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
         Session s = open_session(la, global, false, "load");
         s.state->load_checkpoint(load_name);
         if (!global.quiet) fmt::print("Loaded {}\n", load_name);
+    });
+
+    // ---- resize-learner ----
+    static LearnerArgs rza;
+    static int rz_size = 0;
+    auto* rz = app.add_subcommand("resize-learner",
+                                  "Continue at another image size with the same weights (progressive resizing, fastai 0.7's "
+                                  "set_data(get_data(sz)))");
+    rz->add_option("PROJECT", rza.project, "Project folder with a learner")->required();
+    rz->add_option("--size", rz_size, "The new image size in pixels (at least 32)")->required();
+    rz->callback([&global] {
+        if (!project::LearnerSpec::read(rza.project))
+            throw UserError("this project has no learner yet", "create one first (whisker-cli fit or run with --arch and --size)");
+        Session s = open_session(rza, global, false, "resize-learner");
+        const int before = s.learner->config().size;
+        s.state->resize_learner(rz_size);
+        if (global.quiet) return;
+        if (before == rz_size) fmt::print("The learner is already at {} px\n", rz_size);
+        else fmt::print("Resized the learner from {} px to {} px; its weights are unchanged\n", before, rz_size);
     });
 
     // ---- run ----
@@ -576,11 +680,12 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
             throw UserError("the recipe stopped at step " + std::to_string(r.steps_done + 1) + ": " + r.stop_reason);
         }
         if (!r.epochs.empty()) {
-            fmt::print("\n{}", train::epoch_table_header());
+            const bool ema = std::any_of(r.epochs.begin(), r.epochs.end(), [](const train::EpochRecord& e) { return e.has_ema; });
+            fmt::print("\n{}", train::epoch_table_header(ema));
             int e = 0;
             for (auto rec : r.epochs) {
                 rec.epoch = e++;
-                fmt::print("{}", train::epoch_table_row(rec));
+                fmt::print("{}", train::epoch_table_row(rec, ema));
             }
         }
     });

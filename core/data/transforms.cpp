@@ -1,5 +1,6 @@
 #include "whisker/data/transforms.h"
 
+#include <fmt/format.h>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -8,10 +9,51 @@
 
 namespace whisker::data {
 
+const char* augment_preset_name(AugmentPreset preset) {
+    switch (preset) {
+        case AugmentPreset::None: return "none";
+        case AugmentPreset::SideOn: return "side-on";
+        case AugmentPreset::TopDown: return "top-down";
+        case AugmentPreset::Basic: return "basic";
+    }
+    return "?";
+}
+
+const std::vector<AugmentPreset>& augment_presets() {
+    static const std::vector<AugmentPreset> all{AugmentPreset::SideOn, AugmentPreset::TopDown, AugmentPreset::Basic,
+                                                AugmentPreset::None};
+    return all;
+}
+
+std::optional<AugmentPreset> parse_augment_preset(const std::string& name) {
+    for (AugmentPreset p : augment_presets())
+        if (name == augment_preset_name(p)) return p;
+    return std::nullopt;
+}
+
+double default_max_zoom(AugmentPreset preset) { return preset == AugmentPreset::None ? 1.0 : 1.1; }
+
+std::string describe_augmentation(AugmentPreset preset, double max_zoom, bool no_flip) {
+    const bool zooms = max_zoom > 1.0;
+    if (preset == AugmentPreset::None)
+        return zooms ? fmt::format("zoom-only augmentation, max zoom {:g}", max_zoom) : "no augmentation";
+    std::string s = std::string(augment_preset_name(preset)) + " augmentation";
+    // Basic has no flips to leave out.
+    if (no_flip && preset != AugmentPreset::Basic) s += " without flips";
+    if (max_zoom != default_max_zoom(preset)) s += zooms ? fmt::format(", max zoom {:g}", max_zoom) : ", no zoom";
+    return s;
+}
+
 AugmentSettings AugmentSettings::side_on(int size, double max_zoom) {
+    return for_preset(AugmentPreset::SideOn, size, max_zoom);
+}
+
+AugmentSettings AugmentSettings::for_preset(AugmentPreset preset, int size, double max_zoom, bool no_flip) {
     AugmentSettings s;
+    s.preset = preset;
     s.size = size;
     s.max_zoom = max_zoom;
+    s.no_flip = no_flip;
     return s;
 }
 
@@ -22,31 +64,33 @@ int AugmentSettings::min_decode_side() const {
 
 AugmentDraw draw_augmentation(const AugmentSettings& s, Rng& rng) {
     AugmentDraw d;
-    // RandomScale: random() < p decides, then uniform(1, max_zoom).
+    // RandomScale: random() < p decides, then uniform(1, max_zoom). Without zoom fastai uses
+    // Scale(sz), which draws nothing.
     double mult = 1.0;
     if (s.max_zoom > 1.0) {
         if (rng.uniform() < s.zoom_p) mult = rng.uniform(1.0, s.max_zoom);
     }
     d.scaled_size = static_cast<int>(mult * s.size);
-    auto draw_lighting = [&] {
-        // RandomLighting: b_rand = rand0(b), c_rand = rand0(c).
+    // Then each transform of the preset's list draws its state in turn (Transform.set_state).
+    if (s.preset != AugmentPreset::None) {
+        // transforms_basic, the head of every list: RandomRotate(10): rand0(deg) first, then
+        // random() < p; RandomLighting(0.05, 0.05): b_rand = rand0(b), c_rand = rand0(c).
+        d.degrees = rng.uniform() * (2 * s.rotate_degrees) - s.rotate_degrees;
+        d.rotate = rng.uniform() < s.rotate_p;
         d.brightness = rng.uniform() * (2 * s.lighting_b) - s.lighting_b;
         const double c0 = rng.uniform() * (2 * s.lighting_c) - s.lighting_c;
         d.contrast = c0 < 0 ? -1.0 / (c0 - 1.0) : c0 + 1.0;
-    };
-    if (s.preset == AugmentPreset::SideOn) {
-        // transforms_side_on = [RandomRotate(10), RandomLighting(0.05, 0.05), RandomFlip()]
-        d.degrees = rng.uniform() * (2 * s.rotate_degrees) - s.rotate_degrees;  // rand0(deg) first,
-        d.rotate = rng.uniform() < s.rotate_p;                                   // then random() < p
-        draw_lighting();
+    }
+    if (s.preset == AugmentPreset::SideOn && !s.no_flip) {
+        // + [RandomFlip()]: random() < p
         d.flip = rng.uniform() < s.flip_p;
     } else if (s.preset == AugmentPreset::TopDown) {
-        // transforms_top_down = [RandomDihedral(), RandomLighting(0.05, 0.05)]
+        // + [RandomDihedral()]: rot_times = randint(0, 3), do_flip = random() < 0.5
         const int rot_times = static_cast<int>(rng.uniform_int(0, 3));
-        const bool do_flip = rng.uniform() < 0.5;
+        const bool do_flip = !s.no_flip && rng.uniform() < 0.5;
         d.dihedral = rot_times * 2 + (do_flip ? 1 : 0);
-        draw_lighting();
     }
+    // RandomCrop: rand_r, rand_c.
     d.crop_r = rng.uniform();
     d.crop_c = rng.uniform();
     return d;
@@ -139,16 +183,24 @@ void write_crop_chw(const cv::Mat& img, int row0, int col0, int size, bool flip,
     }
 }
 
-// Applies the dihedral transform k (0..7) of fastai's RandomDihedral: k//2 quarter turns
-// anticlockwise (np.rot90), then a left-right flip when k is odd.
-cv::Mat dihedral(const cv::Mat& img, int k) {
-    cv::Mat out = img;
-    const int turns = (k / 2) % 4;
-    if (turns == 1) cv::rotate(img, out, cv::ROTATE_90_COUNTERCLOCKWISE);
-    else if (turns == 2) cv::rotate(img, out, cv::ROTATE_180);
-    else if (turns == 3) cv::rotate(img, out, cv::ROTATE_90_CLOCKWISE);
-    if (k % 2 == 1) cv::flip(out.clone(), out, 1);
+// np.rot90(x, turns): quarter turns anticlockwise.
+cv::Mat rotate_quarter_turns(const cv::Mat& img, int turns) {
+    const int t = ((turns % 4) + 4) % 4;
+    if (t == 0) return img;
+    // Into a new buffer: a destination sharing the input's would be rotated in place for 180°
+    // (same size), overwriting the caller's image.
+    cv::Mat out;
+    cv::rotate(img, out, t == 1 ? cv::ROTATE_90_COUNTERCLOCKWISE : t == 2 ? cv::ROTATE_180 : cv::ROTATE_90_CLOCKWISE);
     return out;
+}
+
+// Whether the training transform's output is mirrored left-right: RandomFlip's flip, or the
+// flip that ends RandomDihedral. Both come last among the geometric steps, so both are done
+// by the fused crop.
+bool mirrored(const AugmentSettings& s, const AugmentDraw& d) {
+    if (s.preset == AugmentPreset::SideOn) return d.flip;
+    if (s.preset == AugmentPreset::TopDown) return d.dihedral % 2 == 1;
+    return false;
 }
 
 struct TrainingGeometry {
@@ -161,21 +213,36 @@ struct TrainingGeometry {
 TrainingGeometry training_geometry(const cv::Mat& rgb8, const AugmentSettings& s, const AugmentDraw& d) {
     TrainingGeometry g;
     cv::Mat img = scale_min(to_float_rgb(rgb8), d.scaled_size);
-    if (s.preset == AugmentPreset::SideOn && d.rotate && d.degrees != 0.0) img = rotate_reflect(img, d.degrees);
-    if (s.preset == AugmentPreset::TopDown && d.dihedral != 0) img = dihedral(img, d.dihedral);
+    // Only presets with RandomRotate ever draw rotate = true.
+    if (d.rotate && d.degrees != 0.0) img = rotate_reflect(img, d.degrees);
     g.lighting = !(d.brightness == 0.0 && d.contrast == 1.0);
+    // fastai's lighting comes before the flip and the dihedral: its mean is taken here, before
+    // the quarter turns, so that the pixels are summed in fastai's order (a rearranged image
+    // could round differently).
     if (g.lighting) g.mu = static_cast<float>(mean_of_all(img));
+    if (s.preset == AugmentPreset::TopDown && d.dihedral / 2 != 0) img = rotate_quarter_turns(img, d.dihedral / 2);
     // The crop is taken from the flipped image in fastai; on the unflipped image that is the
     // window mirrored about the centre.
     const int max_c = img.cols - s.size;
     g.row0 = random_crop_offset(img.rows, s.size, d.crop_r);
     g.col0 = random_crop_offset(img.cols, s.size, d.crop_c);
-    if (d.flip && s.preset == AugmentPreset::SideOn) g.col0 = max_c - g.col0;
+    if (mirrored(s, d)) g.col0 = max_c - g.col0;
     g.image = img;
     return g;
 }
 
 }  // namespace
+
+cv::Mat apply_dihedral(const cv::Mat& image, int k) {
+    if (k < 0 || k > 7) throw std::invalid_argument("apply_dihedral: k must be 0..7");
+    cv::Mat out = rotate_quarter_turns(image, k / 2);
+    if (k % 2 == 1) {
+        cv::Mat flipped;
+        cv::flip(out, flipped, 1);
+        return flipped;
+    }
+    return out.data == image.data ? image.clone() : out;
+}
 
 void validation_transform(const cv::Mat& rgb8, const AugmentSettings& s, float* out) {
     const cv::Mat img = scale_min(to_float_rgb(rgb8), s.size);
@@ -185,14 +252,14 @@ void validation_transform(const cv::Mat& rgb8, const AugmentSettings& s, float* 
 
 void training_transform(const cv::Mat& rgb8, const AugmentSettings& s, const AugmentDraw& d, float* out) {
     const TrainingGeometry g = training_geometry(rgb8, s, d);
-    write_crop_chw(g.image, g.row0, g.col0, s.size, d.flip && s.preset == AugmentPreset::SideOn, g.lighting, g.mu,
+    write_crop_chw(g.image, g.row0, g.col0, s.size, mirrored(s, d), g.lighting, g.mu,
                    static_cast<float>(d.brightness), static_cast<float>(d.contrast), s.norm, out);
 }
 
 cv::Mat training_transform_preview(const cv::Mat& rgb8, const AugmentSettings& s, const AugmentDraw& d) {
     const TrainingGeometry g = training_geometry(rgb8, s, d);
     cv::Mat crop = g.image(cv::Rect(g.col0, g.row0, s.size, s.size)).clone();
-    if (d.flip && s.preset == AugmentPreset::SideOn) cv::flip(crop, crop, 1);
+    if (mirrored(s, d)) cv::flip(crop, crop, 1);
     if (g.lighting) {
         const float mu = g.mu, b = static_cast<float>(d.brightness), c = static_cast<float>(d.contrast);
         crop.forEach<cv::Vec3f>([&](cv::Vec3f& px, const int*) {

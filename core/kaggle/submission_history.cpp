@@ -1,5 +1,7 @@
 #include "whisker/kaggle/submission_history.h"
 
+#include "whisker/common/local_time.h"
+
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
 
@@ -12,14 +14,7 @@ using nlohmann::json;
 
 namespace whisker::kaggle {
 
-std::string local_timestamp() {
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    localtime_r(&now, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-    return buf;
-}
+std::string local_timestamp() { return local_time_text(); }
 
 SubmissionHistory SubmissionHistory::load(const fs::path& project) {
     SubmissionHistory h;

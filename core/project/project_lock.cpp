@@ -1,5 +1,7 @@
 #include "whisker/project/project_lock.h"
 
+#include "whisker/common/local_time.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
@@ -28,15 +30,6 @@ std::string program_name() {
     std::error_code ec;
     const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
     return ec ? std::string("whisker") : exe.filename().string();
-}
-
-std::string local_time(const char* format) {
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    localtime_r(&now, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, format, &tm);
-    return buf;
 }
 
 std::string host_name() {
@@ -88,7 +81,7 @@ std::string LockHolder::describe() const {
     if (pid > 0) s += " (PID " + std::to_string(pid) + (host.empty() || host == host_name() ? "" : " on " + host) + ")";
     if (since.size() >= 16) {
         // Today: the time alone; another day: the date too.
-        s += " since " + (since.compare(0, 10, local_time("%Y-%m-%d")) == 0 ? since.substr(11, 5) : since.substr(0, 16));
+        s += " since " + (since.compare(0, 10, local_time_text("%Y-%m-%d")) == 0 ? since.substr(11, 5) : since.substr(0, 16));
     }
     return s;
 }
@@ -158,7 +151,7 @@ ProjectLock ProjectLock::acquire(const fs::path& project, const std::string& act
         throw ProjectBusy(project, std::move(h));
     }
     const std::string text = json{{"program", program}, {"pid", static_cast<long>(getpid())}, {"action", action},
-                                  {"since", local_time("%Y-%m-%d %H:%M:%S")}, {"host", host_name()}}
+                                  {"since", local_time_text()}, {"host", host_name()}}
                                  .dump() +
                              "\n";
     if (ftruncate(fd, 0) != 0 || pwrite(fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {

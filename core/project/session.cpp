@@ -3,6 +3,7 @@
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
 #include "whisker/common/hash.h"
+#include "whisker/common/local_time.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -19,21 +20,13 @@ namespace whisker::project {
 
 namespace {
 
-std::string time_text(std::time_t t, const char* format) {
-    std::tm tm{};
-    localtime_r(&t, &tm);
-    char buf[40];
-    std::strftime(buf, sizeof buf, format, &tm);
-    return buf;
-}
-
 std::string file_time(const fs::path& p) {
     std::error_code ec;
     const auto ft = fs::last_write_time(p, ec);
     if (ec) return {};
     const auto sys = std::chrono::time_point_cast<std::chrono::system_clock::duration>(ft - fs::file_time_type::clock::now() +
                                                                                        std::chrono::system_clock::now());
-    return time_text(std::chrono::system_clock::to_time_t(sys), "%Y-%m-%d %H:%M:%S");
+    return local_time_text("%Y-%m-%d %H:%M:%S", std::chrono::system_clock::to_time_t(sys));
 }
 
 std::string plural(long n, const char* word) { return fmt::format("{} {}{}", n, word, n == 1 ? "" : "s"); }
@@ -45,6 +38,10 @@ std::string plural(long n, const char* word) { return fmt::format("{} {}{}", n, 
 std::optional<LearnerSpec> LearnerSpec::read(const fs::path& project) {
     const fs::path file = project / kFileName;
     if (!fs::exists(file)) return std::nullopt;
+    auto damaged = [&file](const std::string& why) -> std::optional<LearnerSpec> {
+        throw UserError(file.string() + " is damaged (" + why + ")",
+                        "create a new learner (workbench: New learner…; whisker-cli: --new-learner)");
+    };
     try {
         const json j = json::parse(read_file(file));
         LearnerSpec s;
@@ -53,17 +50,26 @@ std::optional<LearnerSpec> LearnerSpec::read(const fs::path& project) {
         s.batch_size = j.value("batch_size", s.batch_size);
         s.pretrained = j.value("pretrained", s.pretrained);
         s.seed = j.value("seed", s.seed);
+        // Files from before the augmentation options: side-on, 1.1, flips (the defaults).
+        const std::string augment = j.value("augment", std::string(data::augment_preset_name(s.augment)));
+        const auto preset = data::parse_augment_preset(augment);
+        if (!preset) return damaged("unknown augmentation '" + augment + "'");
+        s.augment = *preset;
+        s.max_zoom = j.value("max_zoom", s.max_zoom);
+        if (!(s.max_zoom >= 1.0)) return damaged(fmt::format("max_zoom {} is below 1", s.max_zoom));
+        s.no_flip = j.value("no_flip", s.no_flip);
         return s;
     } catch (const json::exception& e) {
-        throw UserError(file.string() + " is damaged (" + e.what() + ")",
-                        "create a new learner (workbench: New learner…; whisker-cli: --new-learner)");
+        return damaged(e.what());
     }
 }
 
 void LearnerSpec::write(const fs::path& project) const {
-    write_file_atomically(project / kFileName, json{{"arch", arch}, {"size", size}, {"batch_size", batch_size},
-                                                    {"pretrained", pretrained}, {"seed", seed}}
-                                                   .dump(1));
+    write_file_atomically(project / kFileName,
+                          json{{"arch", arch}, {"size", size}, {"batch_size", batch_size}, {"pretrained", pretrained},
+                               {"seed", seed}, {"augment", data::augment_preset_name(augment)}, {"max_zoom", max_zoom},
+                               {"no_flip", no_flip}}
+                              .dump(1));
 }
 
 // ---- checkpoints ----
@@ -244,6 +250,9 @@ train::LearnerConfig Session::config_of(const LearnerSpec& spec) const {
     c.batch_size = spec.batch_size;
     c.pretrained = spec.pretrained;
     c.seed = spec.seed;
+    c.augment = spec.augment;
+    c.max_zoom = spec.max_zoom;
+    c.no_flip = spec.no_flip;
     return c;
 }
 
@@ -286,8 +295,11 @@ void Session::open_learner() {
 std::string Session::describe_learner() const {
     if (!learner_ || !spec_) return {};
     const auto& l = *learner_;
-    std::string s = fmt::format("{} at {} px, {}, {}", spec_->arch, spec_->size, spec_->pretrained ? "pretrained" : "from scratch",
-                                plural(l.epochs_trained(), "epoch"));
+    std::string s = fmt::format("{} at {} px, {}", spec_->arch, spec_->size, spec_->pretrained ? "pretrained" : "from scratch");
+    const LearnerSpec defaults;
+    if (spec_->augment != defaults.augment || spec_->max_zoom != defaults.max_zoom || spec_->no_flip != defaults.no_flip)
+        s += ", " + data::describe_augmentation(spec_->augment, spec_->max_zoom, spec_->no_flip);
+    s += ", " + plural(l.epochs_trained(), "epoch");
     if (l.frozen_groups() >= l.num_groups() - 1) s += ", body frozen";
     else if (l.frozen_groups() == 0) s += ", body unfrozen";
     else s += fmt::format(", first {} of the body frozen", plural(l.frozen_groups(), "layer group"));
@@ -297,7 +309,17 @@ std::string Session::describe_learner() const {
 
 std::string Session::model_words() const {
     const auto& l = *learner_;
-    return fmt::format("{} at {} px, {}", l.config().arch, l.config().size, plural(l.epochs_trained(), "epoch"));
+    return fmt::format("{} at {} px, {}{}", l.config().arch, l.config().size, plural(l.epochs_trained(), "epoch"),
+                       l.ema_weights_in_use() ? ", EMA weights" : "");
+}
+
+void Session::resize_learner(int size) {
+    train::Learner& l = learner();
+    l.set_size(size);
+    // Predictions at the old size no longer say what the learner predicts.
+    valid_.reset();
+    test_.reset();
+    persist();
 }
 
 bool Session::learner_is_trained() const {
@@ -308,7 +330,7 @@ bool Session::learner_is_trained() const {
 std::string Session::new_learner(const LearnerSpec& spec) {
     const data::Dataset& d = dataset();
     // A name no checkpoint has yet (two new learners within one second keep both).
-    const std::string stamp = "before-new-" + time_text(std::time(nullptr), "%Y%m%d-%H%M%S");
+    const std::string stamp = "before-new-" + local_time_text("%Y%m%d-%H%M%S");
     std::string base = stamp;
     for (int i = 2; fs::exists(project_ / "models" / (base + ".json")) ||
                     fs::exists(project_ / "models" / (base + "-autosave.json"));
@@ -348,7 +370,7 @@ std::string Session::new_learner(const LearnerSpec& spec) {
     if (learner_->is_main_process()) {
         for (const auto& c : list_checkpoints(project_)) {
             if (c.name != "autosave" || !c.fit_in_progress) continue;
-            for (const char* ext : {".json", ".safetensors", ".optim"}) {
+            for (const char* ext : {".json", ".safetensors", ".optim", ".ema.safetensors"}) {
                 std::error_code ec;
                 const fs::path from = project_ / "models" / (std::string("autosave") + ext);
                 if (fs::exists(from, ec)) fs::rename(from, project_ / "models" / (base + "-autosave" + ext), ec);
@@ -454,6 +476,8 @@ std::optional<CheckpointInfo> Session::interrupted_fit() const {
 
 void Session::persist() {
     train::Learner& l = learner();
+    // The size follows the learner (a recipe's "size" step changes it).
+    if (spec_) spec_->size = l.config().size;
     if (l.is_main_process() && spec_) spec_->write(project_);
     l.save("current");
     if (!l.is_main_process()) return;

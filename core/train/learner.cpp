@@ -10,6 +10,7 @@
 #include "whisker/models/checkpoint.h"
 #include "whisker/models/weights.h"
 #include "whisker/train/distributed.h"
+#include "whisker/train/training_options.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
@@ -166,6 +167,10 @@ void Learner::set_dataset(data::Dataset dataset) {
     activations_.reset();   // keyed by the images: recomputed (or reloaded) on next use
 }
 
+data::AugmentSettings Learner::augment_settings() const {
+    return data::AugmentSettings::for_preset(config_.augment, config_.size, config_.max_zoom, config_.no_flip);
+}
+
 data::DataLoader& Learner::loader(data::View view) {
     auto it = loaders_.find(view);
     if (it != loaders_.end()) return *it->second;
@@ -178,7 +183,7 @@ data::DataLoader& Learner::loader(data::View view) {
         lo.shard_count = d->world_size();
         if (lo.threads <= 0) lo.threads = d->threads();
     }
-    auto l = data::make_loader(dataset_, project_, view, data::AugmentSettings::side_on(config_.size, config_.max_zoom), lo);
+    auto l = data::make_loader(dataset_, project_, view, augment_settings(), lo);
     return *loaders_.emplace(view, std::move(l)).first->second;
 }
 
@@ -188,6 +193,13 @@ at::Tensor Learner::loss_of(const at::Tensor& out, const at::Tensor& y) const {
         return v2 ? F::binary_cross_entropy_with_logits(out, y) : F::binary_cross_entropy(out, y);
     }
     return v2 ? F::cross_entropy(out, y) : F::nll_loss(out, y);
+}
+
+at::Tensor Learner::training_loss_of(const at::Tensor& out, const at::Tensor& y, double epsilon) const {
+    if (epsilon <= 0 || dataset_.multi_label) return loss_of(out, y);
+    // The fastai 0.7 head ends in LogSoftmax; the v2 head gives logits.
+    const bool v2 = config_.head.style == models::HeadStyle::FastaiV2;
+    return smoothed_nll_loss(v2 ? at::log_softmax(out, 1) : out, y, epsilon);
 }
 
 namespace {
@@ -323,10 +335,21 @@ void Learner::ensure_precomputed() {
 // ------------------------------------------------------------------------------------------
 
 FitResult Learner::fit(const FitOptions& o, const std::atomic<bool>* stop) {
+    check_training_options(o);
+    if (precompute_ && mix_options(o).enabled())
+        throw UserError("MixUp and CutMix mix images, and with precompute the head trains on cached activations instead",
+                        "turn precompute off for this fit (--no-precompute), or leave out --mixup/--cutmix");
+    if (o.label_smoothing > 0 && dataset_.multi_label)
+        throw UserError("label smoothing is for datasets with one label per image; this one is multi-label",
+                        "leave out --label-smoothing");
     auto st = std::make_unique<FitState>();
     st->options = o;
     st->precompute = precompute_;
+    st->size = config_.size;
     if (precompute_) ensure_precomputed();
+    // The weight EMA of this fit starts from the weights as they are; without it, an earlier
+    // fit's average no longer describes the training and is dropped.
+    ema_ = o.ema_decay > 0 ? std::make_unique<WeightEma>(*model_, o.ema_decay) : nullptr;
     plan_schedule(*st);
     st->loader_epoch_base = epochs_trained_;
     return run_fit(*st, stop);
@@ -529,6 +552,16 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                     }
                 }
                 const bool have = x.defined();
+                // MixUp / CutMix (not in lr_find's sweep): drawn per batch from the seed, the loader
+                // epoch, the batch and the rank, so a resumed fit mixes exactly as before.
+                MixDraw mix;
+                if (have && !st.finder && !st.precompute && mix_options(st.options).enabled()) {
+                    Rng mix_rng(derive_seed(derive_seed(config_.seed, 0x6d6978, static_cast<std::uint64_t>(loader_epoch)),
+                                            static_cast<std::uint64_t>(st.batch), dist ? static_cast<std::uint64_t>(dist->rank()) : 0));
+                    mix = draw_mix(mix_options(st.options), x.size(0), x.size(2), x.size(3), mix_rng);
+                    x = mix_images(x, mix);
+                    if (config_.channels_last && device().is_cuda()) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+                }
                 const bool user_stop = stop && stop->load();
                 if (!dist) {
                     if (user_stop) throw StopTrainingInternal{"stopped by the user"};
@@ -543,7 +576,10 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                     try {
                         AutocastGuard autocast(use_amp);
                         const at::Tensor out = st.precompute ? model_->forward_head(x) : model_->forward(x);
-                        loss = loss_of(use_amp ? out.to(at::kFloat) : out, y);
+                        // The loss of the mixed targets (as fastai, what trn_loss reports), else the plain one.
+                        const double eps = st.finder ? 0.0 : st.options.label_smoothing;
+                        loss = mixed_loss([this, eps](const at::Tensor& o, const at::Tensor& t) { return training_loss_of(o, t, eps); },
+                                          use_amp ? out.to(at::kFloat) : out, y, mix);
                     } catch (const c10::Error& e) {
                         if (std::string(e.what()).find("out of memory") != std::string::npos)
                             throw UserError("the GPU ran out of memory with batch size " + std::to_string(local_bs),
@@ -574,6 +610,7 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                         const auto state = models::state_dict_of(*model_);
                         for (std::size_t i = 0; i < state.size(); ++i) state[i].second.copy_(epoch_start_state[i]);
                     }
+                    ema_.reset();   // it averaged the diverging weights
                     char lr_text[32];
                     std::snprintf(lr_text, sizeof lr_text, "%.3g", lr);
                     throw StopTrainingInternal{"the loss became NaN at epoch " + std::to_string(st.epoch + 1) + ", batch " +
@@ -605,6 +642,7 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                     if (grad_sync) grad_sync->finish();
                     st.optimizer->step();
                 }
+                if (ema_ && !st.finder && st.options.ema_decay > 0) ema_->update(*model_);
                 ++st.batch_num;
                 st.avg_loss = st.avg_loss * kAvgMom + loss_value * (1 - kAvgMom);
                 const double smooth = st.avg_loss / (1 - std::pow(kAvgMom, static_cast<double>(st.batch_num)));
@@ -636,6 +674,7 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
             rec.epoch = st.epoch;
             rec.trn_loss = st.batch_num ? st.avg_loss / (1 - std::pow(kAvgMom, static_cast<double>(st.batch_num))) : 0;
             validate(rec);
+            if (ema_ && st.options.ema_decay > 0) validate_ema(rec);
             rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count();
             st.seconds += rec.seconds;
             const int done = static_cast<int>(st.done.size()) + 1;
@@ -753,6 +792,7 @@ LrFindResult Learner::lr_find(double start_lr, double end_lr, bool linear, const
     st->finder = true;
     st->precompute = precompute_;
     st->options.lrs = {start_lr};
+    st->size = config_.size;
     if (precompute_) ensure_precomputed();
     st->batches_per_epoch = precompute_
                                 ? static_cast<long>((activations_->train_x.size(0) + config_.batch_size - 1) / config_.batch_size)
@@ -799,6 +839,21 @@ LrFindResult Learner::lr_find(double start_lr, double end_lr, bool linear, const
 Predictions Learner::predict(data::Split split, int tta, TtaMix mix, const std::atomic<bool>* stop) {
     if (split == data::Split::Train) throw UserError("predict works on the valid or test split");
     if (dataset_.count(split) == 0) throw UserError(std::string("the dataset has no ") + data::split_name(split) + " images");
+    if (use_ema_ && !ema_)
+        throw UserError("the learner has no EMA weights (the latest fit had no --ema)", "predict without --ema, or fit with --ema");
+    // With use_ema_weights(true) the EMA weights are swapped into the model for the prediction
+    // and out again afterwards, bit for bit.
+    struct EmaSwap {
+        WeightEma* ema;
+        models::ClassifierModel& model;
+        ~EmaSwap() {
+            if (ema) ema->swap_with(model);
+        }
+    } ema_swap{nullptr, *model_};
+    if (use_ema_) {
+        ema_->swap_with(*model_);
+        ema_swap.ema = ema_.get();
+    }
     auto* dist = distributed();
     sync_buffers();
     torch::NoGradGuard no_grad;

@@ -9,8 +9,10 @@
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
 #include "whisker/common/http.h"
+#include "whisker/common/local_time.h"
 #include "whisker/models/checkpoint.h"
 #include "whisker/train/distributed.h"
+#include "whisker/train/training_options.h"
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -43,8 +45,14 @@ std::string base64_decode(const std::string& in) {
 }
 
 json epoch_json(const EpochRecord& r) {
-    return {{"epoch", r.epoch}, {"trn_loss", r.trn_loss}, {"val_loss", r.val_loss}, {"accuracy", r.accuracy},
-            {"log_loss", r.log_loss}, {"seconds", r.seconds}};
+    json j{{"epoch", r.epoch}, {"trn_loss", r.trn_loss}, {"val_loss", r.val_loss}, {"accuracy", r.accuracy},
+           {"log_loss", r.log_loss}, {"seconds", r.seconds}};
+    if (r.has_ema) {
+        j["ema_val_loss"] = r.ema_val_loss;
+        j["ema_accuracy"] = r.ema_accuracy;
+        j["ema_log_loss"] = r.ema_log_loss;
+    }
+    return j;
 }
 EpochRecord epoch_from(const json& j) {
     EpochRecord r;
@@ -54,13 +62,19 @@ EpochRecord epoch_from(const json& j) {
     r.accuracy = j.value("accuracy", 0.0);
     r.log_loss = j.value("log_loss", 0.0);
     r.seconds = j.value("seconds", 0.0);
+    r.has_ema = j.contains("ema_val_loss");
+    r.ema_val_loss = j.value("ema_val_loss", 0.0);
+    r.ema_accuracy = j.value("ema_accuracy", 0.0);
+    r.ema_log_loss = j.value("ema_log_loss", 0.0);
     return r;
 }
 
 json options_json(const FitOptions& o) {
     return {{"lrs", o.lrs}, {"n_cycle", o.n_cycle}, {"cycle_len", o.cycle_len}, {"cycle_mult", o.cycle_mult}, {"wds", o.wds},
             {"optimizer", o.optimizer == OptimizerKind::AdamW ? "adamw" : "sgd"}, {"momentum", o.momentum},
-            {"one_cycle", o.one_cycle}};
+            {"one_cycle", o.one_cycle}, {"mixup_alpha", o.mixup_alpha}, {"cutmix_alpha", o.cutmix_alpha},
+            {"mix_switch_prob", o.mix_switch_prob}, {"mix_prob", o.mix_prob}, {"ema_decay", o.ema_decay},
+            {"label_smoothing", o.label_smoothing}};
 }
 FitOptions options_from(const json& j) {
     FitOptions o;
@@ -72,19 +86,17 @@ FitOptions options_from(const json& j) {
     o.optimizer = j.at("optimizer") == "adamw" ? OptimizerKind::AdamW : OptimizerKind::SGD;
     o.momentum = j.at("momentum");
     o.one_cycle = j.at("one_cycle");
+    // Checkpoints from before these options: off.
+    o.mixup_alpha = j.value("mixup_alpha", o.mixup_alpha);
+    o.cutmix_alpha = j.value("cutmix_alpha", o.cutmix_alpha);
+    o.mix_switch_prob = j.value("mix_switch_prob", o.mix_switch_prob);
+    o.mix_prob = j.value("mix_prob", o.mix_prob);
+    o.ema_decay = j.value("ema_decay", o.ema_decay);
+    o.label_smoothing = j.value("label_smoothing", o.label_smoothing);
     return o;
 }
 
 fs::path models_dir(const fs::path& project) { return project / "models"; }
-
-std::string local_time_now() {
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    localtime_r(&now, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-    return buf;
-}
 
 }  // namespace
 
@@ -127,7 +139,7 @@ void Learner::save_with_fit_state(const std::string& name, const FitState* st) {
     j["epochs_trained"] = epochs_trained_;
     j["state"] = state_id_;
     j["pretrained"] = config_.pretrained;
-    j["saved"] = local_time_now();
+    j["saved"] = local_time_text();
     const at::Tensor rng = at::detail::getDefaultCPUGenerator().get_state();
     j["rng_state"] = base64_encode(std::string(static_cast<const char*>(rng.data_ptr()), static_cast<std::size_t>(rng.numel())));
     json history = json::array();
@@ -152,12 +164,23 @@ void Learner::save_with_fit_state(const std::string& name, const FitState* st) {
         f["batch_num"] = st->batch_num;
         f["loader_epoch_base"] = st->loader_epoch_base;
         f["seconds"] = st->seconds;
+        f["size"] = st->size;
         json done = json::array();
         for (const auto& e : st->done) done.push_back(epoch_json(e));
         f["done"] = done;
         j["fit"] = f;
     }
     models::write_safetensors(dir / (name + ".safetensors"), models::state_dict_of(*model_), {{"id", id}});
+    // The weight EMA beside the raw weights, with the same id; none: an older average of this
+    // name goes (the JSON, written last, says whether there is one).
+    const fs::path ema_file = dir / (name + ".ema.safetensors");
+    if (ema_) {
+        models::write_safetensors(ema_file, ema_->state(), {{"id", id}});
+        j["ema"] = {{"decay", ema_->decay()}, {"updates", ema_->updates()}};
+    } else {
+        std::error_code ec;
+        fs::remove(ema_file, ec);
+    }
     write_file_atomically(dir / (name + ".json"), j.dump(1));
     if (distributed()) distributed()->barrier();
 }
@@ -184,6 +207,20 @@ void Learner::load(const std::string& name) {
         throw UserError("checkpoint '" + name + "' is incomplete (its weights and its state do not belong together)",
                         "it was interrupted while being written; use another checkpoint");
     models::load_state_dict(*model_, weights, (dir / (name + ".safetensors")).string());
+    ema_.reset();
+    if (j.contains("ema")) {
+        const fs::path ema_file = dir / (name + ".ema.safetensors");
+        std::map<std::string, std::string> ema_meta;
+        if (!fs::exists(ema_file))
+            throw UserError("checkpoint '" + name + "' is incomplete (" + ema_file.string() + " is missing)",
+                            "use another checkpoint");
+        const auto ema_state = models::read_safetensors(ema_file, &ema_meta);
+        if (ema_meta["id"] != j.value("id", ""))
+            throw UserError("checkpoint '" + name + "' is incomplete (its EMA weights and its state do not belong together)",
+                            "it was interrupted while being written; use another checkpoint");
+        ema_ = std::make_unique<WeightEma>(*model_, ema_state, j["ema"].value("decay", 0.0), j["ema"].value("updates", 0L),
+                                           ema_file.string());
+    }
     freeze_to(j.value("frozen_groups", 2));
     bn_freeze_ = j.value("bn_freeze", false);
     precompute_ = j.value("precompute", false);
@@ -215,6 +252,7 @@ void Learner::load(const std::string& name) {
         st->batch_num = f.at("batch_num");
         st->loader_epoch_base = f.at("loader_epoch_base");
         st->seconds = f.at("seconds");
+        st->size = f.value("size", j.value("size", config_.size));
         for (const auto& e : f.at("done")) st->done.push_back(epoch_from(e));
         build_optimizer(*st);
         torch::serialize::InputArchive archive;
@@ -229,6 +267,13 @@ FitResult Learner::resume(const std::string& name, const std::atomic<bool>* stop
     load(name);
     if (!pending_) throw UserError("checkpoint '" + name + "' has no fit in progress", "start a new fit instead");
     if (pending_->epoch >= pending_->total_epochs) throw UserError("the fit in checkpoint '" + name + "' had already finished");
+    if (pending_->size != config_.size)
+        throw UserError("the fit in checkpoint '" + name + "' ran at " + std::to_string(pending_->size) + " px, the learner is at " +
+                            std::to_string(config_.size) + " px",
+                        "resize the learner back to " + std::to_string(pending_->size) +
+                            " px (whisker-cli resize-learner PROJECT --size " + std::to_string(pending_->size) + ") to resume it");
+    if (pending_->options.ema_decay > 0 && !ema_)
+        throw UserError("checkpoint '" + name + "' has no EMA weights for its fit with --ema", "start a new fit instead");
     auto st = std::move(pending_);
     return run_fit(*st, stop);
 }

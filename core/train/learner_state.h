@@ -41,6 +41,7 @@ struct Learner::FitState {
     std::unique_ptr<torch::optim::Optimizer> optimizer;
     std::vector<EpochRecord> done;
     double seconds = 0;
+    int size = 0;                        // the image size the fit runs at (resume needs the same)
     // lr_find
     double best = 1e9;
     std::vector<double> found_lrs, found_losses;

@@ -1,6 +1,7 @@
 #include "whisker/train/recipe.h"
 
 #include "whisker/common/errors.h"
+#include "whisker/train/training_options.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -28,7 +29,32 @@ std::string default_recipe() {
 
 namespace {
 
-const char* kKnownSteps[] = {"precompute", "unfreeze", "freeze", "bn_freeze", "lr_find", "fit", "predict"};
+const char* kKnownSteps[] = {"precompute", "unfreeze", "freeze", "bn_freeze", "lr_find", "fit", "predict", "size"};
+
+// A fit step's training options (MixUp/CutMix, weight EMA) into `o`; UserError for a key that
+// is not a number.
+void training_options_of(const json& step, FitOptions& o) {
+    auto number = [&step](const char* key, double& out) {
+        if (!step.contains(key)) return;
+        if (!step[key].is_number()) throw UserError(std::string("\"") + key + "\" must be a number, not " + step[key].dump());
+        out = step[key].get<double>();
+    };
+    number("mixup", o.mixup_alpha);
+    number("cutmix", o.cutmix_alpha);
+    number("mix_switch_prob", o.mix_switch_prob);
+    number("mix_prob", o.mix_prob);
+    number("ema", o.ema_decay);
+    number("label_smoothing", o.label_smoothing);
+}
+
+// The image size of a "size" step; UserError unless it is a whole number of at least 32.
+int size_of(const json& step) {
+    if (!step.contains("size") || !step["size"].is_number_integer() || step["size"].get<long>() < 32 ||
+        step["size"].get<long>() > 100000)
+        throw UserError("a size step needs \"size\": the new image size in pixels (a whole number of at least 32), not " +
+                        (step.contains("size") ? step["size"].dump() : std::string("nothing")));
+    return step["size"].get<int>();
+}
 
 double rate_of(const json& v, double found) {
     if (v.is_number()) return v.get<double>();
@@ -90,9 +116,18 @@ std::string describe_step(const std::string& step_json, double found) {
         else what = fmt::format("fit {} at a constant", plural(cycles, "epoch"));
         if (len > 0 && mult > 1) what += fmt::format(" (each cycle {}x longer)", mult);
         what += (len > 0 || step.value("one_cycle", false) ? " at " : " rate of ") + rates;
-        if (step.value("optimizer", "sgd") == "adamw") what += " with AdamW";
+        const bool adamw = step.value("optimizer", "sgd") == "adamw";
+        if (adamw) what += " with AdamW";
+        FitOptions extra;
+        try {
+            training_options_of(step, extra);
+        } catch (const UserError&) {
+        }
+        if (const std::string options = describe_training_options(extra); !options.empty())
+            what += (adamw ? ", " : " with ") + options;
         return what;
     }
+    if (kind == "size") return "change the image size to " + (step.contains("size") ? step["size"].dump() : std::string("?")) + " px";
     if (kind == "predict") {
         const std::string split = step.value("split", "test");
         const int tta = step.value("tta", 0);
@@ -116,7 +151,32 @@ RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const 
         const std::string kind = recipe[i].is_object() ? recipe[i].value("step", "") : "";
         if (std::find(std::begin(kKnownSteps), std::end(kKnownSteps), kind) == std::end(kKnownSteps))
             throw UserError("recipe step " + std::to_string(i + 1) + " (" + recipe[i].dump() + ") is not a known step",
-                            "steps: precompute, unfreeze, freeze, bn_freeze, lr_find, fit, predict");
+                            "steps: precompute, unfreeze, freeze, bn_freeze, lr_find, fit, predict, size");
+    }
+    // The steps' own values, checked before anything runs, following precompute through the
+    // recipe: MixUp/CutMix need images.
+    bool precompute = learner.precompute();
+    for (std::size_t i = 0; i < recipe.size(); ++i) {
+        const json& step = recipe[i];
+        const std::string kind = step.value("step", "");
+        const std::string where = "recipe step " + std::to_string(i + 1) + " (" + step.dump() + "): ";
+        try {
+            if (kind == "precompute") precompute = step.value("on", true);
+            else if (kind == "unfreeze") precompute = false;
+            else if (kind == "size") size_of(step);
+            else if (kind == "fit") {
+                FitOptions o;
+                training_options_of(step, o);
+                check_training_options(o);
+                if (precompute && mix_options(o).enabled())
+                    throw UserError("MixUp/CutMix mix images, and precompute is on at this step",
+                                    "add {\"step\": \"precompute\", \"on\": false} before it");
+            }
+        } catch (const UserError& e) {
+            throw UserError(where + e.what(), e.hint());
+        } catch (const json::exception& e) {
+            throw UserError(where + e.what());
+        }
     }
 
     RecipeResult result;
@@ -143,6 +203,7 @@ RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const 
         else if (kind == "unfreeze") learner.unfreeze();
         else if (kind == "freeze") learner.freeze();
         else if (kind == "bn_freeze") learner.bn_freeze(step.value("on", true));
+        else if (kind == "size") learner.set_size(size_of(step));
         else if (kind == "lr_find") {
             const auto r = learner.lr_find(step.value("start", 1e-5), step.value("end", 10.0), false, stop);
             const bool choose = step.value("set_lr", !found_set);
@@ -165,6 +226,7 @@ RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const 
             o.optimizer = step.value("optimizer", "sgd") == "adamw" ? OptimizerKind::AdamW : OptimizerKind::SGD;
             o.one_cycle = step.value("one_cycle", false);
             if (step.contains("wd")) o.wds = {step["wd"].get<double>()};
+            training_options_of(step, o);
             const FitResult r = learner.fit(o, stop);
             result.epochs.insert(result.epochs.end(), r.epochs.begin(), r.epochs.end());
             if (ev.fit_done) ev.fit_done(r);

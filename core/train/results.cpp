@@ -181,14 +181,20 @@ void write_submission(const fs::path& path, const data::Dataset& d, const Predic
     }
 }
 
-std::string epoch_table_header() {
-    return fmt::format("{:>5}  {:>9}  {:>9}  {:>9}  {:>9}  {:>7}  {:>7}\n", "epoch", "trn_loss", "val_loss", "accuracy",
-                       "log_loss", "time", "left");
+std::string epoch_table_header(bool ema_columns) {
+    const std::string ema =
+        ema_columns ? fmt::format("  {:>12}  {:>12}  {:>12}", "ema_val_loss", "ema_accuracy", "ema_log_loss") : "";
+    return fmt::format("{:>5}  {:>9}  {:>9}  {:>9}  {:>9}{}  {:>7}  {:>7}\n", "epoch", "trn_loss", "val_loss", "accuracy",
+                       "log_loss", ema, "time", "left");
 }
 
-std::string epoch_table_row(const EpochRecord& r) {
-    return fmt::format("{:>5}  {:>9.6f}  {:>9.6f}  {:>9.6f}  {:>9.6f}  {:>6.1f}s  {:>6.0f}s\n", r.epoch, r.trn_loss, r.val_loss,
-                       r.accuracy, r.log_loss, r.seconds, r.eta_seconds);
+std::string epoch_table_row(const EpochRecord& r, bool ema_columns) {
+    std::string ema;
+    if (ema_columns)
+        ema = r.has_ema ? fmt::format("  {:>12.6f}  {:>12.6f}  {:>12.6f}", r.ema_val_loss, r.ema_accuracy, r.ema_log_loss)
+                        : fmt::format("  {:>12}  {:>12}  {:>12}", "-", "-", "-");
+    return fmt::format("{:>5}  {:>9.6f}  {:>9.6f}  {:>9.6f}  {:>9.6f}{}  {:>6.1f}s  {:>6.0f}s\n", r.epoch, r.trn_loss, r.val_loss,
+                       r.accuracy, r.log_loss, ema, r.seconds, r.eta_seconds);
 }
 
 }  // namespace whisker::train

@@ -210,16 +210,21 @@ TEST(Transforms, DrawsHaveFastaiProbabilitiesAndRanges) {
     }
 }
 
-TEST(Transforms, TopDownUsesDihedralsAndNoRotation) {
+TEST(Transforms, TopDownIsBasicPlusRandomDihedral) {
     AugmentSettings s = AugmentSettings::side_on(32, 1.0);
     s.preset = AugmentPreset::TopDown;
     Rng rng(3);
     std::set<int> seen;
+    int rotated = 0;
     for (int i = 0; i < 400; ++i) {
         const AugmentDraw d = draw_augmentation(s, rng);
-        EXPECT_FALSE(d.rotate);
+        // transforms_top_down = transforms_basic + [RandomDihedral()]: RandomRotate(10) too;
+        // the mirror image is the dihedral's, not RandomFlip's.
+        rotated += d.rotate;
+        EXPECT_FALSE(d.flip);
         seen.insert(d.dihedral);
     }
+    EXPECT_NEAR(rotated / 400.0, 0.75, 0.07);
     EXPECT_EQ(seen.size(), 8u);
     // Dihedral 2 = one quarter turn anticlockwise (np.rot90).
     const cv::Mat img = test::pattern_image(32, 32, 2);

@@ -38,6 +38,21 @@ grep -q "suggestions: minimum/10" "$work/lr.log" || fail "lr-find suggestions"
 test "$(wc -l < "$work/lr.csv")" -ge 50 || fail "lr-find CSV"
 if "$cli" fit "$work/p" --arch resnet34 2>"$work/err"; then fail "changing the arch of an existing learner"; fi
 grep -q -- "--new-learner" "$work/err" || fail "arch change hint"
+# The augmentation is the learner's: chosen when it is created, kept in learner.json; bad values
+# and another augmentation for the existing learner are refused, saying what to do.
+python3 -c "import json, sys; j = json.load(open('$work/p/learner.json')); sys.exit(0 if (j['augment'], j['max_zoom'], j['no_flip']) == ('side-on', 1.1, False) else 1)" \
+  || fail "learner.json augmentation: $(cat "$work/p/learner.json")"
+if "$cli" fit "$work/p" --aug sideways 2>"$work/err"; then fail "--aug sideways accepted"; fi
+grep -q "unknown augmentation 'sideways'" "$work/err" && grep -q "side-on, top-down, basic, none" "$work/err" \
+  || fail "--aug sideways message: $(cat "$work/err")"
+if "$cli" fit "$work/p" --max-zoom 0.5 2>"$work/err"; then fail "--max-zoom 0.5 accepted"; fi
+grep -q "at least 1" "$work/err" || fail "--max-zoom 0.5 message: $(cat "$work/err")"
+for change in "--aug top-down" "--max-zoom 1.3" "--no-flip"; do
+  # shellcheck disable=SC2086
+  if "$cli" fit "$work/p" $change 2>"$work/err"; then fail "$change changed the existing learner"; fi
+  grep -q "already has its augmentation (side-on augmentation)" "$work/err" && grep -q -- "--new-learner" "$work/err" \
+    || fail "$change message: $(cat "$work/err")"
+done
 "$cli" fit "$work/p" --lr 1e-4 --cycles 1 --json | tee "$work/fit.log"
 grep -q '"event":"epoch"' "$work/fit.log" || fail "fit --json"
 "$cli" -q save "$work/p" after-fit
@@ -50,8 +65,32 @@ head -1 "$work/mistakes.csv" | grep -q "^path,id,actual,predicted,probability,pr
 awk -F, 'NR > 1 { if ($3 == $4) bad = 1; if (NR > 2 && $7 > prev) bad = 1; prev = $7 } END { exit bad }' "$work/mistakes.csv" || fail "mistakes rows"
 "$cli" -q predict "$work/p" --out "$work/labels.csv" --labels
 head -2 "$work/labels.csv" | tail -1 | grep -qE ',(cat|dog)$' || fail "--labels"
+# Training options: MixUp/CutMix with a weight EMA, predicting with the EMA, progressive resizing.
+"$cli" fit "$work/p" --lr 1e-4 --cycles 1 --mixup 0.2 --cutmix 1 --ema 0.9 | tee "$work/mix.log"
+grep -q "ema_val_loss" "$work/mix.log" || fail "EMA columns in the epoch table"
+test -f "$work/p/models/current.ema.safetensors" || fail "EMA weights beside the weights"
+"$cli" predict "$work/p" --split valid --ema | grep -q "^valid: " || fail "predict --ema"
+if "$cli" -q fit "$work/p" --precompute --mixup 0.2 2>"$work/err"; then fail "MixUp with precompute"; fi
+grep -q "precompute" "$work/err" || fail "MixUp with precompute message: $(cat "$work/err")"
+"$cli" resize-learner "$work/p" --size 48 | grep -q "from 64 px to 48 px" || fail "resize-learner"
+python3 -c "import json, sys; sys.exit(json.load(open('$work/p/learner.json'))['size'] != 48)" || fail "learner.json size"
+"$cli" -q fit "$work/p" --lr 1e-4 --cycles 1 || fail "fit after resizing"
 # A NaN loss stops with a message and a non-zero exit; the model stays usable.
 if "$cli" -q fit "$work/p" --lr 1e12 --cycles 2 2>"$work/err"; then fail "NaN fit succeeded"; fi
 grep -q "NaN" "$work/err" || fail "NaN message: $(cat "$work/err")"
 "$cli" -q predict "$work/p" --split valid >/dev/null || fail "model unusable after the NaN stop"
+# A top-down learner (lesson 2's satellite images): remembered, described, and used for TTA
+# with its dihedral transforms; giving its own values again is fine. (No fit: the loader tests
+# cover training with each preset, and this test is long already.)
+"$cli" save "$work/p" before-top-down --new-learner --arch resnet18 --size 64 --bs 32 --no-pretrained \
+  --aug top-down --no-flip --max-zoom 1.2 >"$work/new.out"
+grep -q "New learner: resnet18 at 64 px, batch 32, from scratch, top-down augmentation without flips, max zoom 1.2" \
+  "$work/new.out" || fail "new top-down learner: $(cat "$work/new.out")"
+python3 -c "import json, sys; j = json.load(open('$work/p/learner.json')); sys.exit(0 if (j['augment'], j['max_zoom'], j['no_flip']) == ('top-down', 1.2, True) else 1)" \
+  || fail "top-down learner.json: $(cat "$work/p/learner.json")"
+"$cli" predict "$work/p" --split valid --tta 2 --aug top-down --no-flip --max-zoom 1.2 >"$work/top.out" 2>"$work/top.err" \
+  || fail "TTA of the top-down learner: $(cat "$work/top.err")"
+grep -q "Learner: resnet18 at 64 px, from scratch, top-down augmentation without flips, max zoom 1.2, 0 epochs" "$work/top.err" \
+  || fail "top-down learner description: $(cat "$work/top.err")"
+grep -q "(TTA, 3 passes)" "$work/top.out" || fail "top-down TTA: $(cat "$work/top.out")"
 echo "e2e train: all checks passed"

@@ -6,6 +6,7 @@
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
 #include "whisker/project/project_lock.h"
+#include "whisker/common/local_time.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -29,14 +30,7 @@ std::string lock_text(const fs::path& project) {
     return fs::exists(f) ? read_file(f) : std::string();
 }
 
-std::string today() {
-    const std::time_t now = std::time(nullptr);
-    std::tm tm{};
-    localtime_r(&now, &tm);
-    char buf[16];
-    std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
-    return buf;
-}
+std::string today() { return whisker::local_time_text("%Y-%m-%d"); }
 
 // A forked process that takes the project's lock (as program `program`) and then sleeps until
 // it is killed. Forked before the parent takes any lock on the project.

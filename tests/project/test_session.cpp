@@ -156,6 +156,83 @@ TEST_F(SessionTest, ANewLearnerIsPersistedAndReopenedAsItWasLeft) {
     EXPECT_TRUE(*LearnerSpec::read(dir_ / "other") == pre);
 }
 
+TEST_F(SessionTest, TheAugmentationIsChosenWithTheLearnerAndRemembered) {
+    LearnerSpec top = spec();
+    top.augment = data::AugmentPreset::TopDown;
+    top.max_zoom = 1.25;
+    top.no_flip = true;
+    {
+        auto s = open();
+        s->new_learner(top);
+        EXPECT_EQ(s->describe_learner(),
+                  "resnet18 at 32 px, from scratch, top-down augmentation without flips, max zoom 1.25, 0 epochs, body frozen");
+    }
+    const json written = json::parse(read_file(project() / LearnerSpec::kFileName));
+    EXPECT_EQ(written.at("augment"), "top-down");
+    EXPECT_EQ(written.at("max_zoom"), 1.25);
+    EXPECT_EQ(written.at("no_flip"), true);
+    ASSERT_TRUE(LearnerSpec::read(project()).has_value());
+    EXPECT_TRUE(*LearnerSpec::read(project()) == top);
+
+    // Reopened: the learner's loaders (training and TTA) use it.
+    auto t = open();
+    ASSERT_TRUE(t->has_learner()) << t->learner_error();
+    EXPECT_TRUE(*t->spec() == top);
+    const train::LearnerConfig& c = t->learner().config();
+    EXPECT_EQ(c.augment, data::AugmentPreset::TopDown);
+    EXPECT_EQ(c.max_zoom, 1.25);
+    EXPECT_TRUE(c.no_flip);
+    const data::AugmentSettings a = t->learner().augment_settings();
+    EXPECT_EQ(a.preset, data::AugmentPreset::TopDown);
+    EXPECT_EQ(a.size, 32);
+    EXPECT_EQ(a.max_zoom, 1.25);
+    EXPECT_TRUE(a.no_flip);
+    const auto& p = t->predict(data::Split::Valid, 2);   // TTA through the top-down loader
+    EXPECT_EQ(p.predictions->passes, 3);
+
+    // Each of the other presets, by name.
+    for (data::AugmentPreset preset : {data::AugmentPreset::Basic, data::AugmentPreset::None, data::AugmentPreset::SideOn}) {
+        LearnerSpec other = spec();
+        other.augment = preset;
+        other.max_zoom = data::default_max_zoom(preset);
+        other.write(project());
+        EXPECT_EQ(json::parse(read_file(project() / LearnerSpec::kFileName)).at("augment"), data::augment_preset_name(preset));
+        EXPECT_TRUE(*LearnerSpec::read(project()) == other) << data::augment_preset_name(preset);
+    }
+}
+
+TEST_F(SessionTest, AnOldLearnerFileReadsAsSideOnAugmentation) {
+    // learner.json as written before the augmentation options.
+    write_file_atomically(project() / LearnerSpec::kFileName,
+                          R"({"arch": "resnet18", "size": 32, "batch_size": 8, "pretrained": false, "seed": 7})");
+    const auto read = LearnerSpec::read(project());
+    ASSERT_TRUE(read.has_value());
+    EXPECT_TRUE(*read == spec());
+    EXPECT_EQ(read->augment, data::AugmentPreset::SideOn);
+    EXPECT_EQ(read->max_zoom, 1.1);
+    EXPECT_FALSE(read->no_flip);
+    auto s = open();
+    ASSERT_TRUE(s->has_learner()) << s->learner_error();
+    EXPECT_EQ(s->learner().config().augment, data::AugmentPreset::SideOn);
+    EXPECT_EQ(s->learner().config().max_zoom, 1.1);
+    EXPECT_FALSE(s->learner().config().no_flip);
+    EXPECT_EQ(s->describe_learner(), "resnet18 at 32 px, from scratch, 0 epochs, body frozen");   // the default goes unsaid
+
+    // An unknown augmentation or a zoom below 1 is a damaged file, not a silent default.
+    write_file_atomically(project() / LearnerSpec::kFileName, R"({"arch": "resnet18", "augment": "sideways"})");
+    try {
+        LearnerSpec::read(project());
+        FAIL();
+    } catch (const UserError& e) {
+        EXPECT_NE(std::string(e.what()).find("unknown augmentation 'sideways'"), std::string::npos) << e.what();
+        EXPECT_NE(e.hint().find("--new-learner"), std::string::npos);
+    }
+    write_file_atomically(project() / LearnerSpec::kFileName, R"({"arch": "resnet18", "max_zoom": 0.5})");
+    EXPECT_THROW(LearnerSpec::read(project()), UserError);
+    write_file_atomically(project() / LearnerSpec::kFileName, R"({"arch": "resnet18", "no_flip": "yes"})");
+    EXPECT_THROW(LearnerSpec::read(project()), UserError);
+}
+
 TEST_F(SessionTest, FitPersistAndReopenKeepEpochsHistoryAndTheTrainingLog) {
     std::size_t batches = 0;
     std::string state;

@@ -384,8 +384,11 @@ TEST_F(LearnerTest, SetDatasetHonoursTheUsersMarks) {
     const Predictions after = l->predict(data::Split::Valid);
     EXPECT_EQ(after.records.size(), before.records.size() - 1);
     EXPECT_EQ(std::count(after.records.begin(), after.records.end(), gone), 0);
-    for (std::size_t i = 0; i < after.records.size(); ++i)
-        if (after.records[i] == relabelled) EXPECT_EQ(after.actual[i], 1 - old_label);
+    for (std::size_t i = 0; i < after.records.size(); ++i) {
+        if (after.records[i] == relabelled) {
+            EXPECT_EQ(after.actual[i], 1 - old_label);
+        }
+    }
     // A fit after the change trains on the marked data without complaint.
     FitOptions o;
     o.lrs = {1e-3};

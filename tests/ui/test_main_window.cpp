@@ -479,6 +479,31 @@ private Q_SLOTS:
         QTRY_VERIFY(!submit->predictions_current());
         QVERIFY(!submit->submit_button()->isEnabled());
         QVERIFY(!submit->export_to(QString::fromStdString((root / "a/old.csv").string())));
+
+        // The modern fit options from the page: MixUp and a weight EMA, whose columns appear.
+        w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
+        QVERIFY(train->epoch_table()->isColumnHidden(6));
+        train->mixup_box()->setValue(0.4);
+        train->ema_box()->setValue(0.9);
+        train->cycles_box()->setValue(1);
+        train->choose_learning_rate(0.01);
+        QTest::mouseClick(train->start_button(), Qt::LeftButton);
+        QVERIFY(next_signal(finished, 120000));
+        QVERIFY2(failed.isEmpty(), failed.isEmpty() ? "" : qPrintable(failed.last().at(1).toString()));
+        QTRY_VERIFY(!train->epoch_table()->isColumnHidden(6));
+        const int last = train->epoch_table()->rowCount() - 1;
+        QVERIFY(train->epoch_table()->item(last, 6) && !train->epoch_table()->item(last, 6)->text().isEmpty());
+        QVERIFY(std::filesystem::exists(root / "a/models/current.ema.safetensors"));
+        train->mixup_box()->setValue(0);
+        train->ema_box()->setValue(0);
+        // Progressive resizing: the learner goes on at 48 px.
+        QVERIFY(!train->resize_button()->isEnabled());
+        train->size_box()->setValue(48);
+        QVERIFY(train->resize_button()->isEnabled());
+        QTest::mouseClick(train->resize_button(), Qt::LeftButton);
+        QVERIFY(next_signal(finished, 60000));
+        QTRY_VERIFY2(train->learner_label()->text().contains("at 48 px"), qPrintable(train->learner_label()->text()));
+        QVERIFY(!train->resize_button()->isEnabled());
     }
 
     // Every page at a laptop's 1280x720 and at 1600x1000: the window needs no more than the
@@ -531,7 +556,7 @@ private Q_SLOTS:
         // A learner made by whisker-cli: the workbench opens it ready to continue.
         QProcess first;
         first.start(WHISKER_CLI_PATH, {"-q", "fit", project, "--arch", "resnet18", "--size", "32", "--bs", "8", "--no-pretrained",
-                                       "--lr", "1e-3", "--cycles", "1"});
+                                       "--aug", "top-down", "--no-flip", "--lr", "1e-3", "--cycles", "1"});
         QVERIFY(first.waitForFinished(120000));
         QCOMPARE(first.exitCode(), 0);
 
@@ -542,9 +567,20 @@ private Q_SLOTS:
         auto* train = w.train_page();
         w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
         QVERIFY(train->has_learner());
-        QVERIFY2(train->learner_label()->text().contains("resnet18 at 32 px, from scratch, 1 epoch"),
+        QVERIFY2(train->learner_label()->text().contains("resnet18 at 32 px, from scratch, top-down augmentation without flips, 1 epoch"),
                  qPrintable(train->learner_label()->text()));
         QVERIFY(train->start_button()->isEnabled());
+        // The learner's augmentation shows in its settings and in "What the model sees".
+        QCOMPARE(train->augment_box()->currentText(), QString("top-down"));
+        QVERIFY(train->no_flip_box()->isChecked());
+        w.navigation()->setCurrentRow(MainWindow::DataPageIndex);
+        QDialog* seen = w.data_page()->browser()->open_model_view(0);
+        QVERIFY(seen);
+        auto* note = seen->findChild<QLabel*>("modelViewNote");
+        QVERIFY2(note && note->text().contains("top-down augmentation without flips") && note->text().contains("32 px"),
+                 note ? qPrintable(note->text()) : "no note");
+        seen->close();
+        w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
         QCOMPARE(train->epoch_table()->rowCount(), 1);
 
         // whisker-cli trains the project: the workbench says so and writes nothing meanwhile.

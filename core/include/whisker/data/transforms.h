@@ -1,14 +1,19 @@
 #pragma once
-// Image transforms, exactly those of fastai 0.7 (see shared/spec/workflow.md, "Transforms").
+// Image transforms, exactly those of fastai 0.7 (see shared/spec/workflow.md, "Transforms", and
+// docs/training.md).
 //
 // Images are float RGB in [0, 1] while they are transformed, as fastai's open_image makes
 // them (uint8 / 255), so each step gives fastai's numbers:
 //   validation: scale_min(sz) with INTER_AREA, then a centre crop (offset ceil((dim-sz)/2));
-//   training:   RandomScale (p=0.75: shorter side int(U(1,max_zoom)*sz), else sz), then the
-//               side-on augmentations — rotate U(-10,10) degrees with p=0.75 about
-//               (cols//2, rows//2), bilinear with reflected border; lighting
-//               clip((x-mean)*c + mean + b); horizontal flip with p=0.5 — then a random crop
-//               at floor(U(0,1)*(dim-sz)).
+//   training:   RandomScale (p=0.75: shorter side int(U(1,max_zoom)*sz), else sz; max_zoom 1 is
+//               fastai's Scale(sz)), then the preset's aug_tfms in fastai's order, then a random
+//               crop at floor(U(0,1)*(dim-sz)). The aug_tfms are built from
+//                 RandomRotate(10): U(-10,10) degrees with p=0.75 about (cols//2, rows//2),
+//                                   bilinear with reflected border;
+//                 RandomLighting(0.05, 0.05): clip((x-mean)*c + mean + b);
+//                 RandomFlip(): horizontal flip with p=0.5;
+//                 RandomDihedral(): np.rot90 by randint(0,3) quarter turns, then fliplr with
+//                                   p=0.5 (one of the 8 symmetries of the square, uniformly).
 // The last stage (crop, flip, lighting, ImageNet normalisation, HWC->CHW) is fused into one
 // pass that writes straight into a batch tensor; the result is identical to doing the steps
 // one after the other, because each of them acts on pixels independently.
@@ -20,6 +25,9 @@
 #include <opencv2/core/mat.hpp>
 
 #include <array>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace whisker::data {
 
@@ -28,23 +36,47 @@ struct Normalization {
     std::array<float, 3> std{0.229f, 0.224f, 0.225f};
 };
 
-// Which augmentations training uses (fastai 0.7: transforms_side_on / transforms_top_down).
-enum class AugmentPreset { None, SideOn, TopDown };
+// Which augmentations training uses: fastai 0.7's aug_tfms lists (transforms.py).
+//   SideOn  transforms_side_on  = [RandomRotate(10), RandomLighting(0.05, 0.05), RandomFlip()]
+//   TopDown transforms_top_down = [RandomRotate(10), RandomLighting(0.05, 0.05), RandomDihedral()]
+//   Basic   transforms_basic    = [RandomRotate(10), RandomLighting(0.05, 0.05)]
+//   None    aug_tfms=None       = []  (RandomScale, if max_zoom > 1, and the random crop only)
+// (The enumerators' values are not stored anywhere; files use augment_preset_name.)
+enum class AugmentPreset { None, SideOn, TopDown, Basic };
+
+// "side-on", "top-down", "basic", "none" (CLI --aug, learner.json "augment").
+const char* augment_preset_name(AugmentPreset preset);
+std::optional<AugmentPreset> parse_augment_preset(const std::string& name);
+// All four, in the order to offer them: side-on (the default), top-down, basic, none.
+const std::vector<AugmentPreset>& augment_presets();
+// The max_zoom a preset gets when none is given: 1.1 with augmentation (lesson 1's
+// tfms_from_model(arch, sz, aug_tfms=transforms_side_on, max_zoom=1.1)), 1 (no zoom) for None,
+// as fastai's tfms_from_model(arch, sz) without aug_tfms and max_zoom.
+double default_max_zoom(AugmentPreset preset);
+// In words, for learner descriptions: "side-on augmentation", "top-down augmentation without
+// flips, max zoom 1.3", "no augmentation". max_zoom is mentioned when it is not the preset's
+// default.
+std::string describe_augmentation(AugmentPreset preset, double max_zoom, bool no_flip);
 
 struct AugmentSettings {
     int size = 224;                // sz: side of the square the network sees
     double max_zoom = 1.1;         // RandomScale's upper zoom; <= 1 disables zooming
     double zoom_p = 0.75;
     AugmentPreset preset = AugmentPreset::SideOn;
+    // Leaves out the mirror images: side-on draws no RandomFlip (it becomes basic), top-down's
+    // RandomDihedral keeps its four quarter turns and draws no flip.
+    bool no_flip = false;
     double rotate_degrees = 10.0;
     double rotate_p = 0.75;
     double lighting_b = 0.05;      // brightness shift, U(-b, b)
     double lighting_c = 0.05;      // contrast, c0 ~ U(-c, c) then c = c0<0 ? -1/(c0-1) : c0+1
-    double flip_p = 0.5;
+    double flip_p = 0.5;           // RandomFlip's p (RandomDihedral's flip is always p=0.5)
     Normalization norm;
 
     // fastai's tfms_from_model(arch, sz, aug_tfms=transforms_side_on, max_zoom=1.1).
     static AugmentSettings side_on(int size, double max_zoom = 1.1);
+    // Any preset: tfms_from_model(arch, sz, aug_tfms=<preset's list>, max_zoom=max_zoom).
+    static AugmentSettings for_preset(AugmentPreset preset, int size, double max_zoom, bool no_flip = false);
     // Shorter side the decoded image needs so no transform has to upscale it.
     int min_decode_side() const;
 };
@@ -56,8 +88,10 @@ struct AugmentDraw {
     double degrees = 0.0;
     double brightness = 0.0;       // b
     double contrast = 1.0;         // c, already mapped from c0
-    bool flip = false;             // horizontal (SideOn), or part of the dihedral (TopDown)
-    int dihedral = 0;              // TopDown: 0..7 (rotations by 90 degrees times flip)
+    bool flip = false;             // SideOn: RandomFlip's horizontal flip
+    // TopDown: RandomDihedral as k = 2*rot_times + do_flip (0..7): rot_times quarter turns
+    // anticlockwise (np.rot90), then a left-right flip when k is odd. 0 = unchanged.
+    int dihedral = 0;
     double crop_r = 0.0;           // U(0,1) for the crop's row offset
     double crop_c = 0.0;           // U(0,1) for the crop's column offset
 };
@@ -70,6 +104,9 @@ cv::Mat rotate_reflect(const cv::Mat& image, double degrees);
 void apply_lighting(cv::Mat& image, double brightness, double contrast);
 int center_crop_offset(int dim, int size);                 // ceil((dim-size)/2)
 int random_crop_offset(int dim, int size, double u);       // floor(u*(dim-size))
+// RandomDihedral's do_transform for k = 2*rot_times + do_flip (see AugmentDraw::dihedral):
+// np.rot90(x, rot_times), then np.fliplr when do_flip. Exact (a permutation of the pixels).
+cv::Mat apply_dihedral(const cv::Mat& image, int k);
 
 // ---- whole pipelines, writing 3*size*size normalised floats in CHW order ----
 void validation_transform(const cv::Mat& rgb8, const AugmentSettings& settings, float* out_chw);

@@ -41,12 +41,20 @@ struct LearnerSpec {
     int batch_size = 64;
     bool pretrained = true;
     std::uint64_t seed = 42;
+    // The training augmentation (data/transforms.h); files written before these existed read
+    // as side-on, max_zoom 1.1, with flips. Keys "augment" (augment_preset_name), "max_zoom",
+    // "no_flip".
+    data::AugmentPreset augment = data::AugmentPreset::SideOn;
+    double max_zoom = 1.1;
+    bool no_flip = false;
 
-    // Nothing when the project has no learner; UserError when the file is damaged.
+    // Nothing when the project has no learner; UserError when the file is damaged (an unknown
+    // augmentation name or a max_zoom below 1 included).
     static std::optional<LearnerSpec> read(const std::filesystem::path& project);
     void write(const std::filesystem::path& project) const;   // atomic
     bool operator==(const LearnerSpec& o) const {
-        return arch == o.arch && size == o.size && batch_size == o.batch_size && pretrained == o.pretrained && seed == o.seed;
+        return arch == o.arch && size == o.size && batch_size == o.batch_size && pretrained == o.pretrained && seed == o.seed &&
+               augment == o.augment && max_zoom == o.max_zoom && no_flip == o.no_flip;
     }
 };
 
@@ -136,7 +144,9 @@ public:
     const train::Learner& learner() const;
     const std::optional<LearnerSpec>& spec() const { return spec_; }
     const std::string& learner_error() const { return learner_error_; }
-    // "resnet34 at 224 px, pretrained, 11 epochs, body unfrozen"; "" without a learner.
+    // "resnet34 at 224 px, pretrained, 11 epochs, body unfrozen"; "" without a learner. An
+    // augmentation other than the default (side-on, max zoom 1.1, flips) is named after the
+    // weights: "…, pretrained, top-down augmentation, 11 epochs, …".
     std::string describe_learner() const;
     // A learner worth keeping: it has trained, or its weights came from a checkpoint.
     bool learner_is_trained() const;
@@ -175,6 +185,9 @@ public:
     void write_submission(const std::filesystem::path& path, double clip = 0, bool labels = false) const;
     void save_checkpoint(const std::string& name);
     void load_checkpoint(const std::string& name);
+    // Progressive resizing: the learner continues at `size` px with the same weights
+    // (Learner::set_size); learner.json and "current" are updated, earlier predictions dropped.
+    void resize_learner(int size);
     std::vector<CheckpointInfo> checkpoints() const { return list_checkpoints(project_); }
     // The autosave of an interrupted fit of this learner, if any: what resume() continues.
     std::optional<CheckpointInfo> interrupted_fit() const;

@@ -37,6 +37,7 @@
 namespace whisker::train {
 
 class Distributed;   // whisker/train/distributed.h
+class WeightEma;     // whisker/train/training_options.h
 
 struct LearnerConfig {
     std::string arch = "resnet34";
@@ -46,7 +47,11 @@ struct LearnerConfig {
     // The caller loads a checkpoint right after construction: `pretrained` only says where the
     // weights first came from, and no pretrained file is needed (nor downloaded).
     bool weights_from_checkpoint = false;
+    // The training transform (train view, and TTA): fastai 0.7's aug_tfms preset, RandomScale's
+    // max_zoom (1: no zoom) and whether flips are left out (data/transforms.h).
+    data::AugmentPreset augment = data::AugmentPreset::SideOn;
     double max_zoom = 1.1;
+    bool no_flip = false;
     std::uint64_t seed = 42;       // loader shuffling/augmentation and torch's generator
     int threads = 0;               // loader threads (0 = all cores)
     models::HeadOptions head;
@@ -70,6 +75,20 @@ struct FitOptions {
     OptimizerKind optimizer = OptimizerKind::SGD;
     double momentum = 0.9;
     bool one_cycle = false;         // fastai v2's fit_one_cycle (n_cycle epochs, lr_max = lrs)
+    // MixUp / CutMix on the training batches (training_options.h; not with precompute, not in
+    // lr_find): λ ~ Beta(α, α) per batch; α 0 = off.
+    double mixup_alpha = 0;
+    double cutmix_alpha = 0;
+    double mix_switch_prob = 0.5;   // both on: the probability that a mixed batch uses CutMix
+    double mix_prob = 1.0;          // the probability that a batch is mixed at all
+    // Weight EMA: after every optimiser step ema ← decay·ema + (1−decay)·w (buffers copied),
+    // starting from the weights as the fit begins; 0 = off. Each epoch then also validates
+    // the EMA weights (EpochRecord::ema_*), and checkpoints keep them (NAME.ema.safetensors).
+    double ema_decay = 0;
+    // Label smoothing ε: the training loss is the cross-entropy against (1−ε)·one-hot + ε/C,
+    // as PyTorch's cross_entropy(label_smoothing=ε); validation losses stay unsmoothed.
+    // Single-label datasets only. 0 = off.
+    double label_smoothing = 0;
 };
 
 struct BatchRecord {
@@ -88,6 +107,9 @@ struct EpochRecord {
     double log_loss = 0;            // the competition's: probabilities clipped to [1e-15, 1-1e-15]
     double seconds = 0;
     double eta_seconds = 0;         // time left in the fit
+    // With FitOptions::ema_decay: the same metrics of the EMA weights at the epoch's end.
+    bool has_ema = false;
+    double ema_val_loss = 0, ema_accuracy = 0, ema_log_loss = 0;
 };
 
 struct FitResult {
@@ -174,6 +196,11 @@ public:
     void set_precompute(bool on);
     bool precompute() const { return precompute_; }
     int num_groups() const { return 3; }
+    // Progressive resizing (fastai 0.7's set_data(get_data(sz))): the images are used at `size`
+    // px from now on; the weights stay as they are, bit for bit (the networks pool adaptively).
+    // The loaders are rebuilt and precomputed activations recomputed (they are keyed by size)
+    // on next use. Not during a fit; UserError below 32 px.
+    void set_size(int size);
 
     // ---- the workflow ----
     FitResult fit(const FitOptions& options, const std::atomic<bool>* stop = nullptr);
@@ -209,6 +236,8 @@ public:
     models::ClassifierModel& model() { return *model_; }
     const data::Dataset& dataset() const { return dataset_; }
     const LearnerConfig& config() const { return config_; }
+    // The transforms the loaders use (config's size and augmentation), e.g. for previews.
+    data::AugmentSettings augment_settings() const;
     const std::filesystem::path& project() const { return project_; }
     at::Device device() const;
     Distributed* distributed() const { return config_.distributed.get(); }
@@ -226,6 +255,18 @@ public:
     // The learning rate of each optimiser parameter group during a fit (early -> head), for
     // callbacks and tests; empty outside a fit.
     std::vector<double> current_learning_rates() const;
+    // The loader of a view at the learner's size and augmentation (built on first use).
+    data::DataLoader& data_loader(data::View view) { return loader(view); }
+
+    // ---- weight EMA (FitOptions::ema_decay) ----
+    // The average of the latest fit with ema_decay > 0, kept until a fit without it, a NaN
+    // stop or a load of a checkpoint without one.
+    bool has_ema_weights() const { return ema_ != nullptr; }
+    const WeightEma* ema() const { return ema_.get(); }
+    // While on, predict() uses the EMA weights (the model's own weights are put back after
+    // each prediction). UserError when there are none.
+    void use_ema_weights(bool on);
+    bool ema_weights_in_use() const { return use_ema_ && ema_; }
 
 private:
     struct FitState;
@@ -237,7 +278,10 @@ private:
     data::DataLoader& loader(data::View view);
     void ensure_precomputed();
     at::Tensor loss_of(const at::Tensor& output, const at::Tensor& labels) const;
+    // loss_of with label smoothing ε (FitOptions::label_smoothing) for the training batches.
+    at::Tensor training_loss_of(const at::Tensor& output, const at::Tensor& labels, double epsilon) const;
     void validate(EpochRecord& record);
+    void validate_ema(EpochRecord& record);   // the EMA weights' metrics into record.ema_*
     int rank_batch_size() const;    // batch_size / world_size
     void sync_buffers();            // BatchNorm statistics: rank 0's on every rank
 
@@ -261,6 +305,8 @@ private:
     std::string state_id_;
     std::unique_ptr<FitState> pending_;  // a fit loaded from a checkpoint, for resume()
     FitState* active_ = nullptr;         // the fit in progress
+    std::unique_ptr<WeightEma> ema_;     // the weight EMA, when a fit made one
+    bool use_ema_ = false;               // predict with the EMA weights
 };
 
 // Writes a Kaggle submission: two classes -> "id,label" with P(second class); more ->
@@ -280,8 +326,10 @@ void write_predictions_csv(const std::filesystem::path& path, const std::filesys
 // other keys are ignored). Throws UserError on malformed JSON.
 EpochRecord epoch_record_from_json(const std::string& text);
 
-// The fastai epoch table: "epoch  trn_loss  val_loss  accuracy  log_loss  time".
-std::string epoch_table_header();
-std::string epoch_table_row(const EpochRecord& r);
+// The fastai epoch table: "epoch  trn_loss  val_loss  accuracy  log_loss  time". With
+// `ema_columns` (fits with a weight EMA) also "ema_val_loss  ema_accuracy  ema_log_loss" after
+// log_loss ("-" in rows without them).
+std::string epoch_table_header(bool ema_columns = false);
+std::string epoch_table_row(const EpochRecord& r, bool ema_columns = false);
 
 }  // namespace whisker::train

@@ -7,7 +7,10 @@
 //       the first sweep chooses the rate "found" stands for: its minimum/10 suggestion,
 //       clamped to [1e-4, 0.1]; later sweeps are informative unless "set_lr" is true
 //   {"step": "fit", "lr": "found" | 0.01 | ["found/100", "found/10", "found"], "cycles": 3,
-//    "cycle_len": 1, "cycle_mult": 2, "optimizer": "sgd" | "adamw", "one_cycle": false, "wd": 0}
+//    "cycle_len": 1, "cycle_mult": 2, "optimizer": "sgd" | "adamw", "one_cycle": false, "wd": 0,
+//    "mixup": 0, "cutmix": 0, "mix_switch_prob": 0.5, "mix_prob": 1, "ema": 0}
+//       (MixUp/CutMix need precompute off at that step: checked before the recipe runs)
+//   {"step": "size", "size": 299}           progressive resizing (Learner::set_size)
 //   {"step": "predict", "split": "valid" | "test", "tta": 4, "out": "submission.csv", "clip": 0}
 // The default recipe is the seed's 8 steps (fastai's Dogs vs. Cats lesson).
 // A recipe puts the learner in the state a step needs: precompute on a learner whose body is

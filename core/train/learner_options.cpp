@@ -1,0 +1,51 @@
+// The Learner's training options beyond fastai 0.7's fit: the weight EMA's evaluation and use
+// for predictions, and progressive resizing. MixUp/CutMix and the EMA update run inside
+// run_fit (learner.cpp); their pieces are in training_options.cpp.
+#include "whisker/train/learner.h"
+
+#include "learner_state.h"
+
+#include "whisker/common/errors.h"
+#include "whisker/train/training_options.h"
+
+#include <fmt/format.h>
+
+namespace whisker::train {
+
+void Learner::set_size(int size) {
+    if (active_) throw UserError("cannot change the image size during a fit", "stop the fit first");
+    // Five stride-2 stages (ResNet, VGG, DenseNet) need at least 32 px to leave a 1x1 map.
+    if (size < 32)
+        throw UserError(fmt::format("image size {} px is too small", size), "use at least 32 px (the networks halve it five times)");
+    if (size == config_.size) return;
+    config_.size = size;
+    loaders_.clear();       // rebuilt at the new size on next use
+    activations_.reset();   // keyed (and named) by size: reloaded or recomputed on next use
+}
+
+void Learner::use_ema_weights(bool on) {
+    if (on && !ema_)
+        throw UserError("the learner has no EMA weights", "fit with --ema first (checkpoints keep the average)");
+    use_ema_ = on;
+}
+
+void Learner::validate_ema(EpochRecord& rec) {
+    // The EMA weights in the model for one validation pass, then the model's own back, bit
+    // for bit. With precompute the cached activations serve: the body is frozen during such a
+    // fit, so its average equals it.
+    EpochRecord e;
+    ema_->swap_with(*model_);
+    try {
+        validate(e);
+    } catch (...) {
+        ema_->swap_with(*model_);
+        throw;
+    }
+    ema_->swap_with(*model_);
+    rec.has_ema = true;
+    rec.ema_val_loss = e.val_loss;
+    rec.ema_accuracy = e.accuracy;
+    rec.ema_log_loss = e.log_loss;
+}
+
+}  // namespace whisker::train
