@@ -114,8 +114,11 @@ data::AugmentSettings learner_augmentation_of(const std::filesystem::path& proje
         const auto j = nlohmann::json::parse(read_file(project / "learner.json"));
         const auto preset = data::parse_augment_preset(j.value("augment", std::string("side-on")));
         if (!preset) return s;
-        return data::AugmentSettings::for_preset(*preset, size, j.value("max_zoom", data::default_max_zoom(*preset)),
-                                                 j.value("no_flip", false));
+        data::AugmentSettings a = data::AugmentSettings::for_preset(*preset, size, j.value("max_zoom", data::default_max_zoom(*preset)),
+                                                                    j.value("no_flip", false));
+        a.trivial_augment = j.value("trivial_augment", false);
+        a.random_erasing = j.value("random_erasing", 0.0);
+        return a;
     } catch (const std::exception&) {
         return s;   // a damaged learner.json: the Train page says so
     }
@@ -454,7 +457,7 @@ QDialog* ImageBrowser::open_model_view(int row, int model_size) {
         const cv::Mat rgb = data::decode_image_file(model_->path_at(row)).rgb;
         const data::AugmentSettings s = learner_augmentation_of(project_, model_size);
         note->setText(note->text() + " " + tr("Augmentation: %1.").arg(QString::fromStdString(
-                                                 data::describe_augmentation(s.preset, s.max_zoom, s.no_flip))));
+                                                 data::describe_augmentation(s.preset, s.max_zoom, s.no_flip, s.trivial_augment, s.random_erasing))));
         Rng rng(derive_seed(static_cast<std::uint64_t>(model_->record_at(row)), 0x5ee));
         for (int k = 0; k < 8; ++k) {
             const cv::Mat view = data::training_transform_preview(rgb, s, data::draw_augmentation(s, rng));

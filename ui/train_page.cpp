@@ -125,6 +125,19 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     no_flip_ = new QCheckBox(tr("No flips"));
     no_flip_->setObjectName("noFlipBox");
     no_flip_->setToolTip(tr("Never mirror the images (text, digits, anything with a handedness)"));
+    trivial_augment_ = new QCheckBox(tr("TrivialAugment"));
+    trivial_augment_->setObjectName("trivialAugmentBox");
+    trivial_augment_->setToolTip(tr("TrivialAugmentWide on top of the preset: one of 14 operations (shear, translate, "
+                                    "rotate, colour, contrast, posterize, solarize, equalize, …) at a random strength "
+                                    "per image, as torchvision's"));
+    random_erasing_ = new QDoubleSpinBox;
+    random_erasing_->setObjectName("randomErasingBox");
+    random_erasing_->setRange(0, 1);
+    random_erasing_->setSingleStep(0.05);
+    random_erasing_->setDecimals(2);
+    random_erasing_->setSpecialValueText(tr("off"));
+    random_erasing_->setToolTip(tr("RandomErasing: with this probability a rectangle of the image is blanked out "
+                                   "(torchvision's; 0.25 is common)"));
     connect(augment_, &QComboBox::currentTextChanged, this, [this](const QString& name) {
         if (const auto p = data::parse_augment_preset(name.toStdString())) max_zoom_->setValue(data::default_max_zoom(*p));
     });
@@ -159,6 +172,12 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     aug_row->addWidget(max_zoom_);
     aug_row->addWidget(no_flip_);
     sf->addRow(tr("Augmentation"), aug_row);
+    auto* extra_aug_row = new QHBoxLayout;
+    extra_aug_row->addWidget(trivial_augment_);
+    extra_aug_row->addWidget(new QLabel(tr("random erasing")));
+    extra_aug_row->addWidget(random_erasing_);
+    extra_aug_row->addStretch(1);
+    sf->addRow(QString(), extra_aug_row);
     sf->addRow(create_);
     sf->addRow(learner_label_);
 
@@ -412,6 +431,8 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
         s.augment = augment_->currentText();
         s.max_zoom = max_zoom_->value();
         s.no_flip = no_flip_->isChecked();
+        s.trivial_augment = trivial_augment_->isChecked();
+        s.random_erasing = random_erasing_->value();
         set_busy(true, tr("Creating the learner…"));
         QMetaObject::invokeMethod(worker_, [w = worker_, s] { w->create_learner(s); }, Qt::QueuedConnection);
     });
@@ -536,6 +557,8 @@ void TrainPage::show_session(const SessionView& v) {
         augment_->setCurrentText(v.settings.augment);
         max_zoom_->setValue(v.settings.max_zoom);
         no_flip_->setChecked(v.settings.no_flip);
+        trivial_augment_->setChecked(v.settings.trivial_augment);
+        random_erasing_->setValue(v.settings.random_erasing);
         size_->setValue(v.settings.size);
         batch_->setValue(v.settings.batch_size);
         pretrained_->setChecked(v.settings.pretrained);

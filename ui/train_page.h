@@ -66,6 +66,8 @@ public:
     QComboBox* augment_box() const { return augment_; }
     QDoubleSpinBox* max_zoom_box() const { return max_zoom_; }
     QCheckBox* no_flip_box() const { return no_flip_; }
+    QCheckBox* trivial_augment_box() const { return trivial_augment_; }
+    QDoubleSpinBox* random_erasing_box() const { return random_erasing_; }
     QDoubleSpinBox* mixup_box() const { return mixup_; }
     QDoubleSpinBox* cutmix_box() const { return cutmix_; }
     QDoubleSpinBox* ema_box() const { return ema_; }
@@ -124,6 +126,8 @@ private:
     QComboBox* augment_;
     QDoubleSpinBox* max_zoom_;
     QCheckBox* no_flip_;
+    QCheckBox* trivial_augment_;
+    QDoubleSpinBox* random_erasing_;
     QLabel* weights_state_;
     QPushButton* create_;
     QLabel* learner_label_;

@@ -154,6 +154,8 @@ void TrainingWorker::create_learner(const LearnerSettings& s) {
         spec.augment = *preset;
         spec.max_zoom = s.max_zoom;
         spec.no_flip = s.no_flip;
+        spec.trivial_augment = s.trivial_augment;
+        spec.random_erasing = s.random_erasing;
         const std::string kept = ps.new_learner(spec);
         attach_bridge();
         if (!kept.empty())
@@ -203,6 +205,8 @@ void TrainingWorker::publish() {
         v.settings.augment = QString::fromStdString(data::augment_preset_name(spec->augment));
         v.settings.max_zoom = spec->max_zoom;
         v.settings.no_flip = spec->no_flip;
+        v.settings.trivial_augment = spec->trivial_augment;
+        v.settings.random_erasing = spec->random_erasing;
     }
     const auto st = s.state();
     v.state = QString::fromStdString(st.weights + "/" + st.data);

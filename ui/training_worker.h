@@ -61,6 +61,8 @@ struct LearnerSettings {
     QString augment = "side-on";    // data::augment_preset_name
     double max_zoom = 1.1;
     bool no_flip = false;
+    bool trivial_augment = false;   // TrivialAugmentWide on top of the preset
+    double random_erasing = 0;      // RandomErasing's p; 0 = off
 };
 
 struct CheckpointRow {

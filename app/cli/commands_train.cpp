@@ -58,6 +58,8 @@ struct LearnerArgs {
     std::string aug;                    // --aug, empty when not given
     std::optional<double> max_zoom;
     bool no_flip = false;
+    bool trivial_augment = false;       // --trivial-augment
+    std::optional<double> random_erasing;   // --random-erasing P
 };
 
 // The augmentation named by --aug; UserError for an unknown name.
@@ -94,6 +96,13 @@ void add_learner_options(CLI::App* cmd, LearnerArgs& a) {
     cmd->add_flag("--no-flip", a.no_flip,
                   "Leave out the flips, when the learner is created (side-on's horizontal flip; top-down keeps its "
                   "four quarter turns)");
+    cmd->add_flag("--trivial-augment", a.trivial_augment,
+                  "Add TrivialAugmentWide on top of the augmentation, when the learner is created (torchvision's "
+                  "ops and magnitudes, on the crop before normalisation)");
+    cmd->add_option("--random-erasing", a.random_erasing,
+                    "Add RandomErasing with probability P, when the learner is created (torchvision's scale "
+                    "0.02-0.33, ratio 0.3-3.3, value 0 after normalisation; 0 = off)")
+        ->option_text("P");
 }
 
 // Data-parallel training: --nproc starts local workers; under torchrun/SLURM the process joins
@@ -221,6 +230,9 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
     const bool aug_given = !a.aug.empty();
     const data::AugmentPreset aug = aug_given ? parse_aug(a.aug) : data::AugmentPreset::SideOn;
     if (a.max_zoom) checked_max_zoom(*a.max_zoom);
+    if (a.random_erasing && !(*a.random_erasing >= 0.0 && *a.random_erasing <= 1.0))
+        throw UserError(fmt::format("--random-erasing {}: the probability must be between 0 and 1", *a.random_erasing),
+                        "use e.g. 0.25 (torchvision's classification recipes), or 0 for none");
     // An empty action reads only; creating a learner writes all the same.
     const bool read_only = action.empty() && project::LearnerSpec::read(s.project) && !a.new_learner;
     if (!read_only) s.lock = lock_project(a.project, action.empty() ? "create learner" : action, dist);
@@ -239,7 +251,8 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
         differs(a.size && a.size != want.size, "size");
         differs(a.batch_size && a.batch_size != want.batch_size, "bs");
         // The augmentation is the learner's too (its weights were trained with it).
-        const std::string has = data::describe_augmentation(want.augment, want.max_zoom, want.no_flip);
+        const std::string has = data::describe_augmentation(want.augment, want.max_zoom, want.no_flip,
+                                                            want.trivial_augment, want.random_erasing);
         auto aug_differs = [&](bool given, const std::string& flag) {
             if (given)
                 throw UserError("the project's learner already has its augmentation (" + has + ")",
@@ -248,6 +261,8 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
         aug_differs(aug_given && aug != want.augment, "aug");
         aug_differs(a.max_zoom && *a.max_zoom != want.max_zoom, "max-zoom");
         aug_differs(a.no_flip && !want.no_flip, "no-flip");
+        aug_differs(a.trivial_augment && !want.trivial_augment, "trivial-augment");
+        aug_differs(a.random_erasing && *a.random_erasing != want.random_erasing, "random-erasing");
     } else {
         want.arch = a.arch.empty() ? "resnet34" : a.arch;
         want.size = a.size ? a.size : 224;
@@ -257,6 +272,8 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
         want.augment = aug;
         want.max_zoom = a.max_zoom.value_or(data::default_max_zoom(want.augment));
         want.no_flip = a.no_flip;
+        want.trivial_augment = a.trivial_augment;
+        want.random_erasing = a.random_erasing.value_or(0.0);
     }
     if (dist_env && want.pretrained && !exists &&
         models::weights_state(models::parse_arch(want.arch)) != models::WeightsState::Cached) {
@@ -320,10 +337,12 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
                                           kept, s.project.string(), kept);
             const project::LearnerSpec defaults;
             const bool default_aug =
-                want.augment == defaults.augment && want.max_zoom == defaults.max_zoom && want.no_flip == defaults.no_flip;
+                want.augment == defaults.augment && want.max_zoom == defaults.max_zoom && want.no_flip == defaults.no_flip &&
+                !want.trivial_augment && want.random_erasing == 0.0;
             fmt::print("New learner: {} at {} px, batch {}, {}{}; {}\n", want.arch, want.size, want.batch_size,
                        want.pretrained ? "ImageNet weights" : "from scratch",
-                       default_aug ? "" : ", " + data::describe_augmentation(want.augment, want.max_zoom, want.no_flip),
+                       default_aug ? "" : ", " + data::describe_augmentation(want.augment, want.max_zoom, want.no_flip,
+                                                                              want.trivial_augment, want.random_erasing),
                        detect_compute_device().describe());
         }
     }

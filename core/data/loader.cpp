@@ -273,7 +273,14 @@ std::unique_ptr<DataLoader> make_loader(const Dataset& d, const std::filesystem:
     }
     std::vector<LoadItem> items;
     for (std::size_t i : d.indices(split)) items.push_back({d.resolve(project, d.images[i]), d.images[i].labels, i});
-    return std::make_unique<DataLoader>(std::move(items), training, shuffle, augment, options,
+    // TrivialAugmentWide and RandomErasing regularise training; test-time augmentation (the aug
+    // views) is the preset's alone, as fastai's TTA.
+    AugmentSettings settings = augment;
+    if (view != View::Train) {
+        settings.trivial_augment = false;
+        settings.random_erasing = 0.0;
+    }
+    return std::make_unique<DataLoader>(std::move(items), training, shuffle, settings, options,
                                         static_cast<int>(d.classes.size()), d.multi_label);
 }
 

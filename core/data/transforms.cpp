@@ -4,6 +4,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -33,7 +34,8 @@ std::optional<AugmentPreset> parse_augment_preset(const std::string& name) {
 
 double default_max_zoom(AugmentPreset preset) { return preset == AugmentPreset::None ? 1.0 : 1.1; }
 
-std::string describe_augmentation(AugmentPreset preset, double max_zoom, bool no_flip) {
+namespace {
+std::string describe_preset(AugmentPreset preset, double max_zoom, bool no_flip) {
     const bool zooms = max_zoom > 1.0;
     if (preset == AugmentPreset::None)
         return zooms ? fmt::format("zoom-only augmentation, max zoom {:g}", max_zoom) : "no augmentation";
@@ -41,6 +43,15 @@ std::string describe_augmentation(AugmentPreset preset, double max_zoom, bool no
     // Basic has no flips to leave out.
     if (no_flip && preset != AugmentPreset::Basic) s += " without flips";
     if (max_zoom != default_max_zoom(preset)) s += zooms ? fmt::format(", max zoom {:g}", max_zoom) : ", no zoom";
+    return s;
+}
+}  // namespace
+
+std::string describe_augmentation(AugmentPreset preset, double max_zoom, bool no_flip, bool trivial_augment,
+                                  double random_erasing) {
+    std::string s = describe_preset(preset, max_zoom, no_flip);
+    if (trivial_augment) s += ", TrivialAugmentWide";
+    if (random_erasing > 0.0) s += fmt::format(", random erasing p {:g}", random_erasing);
     return s;
 }
 
@@ -93,6 +104,17 @@ AugmentDraw draw_augmentation(const AugmentSettings& s, Rng& rng) {
     // RandomCrop: rand_r, rand_c.
     d.crop_r = rng.uniform();
     d.crop_c = rng.uniform();
+    // The options on top, in the order they are applied: TrivialAugmentWide (op uniformly of
+    // the 14, a magnitude bin uniformly of 31, the sign with p=0.5 for signed ops), then
+    // RandomErasing. Drawn after the preset's choices so that those stay the same.
+    if (s.trivial_augment) {
+        d.trivial = true;
+        d.trivial_op = static_cast<TrivialOp>(rng.uniform_int(0, kTrivialOpCount - 1));
+        if (trivial_op_has_magnitudes(d.trivial_op))
+            d.trivial_bin = static_cast<int>(rng.uniform_int(0, kTrivialMagnitudeBins - 1));
+        if (trivial_op_signed(d.trivial_op)) d.trivial_negative = rng.uniform() < 0.5;
+    }
+    if (s.random_erasing > 0.0) d.erase = draw_erase_box(s.random_erasing, s.size, rng);
     return d;
 }
 
@@ -250,13 +272,73 @@ void validation_transform(const cv::Mat& rgb8, const AugmentSettings& s, float* 
                    false, false, 0.f, 0.f, 1.f, s.norm, out);
 }
 
+namespace {
+
+// The preset's crop as 8-bit RGB (crop, flip, lighting; uint8 = round(x * 255)).
+cv::Mat preset_crop8(const cv::Mat& rgb8, const AugmentSettings& s, const AugmentDraw& d);
+
+// TrivialAugmentWide's op on the crop, on 8-bit pixels as torchvision's recipes (uint8 tensors).
+cv::Mat trivial_augmented(const cv::Mat& crop8, const AugmentDraw& d) {
+    if (!d.trivial) return crop8;
+    return apply_trivial_op(crop8, d.trivial_op, trivial_magnitude(d.trivial_op, d.trivial_bin, d.trivial_negative));
+}
+
+// Normalised CHW from 8-bit RGB: x / 255, then (x - mean) / std as the fused pass does.
+void write_u8_chw(const cv::Mat& rgb8, const Normalization& norm, float* out) {
+    const int size = rgb8.rows;
+    const std::size_t plane = static_cast<std::size_t>(size) * size;
+    float scale[3], shift[3];
+    for (int k = 0; k < 3; ++k) {
+        scale[k] = 1.0f / norm.std[k];
+        shift[k] = -norm.mean[k] / norm.std[k];
+    }
+    for (int y = 0; y < size; ++y) {
+        const auto* row = rgb8.ptr<cv::Vec3b>(y);
+        for (int x = 0; x < size; ++x)
+            for (int k = 0; k < 3; ++k) {
+                const float v = static_cast<float>(row[x][k]) * (1.0f / 255.0f);
+                out[k * plane + static_cast<std::size_t>(y) * size + x] = v * scale[k] + shift[k];
+            }
+    }
+}
+
+}  // namespace
+
+void erase_chw(float* out_chw, int size, const EraseBox& box) {
+    if (!box.erase) return;
+    const std::size_t plane = static_cast<std::size_t>(size) * size;
+    for (int k = 0; k < 3; ++k)
+        for (int y = box.top; y < box.top + box.height; ++y) {
+            float* row = out_chw + k * plane + static_cast<std::size_t>(y) * size + box.left;
+            std::fill(row, row + box.width, 0.0f);
+        }
+}
+
 void training_transform(const cv::Mat& rgb8, const AugmentSettings& s, const AugmentDraw& d, float* out) {
-    const TrainingGeometry g = training_geometry(rgb8, s, d);
-    write_crop_chw(g.image, g.row0, g.col0, s.size, mirrored(s, d), g.lighting, g.mu,
-                   static_cast<float>(d.brightness), static_cast<float>(d.contrast), s.norm, out);
+    if (d.trivial) {
+        write_u8_chw(trivial_augmented(preset_crop8(rgb8, s, d), d), s.norm, out);
+    } else {
+        const TrainingGeometry g = training_geometry(rgb8, s, d);
+        write_crop_chw(g.image, g.row0, g.col0, s.size, mirrored(s, d), g.lighting, g.mu,
+                       static_cast<float>(d.brightness), static_cast<float>(d.contrast), s.norm, out);
+    }
+    // RandomErasing, after normalisation (value 0: the mean colour).
+    erase_chw(out, s.size, d.erase);
 }
 
 cv::Mat training_transform_preview(const cv::Mat& rgb8, const AugmentSettings& s, const AugmentDraw& d) {
+    cv::Mat out = trivial_augmented(preset_crop8(rgb8, s, d), d);
+    if (d.erase.erase) {
+        // 0 after normalisation is the normalisation's mean colour.
+        const auto& m = s.norm.mean;
+        out(cv::Rect(d.erase.left, d.erase.top, d.erase.width, d.erase.height))
+            .setTo(cv::Scalar(std::round(m[0] * 255.0), std::round(m[1] * 255.0), std::round(m[2] * 255.0)));
+    }
+    return out;
+}
+
+namespace {
+cv::Mat preset_crop8(const cv::Mat& rgb8, const AugmentSettings& s, const AugmentDraw& d) {
     const TrainingGeometry g = training_geometry(rgb8, s, d);
     cv::Mat crop = g.image(cv::Rect(g.col0, g.row0, s.size, s.size)).clone();
     if (mirrored(s, d)) cv::flip(crop, crop, 1);
@@ -270,5 +352,6 @@ cv::Mat training_transform_preview(const cv::Mat& rgb8, const AugmentSettings& s
     crop.convertTo(out, CV_8UC3, 255.0);
     return out;
 }
+}  // namespace
 
 }  // namespace whisker::data

@@ -58,6 +58,10 @@ std::optional<LearnerSpec> LearnerSpec::read(const fs::path& project) {
         s.max_zoom = j.value("max_zoom", s.max_zoom);
         if (!(s.max_zoom >= 1.0)) return damaged(fmt::format("max_zoom {} is below 1", s.max_zoom));
         s.no_flip = j.value("no_flip", s.no_flip);
+        s.trivial_augment = j.value("trivial_augment", s.trivial_augment);
+        s.random_erasing = j.value("random_erasing", s.random_erasing);
+        if (!(s.random_erasing >= 0.0 && s.random_erasing <= 1.0))
+            return damaged(fmt::format("random_erasing {} is not a probability", s.random_erasing));
         return s;
     } catch (const json::exception& e) {
         return damaged(e.what());
@@ -68,7 +72,8 @@ void LearnerSpec::write(const fs::path& project) const {
     write_file_atomically(project / kFileName,
                           json{{"arch", arch}, {"size", size}, {"batch_size", batch_size}, {"pretrained", pretrained},
                                {"seed", seed}, {"augment", data::augment_preset_name(augment)}, {"max_zoom", max_zoom},
-                               {"no_flip", no_flip}}
+                               {"no_flip", no_flip}, {"trivial_augment", trivial_augment},
+                               {"random_erasing", random_erasing}}
                               .dump(1));
 }
 
@@ -253,6 +258,8 @@ train::LearnerConfig Session::config_of(const LearnerSpec& spec) const {
     c.augment = spec.augment;
     c.max_zoom = spec.max_zoom;
     c.no_flip = spec.no_flip;
+    c.trivial_augment = spec.trivial_augment;
+    c.random_erasing = spec.random_erasing;
     return c;
 }
 
@@ -297,8 +304,10 @@ std::string Session::describe_learner() const {
     const auto& l = *learner_;
     std::string s = fmt::format("{} at {} px, {}", spec_->arch, spec_->size, spec_->pretrained ? "pretrained" : "from scratch");
     const LearnerSpec defaults;
-    if (spec_->augment != defaults.augment || spec_->max_zoom != defaults.max_zoom || spec_->no_flip != defaults.no_flip)
-        s += ", " + data::describe_augmentation(spec_->augment, spec_->max_zoom, spec_->no_flip);
+    if (spec_->augment != defaults.augment || spec_->max_zoom != defaults.max_zoom || spec_->no_flip != defaults.no_flip ||
+        spec_->trivial_augment || spec_->random_erasing > 0.0)
+        s += ", " + data::describe_augmentation(spec_->augment, spec_->max_zoom, spec_->no_flip, spec_->trivial_augment,
+                                                spec_->random_erasing);
     s += ", " + plural(l.epochs_trained(), "epoch");
     if (l.frozen_groups() >= l.num_groups() - 1) s += ", body frozen";
     else if (l.frozen_groups() == 0) s += ", body unfrozen";

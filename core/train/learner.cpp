@@ -133,7 +133,9 @@ void Learner::freeze_to(int group) {
         for (const auto& m : groups[static_cast<std::size_t>(g)])
             for (auto& p : m->parameters(true)) p.set_requires_grad(g >= group);
     frozen_groups_ = group;
-    if (group == 0) precompute_ = false;  // fastai: unfreeze() turns precompute off
+    // fastai: unfreeze() turns precompute off. Any unfrozen body group does here: precompute
+    // trains the head alone, so it would silently leave those groups untrained.
+    if (group < n - 1) precompute_ = false;
 }
 
 void Learner::set_precompute(bool on) {
@@ -168,7 +170,10 @@ void Learner::set_dataset(data::Dataset dataset) {
 }
 
 data::AugmentSettings Learner::augment_settings() const {
-    return data::AugmentSettings::for_preset(config_.augment, config_.size, config_.max_zoom, config_.no_flip);
+    auto s = data::AugmentSettings::for_preset(config_.augment, config_.size, config_.max_zoom, config_.no_flip);
+    s.trivial_augment = config_.trivial_augment;
+    s.random_erasing = config_.random_erasing;
+    return s;
 }
 
 data::DataLoader& Learner::loader(data::View view) {
@@ -216,15 +221,18 @@ at::Tensor probabilities(const at::Tensor& out, bool multi_label, bool v2) {
 void Learner::ensure_precomputed() {
     auto* dist = distributed();
     sync_buffers();   // the body's BatchNorm statistics take part in the key and the activations
-    // The key: architecture, size, the images of each split (path, size, time) and the body's
-    // weights, so a stale cache is never used.
+    // The key: architecture, size, the images of each split (path, size, time, labels — a label
+    // corrected on the Inspect page changes the cached targets) and the body's weights, so a
+    // stale cache is never used.
     std::string ident = config_.arch + "|" + std::to_string(config_.size) + "|";
     for (const auto& im : dataset_.images) {
         if (im.excluded) continue;
         FileStamp st;
         stat_file(dataset_.resolve(project_, im), st);
         ident += im.path + ":" + data::split_name(im.split) + ":" + std::to_string(st.size) + ":" +
-                 std::to_string(st.mtime_ns) + "\n";
+                 std::to_string(st.mtime_ns) + ":";
+        for (int label : im.labels) ident += std::to_string(label) + ",";
+        ident += "\n";
     }
     std::string weights;
     for (const auto& [name, t] : models::state_dict_of(model_->body())) {

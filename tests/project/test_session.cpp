@@ -635,3 +635,30 @@ TEST_F(SessionTest, ANewLearnerDoesNotResumeTheOldLearnersInterruptedFit) {
     EXPECT_TRUE(fs::exists(project() / "models" / (kept + ".json")));
     EXPECT_TRUE(fs::exists(project() / "models" / (kept2 + ".json")));
 }
+
+// TrivialAugmentWide and RandomErasing on top of a preset: chosen with the learner, named in its
+// description, remembered in learner.json and given to the learner's loaders.
+TEST_F(SessionTest, TheAugmentationOptionsAreRememberedWithTheLearner) {
+    LearnerSpec with = spec();
+    with.trivial_augment = true;
+    with.random_erasing = 0.25;
+    {
+        auto s = open();
+        s->new_learner(with);
+        EXPECT_EQ(s->describe_learner(),
+                  "resnet18 at 32 px, from scratch, side-on augmentation, TrivialAugmentWide, random erasing p 0.25, "
+                  "0 epochs, body frozen");
+    }
+    const json written = json::parse(read_file(project() / LearnerSpec::kFileName));
+    EXPECT_EQ(written.at("trivial_augment"), true);
+    EXPECT_EQ(written.at("random_erasing"), 0.25);
+    auto t = open();
+    ASSERT_TRUE(t->has_learner()) << t->learner_error();
+    EXPECT_TRUE(*t->spec() == with);
+    EXPECT_TRUE(t->learner().config().trivial_augment);
+    EXPECT_EQ(t->learner().config().random_erasing, 0.25);
+    const data::AugmentSettings a = t->learner().augment_settings();
+    EXPECT_TRUE(a.trivial_augment);
+    EXPECT_EQ(a.random_erasing, 0.25);
+    EXPECT_EQ(a.preset, data::AugmentPreset::SideOn);
+}

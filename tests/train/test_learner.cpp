@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <torch/nn/modules/batchnorm.h>
 
+#include <map>
 #include <sstream>
 
 namespace fs = std::filesystem;
@@ -253,6 +254,35 @@ TEST_F(LearnerTest, StopTakesEffectWithinOneBatch) {
     // The model is usable afterwards.
     const Predictions p = l->predict(data::Split::Valid);
     EXPECT_EQ(p.records.size(), 8u);
+}
+
+TEST_F(LearnerTest, PrecomputeCacheFollowsCorrectedLabelsAndNeedsAFrozenBody) {
+    auto l = make();
+    l->autosave = false;
+    l->set_precompute(true);
+    FitOptions o;
+    o.lrs = {0.0};
+    l->fit(o);
+    const fs::path cache = *dir_ / "p" / "cache" / "precompute" / "resnet18-32.safetensors";
+    auto key_of = [&] {
+        std::map<std::string, std::string> meta;
+        models::read_safetensors(cache, &meta);
+        return meta["key"];
+    };
+    const std::string before = key_of();
+    // A training label corrected on the Inspect page: the cached targets must not be reused.
+    data::Dataset marked = *dataset_;
+    std::size_t first_train = 0;
+    while (marked.images[first_train].split != data::Split::Train) ++first_train;
+    const int old_label = marked.images[first_train].labels.at(0);
+    ASSERT_TRUE(marked.relabel(marked.images[first_train].path, {1 - old_label}));
+    l->set_dataset(marked);
+    l->fit(o);
+    EXPECT_NE(key_of(), before);
+    // Unfreezing part of the body turns precompute off (it trains the head alone).
+    l->freeze_to(1);
+    EXPECT_FALSE(l->precompute());
+    EXPECT_THROW(l->set_precompute(true), UserError);
 }
 
 TEST_F(LearnerTest, PrecomputedActivationsGiveTheFullModelsResults) {

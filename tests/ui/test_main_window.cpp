@@ -556,7 +556,7 @@ private Q_SLOTS:
         // A learner made by whisker-cli: the workbench opens it ready to continue.
         QProcess first;
         first.start(WHISKER_CLI_PATH, {"-q", "fit", project, "--arch", "resnet18", "--size", "32", "--bs", "8", "--no-pretrained",
-                                       "--aug", "top-down", "--no-flip", "--lr", "1e-3", "--cycles", "1"});
+                                       "--aug", "top-down", "--no-flip", "--trivial-augment", "--lr", "1e-3", "--cycles", "1"});
         QVERIFY(first.waitForFinished(120000));
         QCOMPARE(first.exitCode(), 0);
 
@@ -567,17 +567,18 @@ private Q_SLOTS:
         auto* train = w.train_page();
         w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
         QVERIFY(train->has_learner());
-        QVERIFY2(train->learner_label()->text().contains("resnet18 at 32 px, from scratch, top-down augmentation without flips, 1 epoch"),
+        QVERIFY2(train->learner_label()->text().contains("resnet18 at 32 px, from scratch, top-down augmentation without flips, TrivialAugmentWide, 1 epoch"),
                  qPrintable(train->learner_label()->text()));
         QVERIFY(train->start_button()->isEnabled());
         // The learner's augmentation shows in its settings and in "What the model sees".
         QCOMPARE(train->augment_box()->currentText(), QString("top-down"));
         QVERIFY(train->no_flip_box()->isChecked());
+        QVERIFY(train->trivial_augment_box()->isChecked());
         w.navigation()->setCurrentRow(MainWindow::DataPageIndex);
         QDialog* seen = w.data_page()->browser()->open_model_view(0);
         QVERIFY(seen);
         auto* note = seen->findChild<QLabel*>("modelViewNote");
-        QVERIFY2(note && note->text().contains("top-down augmentation without flips") && note->text().contains("32 px"),
+        QVERIFY2(note && note->text().contains("top-down augmentation without flips") && note->text().contains("TrivialAugmentWide") && note->text().contains("32 px"),
                  note ? qPrintable(note->text()) : "no note");
         seen->close();
         w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);

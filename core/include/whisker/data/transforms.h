@@ -19,6 +19,14 @@
 // one after the other, because each of them acts on pixels independently.
 // The random choices for one image are drawn up front (draw_augmentation) in fastai's order,
 // so an image's augmentation depends only on its seed. Thread-safe (no shared state).
+//
+// Two options of torchvision 0.14's recipes go on top of a preset (AugmentSettings):
+//   TrivialAugmentWide: one op of 14 at one of 31 magnitudes on the size x size crop, after the
+//                       preset's steps and before normalisation, on 8-bit pixels (round(x*255))
+//                       as torchvision's uint8 tensors, with torchvision's pixel arithmetic;
+//   RandomErasing(p):   a rectangle (scale 0.02-0.33 of the area, aspect 0.3-3.3) set to 0
+//                       after normalisation.
+// With both off the fused pass is used and the outputs are those without the options.
 
 #include "whisker/common/random.h"
 
@@ -56,7 +64,43 @@ double default_max_zoom(AugmentPreset preset);
 // In words, for learner descriptions: "side-on augmentation", "top-down augmentation without
 // flips, max zoom 1.3", "no augmentation". max_zoom is mentioned when it is not the preset's
 // default.
-std::string describe_augmentation(AugmentPreset preset, double max_zoom, bool no_flip);
+// TrivialAugmentWide and RandomErasing (the options on top of a preset) are mentioned when on:
+// "side-on augmentation, TrivialAugmentWide, random erasing p 0.25".
+std::string describe_augmentation(AugmentPreset preset, double max_zoom, bool no_flip, bool trivial_augment = false,
+                                  double random_erasing = 0.0);
+
+// ---- options on top of a preset (torchvision 0.14's recipes) ----
+// TrivialAugmentWide's operations, in the order of torchvision's
+// TrivialAugmentWide._augmentation_space(num_bins=31).
+enum class TrivialOp {
+    Identity, ShearX, ShearY, TranslateX, TranslateY, Rotate, Brightness, Color, Contrast, Sharpness, Posterize,
+    Solarize, AutoContrast, Equalize
+};
+constexpr int kTrivialOpCount = 14;
+constexpr int kTrivialMagnitudeBins = 31;
+const char* trivial_op_name(TrivialOp op);     // torchvision's name ("ShearX", ...)
+// Whether torchvision flips the magnitude's sign with p=0.5, and whether it has magnitudes at all
+// (Identity, AutoContrast and Equalize have one, 0).
+bool trivial_op_signed(TrivialOp op);
+bool trivial_op_has_magnitudes(TrivialOp op);
+// The magnitude torchvision passes to _apply_op for (op, bin, sign): its float32 table's value
+// (torch.linspace, or Posterize's bits), negated when negative and the op is signed.
+double trivial_magnitude(TrivialOp op, int bin, bool negative);
+// torchvision.transforms.autoaugment._apply_op(img, op, magnitude, NEAREST, fill=None) on a
+// uint8 tensor image, on an 8-bit RGB image (CV_8UC3, any size): the same pixels.
+cv::Mat apply_trivial_op(const cv::Mat& rgb8, TrivialOp op, double magnitude);
+
+// RandomErasing(p, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0): the rectangle for a
+// size x size image, torchvision's get_params (10 attempts; none fitting erases nothing).
+struct EraseBox {
+    bool erase = false;
+    int top = 0, left = 0, height = 0, width = 0;
+};
+constexpr double kEraseScaleMin = 0.02, kEraseScaleMax = 0.33;
+constexpr double kEraseRatioMin = 0.3, kEraseRatioMax = 3.3;
+EraseBox draw_erase_box(double p, int size, Rng& rng);
+// Sets the box to 0 in all three planes of a normalised size x size CHW image.
+void erase_chw(float* out_chw, int size, const EraseBox& box);
 
 struct AugmentSettings {
     int size = 224;                // sz: side of the square the network sees
@@ -71,6 +115,10 @@ struct AugmentSettings {
     double lighting_b = 0.05;      // brightness shift, U(-b, b)
     double lighting_c = 0.05;      // contrast, c0 ~ U(-c, c) then c = c0<0 ? -1/(c0-1) : c0+1
     double flip_p = 0.5;           // RandomFlip's p (RandomDihedral's flip is always p=0.5)
+    // On top of the preset: TrivialAugmentWide on the size x size crop (as uint8, before
+    // normalisation), and RandomErasing with this p (0 = off) after normalisation.
+    bool trivial_augment = false;
+    double random_erasing = 0.0;
     Normalization norm;
 
     // fastai's tfms_from_model(arch, sz, aug_tfms=transforms_side_on, max_zoom=1.1).
@@ -94,6 +142,13 @@ struct AugmentDraw {
     int dihedral = 0;
     double crop_r = 0.0;           // U(0,1) for the crop's row offset
     double crop_c = 0.0;           // U(0,1) for the crop's column offset
+    // Drawn after the preset's choices, only when the options are on (so the draws above are
+    // the same with and without them).
+    bool trivial = false;          // TrivialAugmentWide: op, magnitude bin, sign
+    TrivialOp trivial_op = TrivialOp::Identity;
+    int trivial_bin = 0;
+    bool trivial_negative = false;
+    EraseBox erase;                // RandomErasing's rectangle (erase false: none)
 };
 AugmentDraw draw_augmentation(const AugmentSettings& settings, Rng& rng);
 

@@ -47,6 +47,9 @@ struct LearnerSpec {
     data::AugmentPreset augment = data::AugmentPreset::SideOn;
     double max_zoom = 1.1;
     bool no_flip = false;
+    // On top of the preset (keys "trivial_augment", "random_erasing"; older files: off).
+    bool trivial_augment = false;
+    double random_erasing = 0.0;   // RandomErasing's p, 0 = off
 
     // Nothing when the project has no learner; UserError when the file is damaged (an unknown
     // augmentation name or a max_zoom below 1 included).
@@ -54,7 +57,8 @@ struct LearnerSpec {
     void write(const std::filesystem::path& project) const;   // atomic
     bool operator==(const LearnerSpec& o) const {
         return arch == o.arch && size == o.size && batch_size == o.batch_size && pretrained == o.pretrained && seed == o.seed &&
-               augment == o.augment && max_zoom == o.max_zoom && no_flip == o.no_flip;
+               augment == o.augment && max_zoom == o.max_zoom && no_flip == o.no_flip &&
+               trivial_augment == o.trivial_augment && random_erasing == o.random_erasing;
     }
 };
 

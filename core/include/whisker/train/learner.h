@@ -52,6 +52,8 @@ struct LearnerConfig {
     data::AugmentPreset augment = data::AugmentPreset::SideOn;
     double max_zoom = 1.1;
     bool no_flip = false;
+    bool trivial_augment = false;  // TrivialAugmentWide on top of the preset
+    double random_erasing = 0.0;   // RandomErasing's p on top of the preset (0: off)
     std::uint64_t seed = 42;       // loader shuffling/augmentation and torch's generator
     int threads = 0;               // loader threads (0 = all cores)
     models::HeadOptions head;
