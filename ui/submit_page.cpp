@@ -77,6 +77,11 @@ SubmitPage::SubmitPage(TrainPage* train, QWidget* parent) : QWidget(parent), tra
     tta_->setToolTip(tr("Test-time augmentation: predictions on this many augmented copies of each image, besides the plain one"));
     mix_ = new QComboBox;
     mix_->addItems({tr("mean of all passes (fastai 0.7)"), tr("0.75 × augmented + 0.25 × plain (fastai v2)")});
+    ema_ = new QCheckBox(tr("With the weight EMA"));
+    ema_->setObjectName("submitEma");
+    ema_->setToolTip(tr("Predict with the exponential moving average of the weights that the latest fit kept "
+                        "(Weight EMA on the Train page)"));
+    ema_->setEnabled(false);
     predict_button_ = new QPushButton(tr("&Predict the test set"));
     predict_button_->setObjectName("submitPredict");
     predictions_label_ = new QLabel(tr("No test predictions yet."));
@@ -85,6 +90,7 @@ SubmitPage::SubmitPage(TrainPage* train, QWidget* parent) : QWidget(parent), tra
     auto* pf = new QFormLayout(predict_box);
     pf->addRow(tr("TTA"), tta_);
     pf->addRow(tr("Mix"), mix_);
+    pf->addRow(QString(), ema_);
     pf->addRow(predict_button_);
     pf->addRow(predictions_label_);
 
@@ -253,6 +259,8 @@ void SubmitPage::set_project(const fs::path& project) {
     predictions_ = {};
     learner_state_.clear();
     has_learner_ = false;
+    ema_->setEnabled(false);
+    ema_->setChecked(false);
     // The message is the project's own (remembered per project).
     message_->setText(QSettings().value("submit/message/" + qstr(project)).toString());
     check_ok_ = false;
@@ -281,6 +289,8 @@ void SubmitPage::show_session(const SessionView& v) {
     if (v.project.isEmpty() || fs::path(v.project.toStdString()) != project_) return;
     learner_state_ = v.state;
     has_learner_ = v.has_learner;
+    ema_->setEnabled(v.has_ema);
+    if (!v.has_ema) ema_->setChecked(false);
     const PredictionSet& p = v.test;
     if (p.valid() && (!predictions_.valid() || p.predictions != predictions_.predictions)) {
         show_predictions(p);
@@ -310,12 +320,15 @@ bool SubmitPage::predict() {
     if (project_.empty()) return false;
     if (!train_->has_learner()) return false;
     const int tta = tta_->value(), mix = mix_->currentIndex();
-    const bool started = train_->run_on_worker(tr("Predicting the test set…"), [tta, mix](TrainingWorker* w) {
-        w->predict(static_cast<int>(data::Split::Test), tta, mix);
+    const bool ema = ema_->isEnabled() && ema_->isChecked();
+    const bool started = train_->run_on_worker(tr("Predicting the test set…"), [tta, mix, ema](TrainingWorker* w) {
+        w->predict(static_cast<int>(data::Split::Test), tta, mix, ema);
     });
     if (started) Q_EMIT log(tr("Predicting the test set%1").arg(tta ? tr(" with TTA (%1 augmented passes)").arg(tta) : ""));
     return started;
 }
+
+QString SubmitPage::model_label_text() const { return predictions_label_->text(); }
 
 QString SubmitPage::model_description() const {
     if (!predictions_.valid()) return {};

@@ -69,6 +69,7 @@ public:
     QPushButton* submit_button() const { return submit_button_; }
     QSpinBox* tta_box() const { return tta_; }
     QComboBox* mix_box() const { return mix_; }
+    QCheckBox* ema_box() const { return ema_; }
     QDoubleSpinBox* clip_box() const { return clip_; }
     QCheckBox* labels_box() const { return labels_; }
     QLineEdit* competition_edit() const { return competition_; }
@@ -80,6 +81,8 @@ public:
     QLabel* score_label() const { return score_label_; }
     QCustomPlot* histogram() const { return histogram_; }
     bool check_passed() const { return check_ok_; }
+    // "12 test images predicted with resnet18 at 32 px, 3 epochs, EMA weights."
+    QString model_label_text() const;
 
 Q_SIGNALS:
     void log(const QString& line);
@@ -109,6 +112,7 @@ private:
 
     QSpinBox* tta_;
     QComboBox* mix_;
+    QCheckBox* ema_;
     QPushButton* predict_button_;
     QLabel* predictions_label_;
     QDoubleSpinBox* clip_;

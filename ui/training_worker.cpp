@@ -217,6 +217,7 @@ void TrainingWorker::publish() {
         v.frozen_groups = l.frozen_groups();
         v.precompute = l.precompute();
         v.bn_freeze = l.bn_frozen();
+        v.has_ema = l.has_ema_weights();
         for (const auto& e : l.epoch_history()) v.epochs.push_back(e);
         if (const auto f = s.interrupted_fit()) {
             v.can_resume = true;
@@ -245,8 +246,17 @@ void TrainingWorker::publish() {
     Q_EMIT session_changed(v);
 }
 
-void TrainingWorker::predict(int split, int tta, int mix) {
+void TrainingWorker::predict(int split, int tta, int mix, bool ema) {
     run_job("predict", [&] {
+        auto& l = session().learner();
+        struct EmaOff {   // the learner's own weights again afterwards
+            train::Learner& l;
+            bool on;
+            ~EmaOff() {
+                if (on) l.use_ema_weights(false);
+            }
+        } ema_off{l, ema};
+        if (ema) l.use_ema_weights(true);
         const auto& p = session().predict(static_cast<data::Split>(split), tta, mix ? train::TtaMix::Beta : train::TtaMix::Mean, &stop_);
         Q_EMIT predictions_ready(prediction_set(p, session().project()));
         publish();

@@ -89,6 +89,7 @@ struct SessionView {
     int frozen_groups = 2;
     bool precompute = false;
     bool bn_freeze = false;
+    bool has_ema = false;           // the latest fit kept a weight EMA (predict can use it)
     QVector<train::EpochRecord> epochs;
     QVector<LossPoint> batches;
     LrCurve lr_curve;
@@ -133,8 +134,9 @@ public Q_SLOTS:
     void load(const QString& name);
     // Runs a recipe (JSON; empty = the seed's 8 steps), reporting each step.
     void run_recipe(const QString& recipe_json);
-    // Predicts a split (1 valid, 2 test) with `tta` augmented passes.
-    void predict(int split, int tta, int mix);
+    // Predicts a split (1 valid, 2 test) with `tta` augmented passes; with `ema`, the weight
+    // EMA of the latest fit that kept one (SessionView::has_ema).
+    void predict(int split, int tta, int mix, bool ema = false);
     // Rereads the project's manifest (after the user marked images) for the next fit.
     void reload_dataset();
 

@@ -494,6 +494,14 @@ private Q_SLOTS:
         const int last = train->epoch_table()->rowCount() - 1;
         QVERIFY(train->epoch_table()->item(last, 6) && !train->epoch_table()->item(last, 6)->text().isEmpty());
         QVERIFY(std::filesystem::exists(root / "a/models/current.ema.safetensors"));
+        // The Submit page can predict with the EMA weights.
+        QTRY_VERIFY(submit->ema_box()->isEnabled());
+        submit->ema_box()->setChecked(true);
+        submit->tta_box()->setValue(0);
+        QVERIFY(submit->predict());
+        QVERIFY(next_signal(finished, 60000));
+        QTRY_VERIFY(submit->predictions_current());
+        QVERIFY2(submit->model_label_text().contains("EMA weights"), qPrintable(submit->model_label_text()));
         train->mixup_box()->setValue(0);
         train->ema_box()->setValue(0);
         // Progressive resizing: the learner goes on at 48 px.
