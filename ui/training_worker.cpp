@@ -156,7 +156,15 @@ void TrainingWorker::create_learner(const LearnerSettings& s) {
         spec.no_flip = s.no_flip;
         spec.trivial_augment = s.trivial_augment;
         spec.random_erasing = s.random_erasing;
-        const std::string kept = ps.new_learner(spec);
+        std::string kept;
+        try {
+            kept = ps.new_learner(spec);
+        } catch (...) {
+            // The project's learner as it was, reopened: the pages and the live plots follow it.
+            attach_bridge();
+            publish();
+            throw;
+        }
         attach_bridge();
         if (!kept.empty())
             Q_EMIT note(tr("The previous learner's weights are kept as checkpoint '%1' (Load… brings them back)")
