@@ -1,5 +1,6 @@
 // MixUp/CutMix, weight EMA and progressive resizing: the pure pieces against hand-computed
 // values, then the Learner on a tiny sample project (resnet18 at 32 px, random body).
+#include "small_learner_fixture.h"
 #include "test_support.h"
 
 #include "whisker/common/errors.h"
@@ -277,47 +278,12 @@ TEST(TrainingOptionsEma, ConstantGradientWithPlainSgd) {
 
 namespace {
 
-class TrainingOptionsTest : public ::testing::Test {
+class TrainingOptionsTest : public test::SmallLearnerTest {
 protected:
-    static void SetUpTestSuite() {
-        dir_ = new test::TempDir;
-        test::write_sample(*dir_ / "dl", 24, 6);
-        data::PrepareOptions o;
-        o.project = *dir_ / "p";
-        o.source = *dir_ / "dl";
-        o.valid_per_class = 4;
-        dataset_ = new data::Dataset(data::prepare_dataset(o));
-    }
-    static void TearDownTestSuite() {
-        delete dataset_;
-        delete dir_;
-    }
-    static LearnerConfig config() {
-        LearnerConfig c;
-        c.arch = "resnet18";
-        c.size = 32;
-        c.batch_size = 4;
-        c.pretrained = false;
-        c.threads = 2;
-        c.seed = 7;
-        return c;
-    }
-    static std::unique_ptr<Learner> make() { return std::make_unique<Learner>(*dir_ / "p", *dataset_, config()); }
-    static std::vector<at::Tensor> weights(Learner& l) {
-        std::vector<at::Tensor> out;
-        for (const auto& [k, v] : models::state_dict_of(l.model())) out.push_back(v.detach().clone());
-        return out;
-    }
     static std::vector<at::Tensor> ema_weights(const Learner& l) {
         std::vector<at::Tensor> out;
         for (const auto& [k, v] : l.ema()->state()) out.push_back(v.detach().clone());
         return out;
-    }
-    static bool same(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
-        if (a.size() != b.size()) return false;
-        for (std::size_t i = 0; i < a.size(); ++i)
-            if (!at::equal(a[i], b[i])) return false;
-        return true;
     }
     static bool close(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
         if (a.size() != b.size()) return false;
@@ -334,11 +300,7 @@ protected:
         o.ema_decay = 0.8;
         return o;
     }
-    static test::TempDir* dir_;
-    static data::Dataset* dataset_;
 };
-test::TempDir* TrainingOptionsTest::dir_ = nullptr;
-data::Dataset* TrainingOptionsTest::dataset_ = nullptr;
 
 struct Probe : Callback {
     std::function<void(Learner&)> on_fit;
