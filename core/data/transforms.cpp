@@ -174,16 +174,27 @@ int random_crop_offset(int dim, int size, double u) {
 
 namespace {
 
+// (x - mean) / std as x * scale + shift, per channel (the fused passes' form).
+struct NormalizeAffine {
+    float scale[3], shift[3];
+};
+NormalizeAffine normalize_affine(const Normalization& norm) {
+    NormalizeAffine a{};
+    for (int k = 0; k < 3; ++k) {
+        a.scale[k] = 1.0f / norm.std[k];
+        a.shift[k] = -norm.mean[k] / norm.std[k];
+    }
+    return a;
+}
+
 // Writes the size x size window at (row0, col0) of a float RGB image as normalised CHW,
 // optionally mirrored left-right, with the lighting applied on the way.
 void write_crop_chw(const cv::Mat& img, int row0, int col0, int size, bool flip, bool lighting, float mu,
                     float b, float c, const Normalization& norm, float* out) {
     const std::size_t plane = static_cast<std::size_t>(size) * size;
-    float scale[3], shift[3];
-    for (int k = 0; k < 3; ++k) {
-        scale[k] = 1.0f / norm.std[k];
-        shift[k] = -norm.mean[k] / norm.std[k];
-    }
+    const NormalizeAffine a = normalize_affine(norm);
+    const float* scale = a.scale;
+    const float* shift = a.shift;
     for (int y = 0; y < size; ++y) {
         const float* row = img.ptr<float>(row0 + y) + 3 * col0;
         float* o0 = out + static_cast<std::size_t>(y) * size;
@@ -287,11 +298,9 @@ cv::Mat trivial_augmented(const cv::Mat& crop8, const AugmentDraw& d) {
 void write_u8_chw(const cv::Mat& rgb8, const Normalization& norm, float* out) {
     const int size = rgb8.rows;
     const std::size_t plane = static_cast<std::size_t>(size) * size;
-    float scale[3], shift[3];
-    for (int k = 0; k < 3; ++k) {
-        scale[k] = 1.0f / norm.std[k];
-        shift[k] = -norm.mean[k] / norm.std[k];
-    }
+    const NormalizeAffine a = normalize_affine(norm);
+    const float* scale = a.scale;
+    const float* shift = a.shift;
     for (int y = 0; y < size; ++y) {
         const auto* row = rgb8.ptr<cv::Vec3b>(y);
         for (int x = 0; x < size; ++x)
