@@ -1,5 +1,7 @@
 #include "train_page.h"
 
+#include "architecture_picker.h"
+
 #include "whisker/common/files.h"
 #include "whisker/models/weights.h"
 #include "whisker/train/distributed.h"
@@ -97,8 +99,17 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     // ---- learner settings ----
     arch_ = new QComboBox;
     arch_->setObjectName("archBox");
-    for (const auto& a : models::all_architectures()) arch_->addItem(QString::fromStdString(a.name));
+    for (const auto& a : models::all_architectures()) {
+        const QString name = QString::fromStdString(a.name);
+        arch_->addItem(name);
+        arch_->setItemData(arch_->count() - 1, ArchitecturePicker::summary(name), Qt::ToolTipRole);
+    }
     arch_->setCurrentText("resnet34");
+    arch_->setToolTip(ArchitecturePicker::summary("resnet34"));
+    arch_table_ = new QPushButton(tr("Compare…"));
+    arch_table_->setObjectName("archTableButton");
+    arch_table_->setToolTip(tr("Every architecture in a sortable table: parameters, GFLOPs, ImageNet top-1, default "
+                               "size, cached weights and the speed measured on this machine"));
     size_ = new QSpinBox;
     size_->setRange(32, 1024);
     size_->setSingleStep(32);
@@ -152,7 +163,10 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     holder_banner_->setVisible(false);
     auto* settings = new QGroupBox(tr("Learner"));
     auto* sf = new QFormLayout(settings);
-    sf->addRow(tr("Architecture"), arch_);
+    auto* arch_row = new QHBoxLayout;
+    arch_row->addWidget(arch_, 1);
+    arch_row->addWidget(arch_table_);
+    sf->addRow(tr("Architecture"), arch_row);
     resize_ = new QPushButton(tr("Use this size"));
     resize_->setObjectName("resizeButton");
     resize_->setToolTip(tr("Progressive resizing: the learner goes on at this image size with the same weights "
@@ -408,6 +422,12 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
 
     // ---- wiring ----
     connect(arch_, &QComboBox::currentTextChanged, this, &TrainPage::update_weights_state);
+    connect(arch_, &QComboBox::currentTextChanged, this, &TrainPage::architecture_changed);
+    connect(arch_table_, &QPushButton::clicked, this, [this] {
+        ArchitecturePicker* picker = open_architecture_picker();
+        picker->hide();
+        picker->exec();
+    });
     connect(pretrained_, &QCheckBox::toggled, this, &TrainPage::update_weights_state);
     connect(create_, &QPushButton::clicked, this, [this] {
         if (has_learner_ && view_.trained) {
@@ -554,6 +574,8 @@ void TrainPage::show_session(const SessionView& v) {
     {
         const QSignalBlocker b1(arch_), b2(pretrained_), b3(augment_);
         arch_->setCurrentText(v.settings.arch);
+        arch_->setToolTip(ArchitecturePicker::summary(v.settings.arch));
+        shown_arch_ = v.settings.arch;
         augment_->setCurrentText(v.settings.augment);
         max_zoom_->setValue(v.settings.max_zoom);
         no_flip_->setChecked(v.settings.no_flip);
@@ -605,6 +627,16 @@ bool TrainPage::wait_until_idle(int timeout_ms) {
     timer.start(timeout_ms);
     loop.exec();
     return !busy_;
+}
+
+ArchitecturePicker* TrainPage::open_architecture_picker() {
+    auto* picker = new ArchitecturePicker(arch_->currentText(), this);
+    picker->setAttribute(Qt::WA_DeleteOnClose);
+    connect(picker, &QDialog::accepted, this, [this, picker] {
+        if (!picker->chosen().isEmpty()) arch_->setCurrentText(picker->chosen());
+    });
+    picker->open();
+    return picker;
 }
 
 QDialog* TrainPage::open_checkpoint_dialog() {
@@ -720,6 +752,22 @@ void TrainPage::mark_chosen_rate(double lr) {
     line->addData(lr, range.lower);
     line->addData(lr, range.upper);
     lr_plot_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+void TrainPage::architecture_changed(const QString& arch) {
+    arch_->setToolTip(ArchitecturePicker::summary(arch));
+    // The size follows the architecture while it is still the previous one's default (a size
+    // the user chose stays); a learner's size is its own.
+    try {
+        const int size = models::arch_info(models::parse_arch(arch.toStdString())).default_size();
+        const int previous = models::arch_info(models::parse_arch(shown_arch_.toStdString())).default_size();
+        if (!has_learner_ && size_->value() == previous) size_->setValue(size);
+        size_->setSingleStep(models::arch_info(models::parse_arch(arch.toStdString())).size_multiple > 1
+                                 ? models::arch_info(models::parse_arch(arch.toStdString())).size_multiple
+                                 : 32);
+    } catch (const std::exception&) {
+    }
+    shown_arch_ = arch;
 }
 
 void TrainPage::update_weights_state() {

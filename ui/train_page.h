@@ -26,6 +26,8 @@ class QTableWidget;
 
 namespace whisker::ui {
 
+class ArchitecturePicker;
+
 class TrainPage : public QWidget {
     Q_OBJECT
 public:
@@ -47,6 +49,9 @@ public:
     bool wait_until_idle(int timeout_ms);
     // The dialog that lists the project's checkpoints (Load…); non-modal for tests.
     QDialog* open_checkpoint_dialog();
+    // The sortable table of architectures (Compare…); choosing one sets the architecture box
+    // (and the size, while it is still the previous architecture's default).
+    ArchitecturePicker* open_architecture_picker();
 
     // For tests and keyboard users: the controls.
     QPushButton* create_button() const { return create_; }
@@ -60,6 +65,7 @@ public:
     QLabel* learner_label() const { return learner_label_; }
     QLabel* holder_banner() const { return holder_banner_; }
     QComboBox* arch_box() const { return arch_; }
+    QPushButton* arch_table_button() const { return arch_table_; }
     QSpinBox* size_box() const { return size_; }
     QSpinBox* batch_box() const { return batch_; }
     QCheckBox* pretrained_box() const { return pretrained_; }
@@ -102,6 +108,7 @@ private:
     void add_points(const QVector<LossPoint>& points);
     void add_epoch(const train::EpochRecord& r);
     void update_weights_state();
+    void architecture_changed(const QString& arch);
     void update_buttons();
     void clear_plots();
     void draw_lr_curve(const QVector<double>& lrs, const QVector<double>& losses);
@@ -120,6 +127,8 @@ private:
     QVector<double> epoch_losses_;      // every trn/val loss plotted (for the axis scale)
 
     QComboBox* arch_;
+    QPushButton* arch_table_;
+    QString shown_arch_ = "resnet34";   // the architecture the size box last followed
     QSpinBox* size_;
     QSpinBox* batch_;
     QCheckBox* pretrained_;

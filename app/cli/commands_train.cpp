@@ -10,6 +10,8 @@
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
 #include "whisker/data/dataset.h"
+#include "whisker/common/local_time.h"
+#include "whisker/models/arch_stats.h"
 #include "whisker/models/weights.h"
 #include "whisker/project/project_lock.h"
 #include "whisker/project/session.h"
@@ -19,12 +21,15 @@
 #include "whisker/train/training_options.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/sgd.h>
 
 #include <algorithm>
+#include <functional>
+#include <memory>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -60,6 +65,7 @@ struct LearnerArgs {
     bool no_flip = false;
     bool trivial_augment = false;       // --trivial-augment
     std::optional<double> random_erasing;   // --random-erasing P
+    std::optional<double> val_resize;       // --val-resize R
 };
 
 // The augmentation named by --aug; UserError for an unknown name.
@@ -82,7 +88,8 @@ double checked_max_zoom(double z) {
 void add_learner_options(CLI::App* cmd, LearnerArgs& a) {
     cmd->add_option("PROJECT", a.project, "Project folder (prepared with 'data prepare')")->required();
     cmd->add_option("--arch", a.arch, "Architecture, when the learner is created (default resnet34)");
-    cmd->add_option("--size", a.size, "Image size, when the learner is created (default 224)");
+    cmd->add_option("--size", a.size, "Image size, when the learner is created (default: the architecture's, e.g. 224 for resnet34, 300 "
+                    "for efficientnet_b3; see weights list)");
     cmd->add_option("--bs", a.batch_size, "Batch size, when the learner is created (default 64)");
     auto* pre = cmd->add_flag("--pretrained", a.pretrained_flag, "Start from ImageNet weights (the default)");
     cmd->add_flag("--no-pretrained", a.no_pretrained_flag, "Start from scratch (torchvision's random initialisation)")->excludes(pre);
@@ -103,6 +110,11 @@ void add_learner_options(CLI::App* cmd, LearnerArgs& a) {
                     "Add RandomErasing with probability P, when the learner is created (torchvision's scale "
                     "0.02-0.33, ratio 0.3-3.3, value 0 after normalisation; 0 = off)")
         ->option_text("P");
+    cmd->add_option("--val-resize", a.val_resize,
+                    "Validation/test view, when the learner is created: scale the shorter side to R x size, then "
+                    "centre-crop size (default: the weights' own, e.g. 236/224 for convnext_tiny; 1 for "
+                    "ResNet/VGG/DenseNet as fastai 0.7)")
+        ->option_text("R");
 }
 
 // Data-parallel training: --nproc starts local workers; under torchrun/SLURM the process joins
@@ -230,6 +242,9 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
     const bool aug_given = !a.aug.empty();
     const data::AugmentPreset aug = aug_given ? parse_aug(a.aug) : data::AugmentPreset::SideOn;
     if (a.max_zoom) checked_max_zoom(*a.max_zoom);
+    if (a.val_resize && !(*a.val_resize >= 1.0 && *a.val_resize <= 4.0))
+        throw UserError(fmt::format("--val-resize {}: the ratio must be between 1 and 4", *a.val_resize),
+                        "use 1 to crop the whole shorter side, or e.g. 1.14 for torchvision's 256/224");
     if (a.random_erasing && !(*a.random_erasing >= 0.0 && *a.random_erasing <= 1.0))
         throw UserError(fmt::format("--random-erasing {}: the probability must be between 0 and 1", *a.random_erasing),
                         "use e.g. 0.25 (torchvision's classification recipes), or 0 for none");
@@ -263,9 +278,11 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
         aug_differs(a.no_flip && !want.no_flip, "no-flip");
         aug_differs(a.trivial_augment && !want.trivial_augment, "trivial-augment");
         aug_differs(a.random_erasing && *a.random_erasing != want.random_erasing, "random-erasing");
+        differs(a.val_resize && *a.val_resize != want.val_resize, "val-resize");
     } else {
         want.arch = a.arch.empty() ? "resnet34" : a.arch;
-        want.size = a.size ? a.size : 224;
+        // Each architecture's default: the image size its pretrained weights were made for.
+        want.size = a.size ? a.size : models::arch_info(models::parse_arch(want.arch)).default_size();
         want.batch_size = a.batch_size ? a.batch_size : 64;
         want.pretrained = a.pretrained().value_or(true);
         want.seed = a.seed;
@@ -274,6 +291,7 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
         want.no_flip = a.no_flip;
         want.trivial_augment = a.trivial_augment;
         want.random_erasing = a.random_erasing.value_or(0.0);
+        want.val_resize = a.val_resize.value_or(0.0);
     }
     if (dist_env && want.pretrained && !exists &&
         models::weights_state(models::parse_arch(want.arch)) != models::WeightsState::Cached) {
@@ -710,46 +728,79 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     });
 }
 
-void add_train_bench(CLI::App& bench, GlobalOptions& global) {
-    static std::string arch = "resnet34";
-    static int size = 224, bs = 16, steps = 10;
-    static bool json_out = false;
-    auto* cmd = bench.add_subcommand("train", "Training steps per second of a whole network (random data, SGD)");
-    cmd->add_option("--arch", arch)->capture_default_str();
-    cmd->add_option("--size", size)->capture_default_str();
-    cmd->add_option("--bs", bs)->capture_default_str();
-    cmd->add_option("--steps", steps, "Timed steps (after 2 warm-up steps)")->capture_default_str();
-    cmd->add_flag("--json", json_out);
-    cmd->callback([&global] {
+// bench train / bench predict: a whole network (body + fastai head) on random images, timed
+// after 2 warm-up steps; the rate is kept in the user's cache for the architecture table
+// (weights list, the workbench's picker).
+void add_network_bench(CLI::App& bench, bool training) {
+    struct Args {
+        std::string arch = "resnet34";
+        int size = 0, bs = 16, steps = 10;
+        bool json_out = false, no_record = false;
+    };
+    static Args train_args, predict_args;
+    Args& a = training ? train_args : predict_args;
+    auto* cmd = bench.add_subcommand(training ? "train" : "predict",
+                                     training ? "Training steps per second of a whole network (random data, SGD)"
+                                              : "Predictions per second of a whole network (random data, eval mode)");
+    cmd->add_option("--arch", a.arch)->capture_default_str();
+    cmd->add_option("--size", a.size, "Image size (default: the architecture's)");
+    cmd->add_option("--bs", a.bs)->capture_default_str();
+    cmd->add_option("--steps", a.steps, "Timed steps (after 2 warm-up steps)")->capture_default_str();
+    cmd->add_flag("--json", a.json_out);
+    cmd->add_flag("--no-record", a.no_record, "Do not keep the result for the architecture table");
+    cmd->callback([&a, training] {
         const ComputeDevice dev = detect_compute_device();
+        const models::Arch arch = models::parse_arch(a.arch);
+        const int size = a.size ? a.size : models::arch_info(arch).default_size();
+        models::check_input_size(arch, size);
+        if (a.bs < 1 || a.steps < 1) throw UserError("--bs and --steps must be at least 1");
         torch::manual_seed(0);
-        models::ClassifierModel model(models::parse_arch(arch), 2);
+        models::ClassifierModel model(arch, 2);
         const at::Device device = dev.cuda ? at::Device(at::kCUDA) : at::Device(at::kCPU);
         model.to(device);
-        model.train();
-        torch::optim::SGD opt(model.parameters(), torch::optim::SGDOptions(1e-3).momentum(0.9));
-        const at::Tensor x = at::randn({bs, 3, size, size}).to(device);
-        const at::Tensor y = at::randint(0, 2, {bs}, at::kLong).to(device);
-        auto step = [&] {
-            opt.zero_grad();
-            auto loss = torch::nn::functional::nll_loss(model.forward(x), y);
-            loss.backward();
-            opt.step();
-            return loss.item<double>();
-        };
+        const at::Tensor x = at::randn({a.bs, 3, size, size}).to(device);
+        const at::Tensor y = at::randint(0, 2, {a.bs}, at::kLong).to(device);
+        std::function<double()> step;
+        std::unique_ptr<torch::optim::SGD> opt;
+        if (training) {
+            model.train();
+            opt = std::make_unique<torch::optim::SGD>(model.parameters(), torch::optim::SGDOptions(1e-3).momentum(0.9));
+            step = [&] {
+                opt->zero_grad();
+                auto loss = torch::nn::functional::nll_loss(model.forward(x), y);
+                loss.backward();
+                opt->step();
+                return loss.item<double>();
+            };
+        } else {
+            model.eval();
+            step = [&] {
+                c10::InferenceMode inference;
+                return model.forward(x).exp().sum().item<double>();
+            };
+        }
         step();
         step();
         const auto t0 = std::chrono::steady_clock::now();
-        for (int i = 0; i < steps; ++i) step();
+        for (int i = 0; i < a.steps; ++i) step();
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const double rate = steps * bs / secs;
-        if (json_out)
-            fmt::print("{}\n", json{{"arch", arch}, {"size", size}, {"bs", bs}, {"images_per_second", rate},
-                                    {"threads", dev.cpu_threads}, {"device", dev.describe()}}
+        const double rate = a.steps * a.bs / secs;
+        if (!a.no_record)
+            models::record_speed(a.arch, training ? "train" : "predict",
+                                 {rate, size, a.bs, dev.describe(), local_time_text("%Y-%m-%d %H:%M")});
+        if (a.json_out)
+            fmt::print("{}\n", json{{"arch", a.arch}, {"mode", training ? "train" : "predict"}, {"size", size}, {"bs", a.bs},
+                                    {"images_per_second", rate}, {"threads", dev.cpu_threads}, {"device", dev.describe()}}
                                    .dump());
         else
-            fmt::print("train {} at {} px, batch {} on {}: {:.1f} images/s\n", arch, size, bs, dev.describe(), rate);
+            fmt::print("{} {} at {} px, batch {} on {}: {:.1f} images/s\n", training ? "train" : "predict", a.arch, size,
+                       a.bs, dev.describe(), rate);
     });
+}
+
+void add_train_bench(CLI::App& bench, GlobalOptions&) {
+    add_network_bench(bench, true);
+    add_network_bench(bench, false);
 }
 
 }  // namespace whisker::cli

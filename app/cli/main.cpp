@@ -1,5 +1,6 @@
 // whisker-cli: every step of the Whisker workflow, headless.
 #include "commands.h"
+#include "whisker/common/allocator.h"
 #include "terminal_progress.h"
 
 #include "whisker/common/device.h"
@@ -46,6 +47,7 @@ void add_device_command(CLI::App& app) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    whisker::keep_tensor_memory_for_reuse();   // before anything allocates (common/allocator.h)
     CLI::App app{"whisker-cli: train image classifiers by transfer learning, from a Kaggle download to a submission"};
     app.set_version_flag("--version", std::string("whisker-cli ") + WHISKER_VERSION);
     app.require_subcommand(1);

@@ -1,4 +1,5 @@
 // whisker: the desktop workbench.
+#include "whisker/common/allocator.h"
 #include "main_window.h"
 
 #include <QApplication>
@@ -7,6 +8,7 @@
 #include <QTimer>
 
 int main(int argc, char** argv) {
+    whisker::keep_tensor_memory_for_reuse();   // before anything allocates (common/allocator.h)
     QApplication app(argc, argv);
     QApplication::setApplicationName("Whisker");
     QApplication::setOrganizationName("Whisker");

@@ -99,7 +99,7 @@ struct DataLoader::Impl {
         std::vector<bool> ok(static_cast<std::size_t>(n), true);
 
         DecodeOptions decode;
-        decode.min_shorter_side = options.dct_scaling ? (training ? augment.min_decode_side() : augment.size) : 0;
+        decode.min_shorter_side = options.dct_scaling ? (training ? augment.min_decode_side() : augment.eval_side()) : 0;
         for (std::size_t k = 0; k < static_cast<std::size_t>(n); ++k) {
             const std::size_t position = plan.positions[begin + k];
             const LoadItem& item = items[epoch_order[begin + k]];

@@ -278,7 +278,7 @@ cv::Mat apply_dihedral(const cv::Mat& image, int k) {
 }
 
 void validation_transform(const cv::Mat& rgb8, const AugmentSettings& s, float* out) {
-    const cv::Mat img = scale_min(to_float_rgb(rgb8), s.size);
+    const cv::Mat img = scale_min(to_float_rgb(rgb8), s.eval_side());
     write_crop_chw(img, center_crop_offset(img.rows, s.size), center_crop_offset(img.cols, s.size), s.size,
                    false, false, 0.f, 0.f, 1.f, s.norm, out);
 }

@@ -35,7 +35,10 @@ ClassifierModel::ClassifierModel(Arch arch, int num_classes, HeadOptions head)
         throw UserError("the head needs " + std::to_string(head_options_.xtra_fc.size() + 1) + " dropout values (ps), got " +
                         std::to_string(head_options_.ps.size()));
     body_ = register_module("body", create_imagenet_model(arch, false));
-    head_inputs_ = 2 * body_->info().body_channels;
+    // A feature map is concat-pooled (max and average: 2 x channels); a token (ViT's class
+    // token) goes to the head as it is.
+    token_body_ = body_->info().body_output == BodyOutput::Token;
+    head_inputs_ = token_body_ ? body_->info().body_channels : 2 * body_->info().body_channels;
     const bool v2 = head_options_.style == HeadStyle::FastaiV2;
     nn::Sequential h;
     int ni = head_inputs_;
@@ -58,7 +61,10 @@ ClassifierModel::ClassifierModel(Arch arch, int num_classes, HeadOptions head)
     head_ = register_module("head", h);
 }
 
-at::Tensor ClassifierModel::pooled_features(const at::Tensor& images) { return adaptive_concat_pool(body_->features(images)); }
+at::Tensor ClassifierModel::pooled_features(const at::Tensor& images) {
+    at::Tensor features = body_->features(images);
+    return token_body_ ? features : adaptive_concat_pool(features);
+}
 
 at::Tensor ClassifierModel::forward_head(const at::Tensor& activations) { return head_->forward(activations); }
 
@@ -72,9 +78,12 @@ std::vector<std::vector<std::shared_ptr<nn::Module>>> ClassifierModel::layer_gro
 
 std::vector<std::vector<at::Tensor>> ClassifierModel::layer_group_parameters() {
     std::vector<std::vector<at::Tensor>> out;
-    for (const auto& group : layer_groups()) {
+    const auto loose = body_->body_group_loose_parameters();
+    const auto groups = layer_groups();
+    for (std::size_t g = 0; g < groups.size(); ++g) {
         std::vector<at::Tensor> params;
-        for (const auto& m : group)
+        if (g < loose.size()) params = loose[g];
+        for (const auto& m : groups[g])
             for (const auto& p : m->parameters(true)) params.push_back(p);
         out.push_back(std::move(params));
     }
@@ -98,11 +107,15 @@ void export_model(ClassifierModel& model, const std::vector<std::string>& classe
                      {"head", {{"style", h.style == HeadStyle::Fastai07 ? "fastai-0.7" : "fastai-v2"},
                                {"xtra_fc", h.xtra_fc},
                                {"ps", h.ps},
-                               {"pool", "AdaptiveConcatPool2d(max, avg)"},
+                               {"pool", model.arch().body_output == BodyOutput::Token ? "class token (no pooling)"
+                                                                                      : "AdaptiveConcatPool2d(max, avg)"},
                                {"output", h.style == HeadStyle::FastaiV2 ? "logits"
                                           : h.multi_label              ? "sigmoid"
                                                                        : "log_softmax"}}},
                      {"body_keys", "torchvision " + model.arch().name + " without '" + model.arch().classifier_prefix + "'"}};
+    if (model.arch().family == "ViT" && input_size != model.arch().default_size())
+        j["position_embeddings"] = "stored for " + std::to_string(model.arch().default_size()) +
+                                   " px; for input_size use torchvision's interpolate_embeddings(input_size, 16, state_dict)";
     write_safetensors(path, tensors, {{"whisker", j.dump()}});
     write_file_atomically(path.string() + ".json", j.dump(2) + "\n");
 }

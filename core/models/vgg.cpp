@@ -1,5 +1,6 @@
 // torchvision.models.vgg: vgg16 and vgg16_bn (configuration "D").
 #include "architectures.h"
+#include "layers.h"
 
 #include <torch/nn/init.h>
 #include <torch/nn/modules/activation.h>
@@ -66,10 +67,7 @@ public:
     }
 
     std::vector<std::vector<std::shared_ptr<nn::Module>>> body_groups() override {
-        std::vector<std::vector<std::shared_ptr<nn::Module>>> groups(2);
-        const auto children = features_->children();
-        for (std::size_t i = 0; i < children.size(); ++i) groups[i < split_ ? 0 : 1].push_back(children[i]);
-        return groups;
+        return split_children(*features_, split_);
     }
 
 private:

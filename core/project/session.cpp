@@ -62,6 +62,9 @@ std::optional<LearnerSpec> LearnerSpec::read(const fs::path& project) {
         s.random_erasing = j.value("random_erasing", s.random_erasing);
         if (!(s.random_erasing >= 0.0 && s.random_erasing <= 1.0))
             return damaged(fmt::format("random_erasing {} is not a probability", s.random_erasing));
+        s.val_resize = j.value("val_resize", s.val_resize);
+        if (!(s.val_resize == 0.0 || (s.val_resize >= 1.0 && s.val_resize <= 4.0)))
+            return damaged(fmt::format("val_resize {} is not 0 or between 1 and 4", s.val_resize));
         return s;
     } catch (const json::exception& e) {
         return damaged(e.what());
@@ -73,7 +76,7 @@ void LearnerSpec::write(const fs::path& project) const {
                           json{{"arch", arch}, {"size", size}, {"batch_size", batch_size}, {"pretrained", pretrained},
                                {"seed", seed}, {"augment", data::augment_preset_name(augment)}, {"max_zoom", max_zoom},
                                {"no_flip", no_flip}, {"trivial_augment", trivial_augment},
-                               {"random_erasing", random_erasing}}
+                               {"random_erasing", random_erasing}, {"val_resize", val_resize}}
                               .dump(1));
 }
 
@@ -260,6 +263,7 @@ train::LearnerConfig Session::config_of(const LearnerSpec& spec) const {
     c.no_flip = spec.no_flip;
     c.trivial_augment = spec.trivial_augment;
     c.random_erasing = spec.random_erasing;
+    c.val_resize = spec.val_resize;
     return c;
 }
 

@@ -80,6 +80,7 @@ Learner::Learner(fs::path project, data::Dataset dataset, LearnerConfig config, 
                         "the batch size is the global batch: use a multiple of " + std::to_string(d->world_size()));
     torch::manual_seed(config_.seed);
     const models::Arch arch = models::parse_arch(config_.arch);
+    models::check_input_size(arch, config_.size);
     models::HeadOptions head = config_.head;
     head.multi_label = dataset_.multi_label;
     model_ = std::make_shared<models::ClassifierModel>(arch, static_cast<int>(dataset_.classes.size()), head);
@@ -128,10 +129,9 @@ void Learner::freeze_to(int group) {
     const int n = num_groups();
     if (group < 0) group += n;
     if (group < 0 || group >= n) throw UserError("freeze_to: layer group must be in [0, " + std::to_string(n - 1) + "]");
-    const auto groups = model_->layer_groups();
+    const auto groups = model_->layer_group_parameters();
     for (int g = 0; g < n; ++g)
-        for (const auto& m : groups[static_cast<std::size_t>(g)])
-            for (auto& p : m->parameters(true)) p.set_requires_grad(g >= group);
+        for (auto p : groups[static_cast<std::size_t>(g)]) p.set_requires_grad(g >= group);
     frozen_groups_ = group;
     // fastai: unfreeze() turns precompute off. Any unfrozen body group does here: precompute
     // trains the head alone, so it would silently leave those groups untrained.
@@ -173,6 +173,9 @@ data::AugmentSettings Learner::augment_settings() const {
     auto s = data::AugmentSettings::for_preset(config_.augment, config_.size, config_.max_zoom, config_.no_flip);
     s.trivial_augment = config_.trivial_augment;
     s.random_erasing = config_.random_erasing;
+    const double ratio = config_.val_resize > 0 ? config_.val_resize
+                                                : models::arch_info(models::parse_arch(config_.arch)).default_eval_resize_ratio();
+    s.eval_resize = static_cast<int>(std::lround(config_.size * ratio));
     return s;
 }
 
@@ -225,6 +228,10 @@ void Learner::ensure_precomputed() {
     // corrected on the Inspect page changes the cached targets) and the body's weights, so a
     // stale cache is never used.
     std::string ident = config_.arch + "|" + std::to_string(config_.size) + "|";
+    // The validation view's resize changes the valid and test activations (none before it
+    // existed: old caches stay valid).
+    if (const int eval_resize = augment_settings().eval_resize; eval_resize != config_.size)
+        ident += "eval" + std::to_string(eval_resize) + "|";
     for (const auto& im : dataset_.images) {
         if (im.excluded) continue;
         FileStamp st;

@@ -2,6 +2,7 @@
 // for predictions, and progressive resizing. MixUp/CutMix and the EMA update run inside
 // run_fit (learner.cpp); their pieces are in training_options.cpp.
 #include "whisker/train/learner.h"
+#include "whisker/models/zoo.h"
 
 #include "learner_state.h"
 
@@ -14,9 +15,11 @@ namespace whisker::train {
 
 void Learner::set_size(int size) {
     if (active_) throw UserError("cannot change the image size during a fit", "stop the fit first");
-    // Five stride-2 stages (ResNet, VGG, DenseNet) need at least 32 px to leave a 1x1 map.
+    // Five stride-2 stages need at least 32 px to leave a 1x1 map; Swin and ViT need
+    // multiples of their window/patch grid.
     if (size < 32)
         throw UserError(fmt::format("image size {} px is too small", size), "use at least 32 px (the networks halve it five times)");
+    models::check_input_size(models::parse_arch(config_.arch), size);
     if (size == config_.size) return;
     config_.size = size;
     loaders_.clear();       // rebuilt at the new size on next use

@@ -1,6 +1,7 @@
 #include "test_support.h"
 
 #include "whisker/common/errors.h"
+#include "whisker/common/allocator.h"
 #include "whisker/common/files.h"
 
 #include <gtest/gtest.h>
@@ -68,4 +69,18 @@ TEST(Files, StatDetectsChanges) {
     ASSERT_TRUE(stat_file(dir / "a", s2));
     EXPECT_NE(s1, s2);
     EXPECT_FALSE(stat_file(dir / "missing", s2));
+}
+
+// The allocator settings apply under glibc, and step aside for a user's own malloc tunables.
+TEST(Allocator, KeepsTensorMemoryUnlessTheUserTunedMalloc) {
+#if defined(__GLIBC__)
+    {
+        whisker::test::ScopedEnv none("GLIBC_TUNABLES", "");
+        EXPECT_TRUE(whisker::keep_tensor_memory_for_reuse());
+    }
+    whisker::test::ScopedEnv user("GLIBC_TUNABLES", "glibc.malloc.arena_max=2");
+    EXPECT_FALSE(whisker::keep_tensor_memory_for_reuse());
+#else
+    GTEST_SKIP() << "not glibc";
+#endif
 }

@@ -31,10 +31,14 @@ class Parity : public ::testing::TestWithParam<std::string> {};
 TEST_P(Parity, LoadsBothFormatsAndMatchesTorchvision) {
     WHISKER_REQUIRE_PYTHON_TORCHVISION();
     detect_compute_device();
-    const std::string arch_name = GetParam();
+    // "arch" or "arch_at_SIZE" (the input's side; default 224).
+    const std::string param = GetParam();
+    const auto at = param.find("_at_");
+    const std::string arch_name = param.substr(0, at);
+    const std::string size = at == std::string::npos ? "224" : param.substr(at + 4);
     test::TempDir dir;
     const std::string cmd = "/usr/bin/python3 " + (test::tests_dir() / "models/make_reference.py").string() + " " +
-                            arch_name + " " + dir.path().string();
+                            arch_name + " " + dir.path().string() + " " + size;
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     const StateDict ref = read_torch_checkpoint(dir / (arch_name + ".reference.pth"));
     const at::Tensor input = find_tensor(ref, "input"), logits = find_tensor(ref, "logits");
@@ -52,14 +56,28 @@ TEST_P(Parity, LoadsBothFormatsAndMatchesTorchvision) {
         ASSERT_EQ(out.sizes(), logits.sizes());
         EXPECT_LT(relative_error(out, logits), 1e-4);
     }
-    // As a body, the same file loads without its classifier and gives the same features.
+    // As a body, the same file loads without its classifier and gives the features the
+    // classifier reads.
+    auto full = create_imagenet_model(parse_arch(arch_name));
+    load_torchvision_weights(*full, dir / (arch_name + ".zip.pth"));
     auto body = create_imagenet_model(parse_arch(arch_name), false);
     load_torchvision_weights(*body, dir / (arch_name + ".zip.pth"));
+    full->eval();
+    body->eval();
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(at::allclose(body->features(input), full->features(input)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Torchvision, Parity,
                          ::testing::Values("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                                           "resnext50_32x4d", "vgg16", "vgg16_bn", "densenet121"),
+                                           "resnext50_32x4d", "vgg16", "vgg16_bn", "densenet121",
+                                           // The largest of a family is covered by its smallest
+                                           // sibling (same code, other widths and depths) and the
+                                           // parameter counts (test_zoo).
+                                           "convnext_tiny", "efficientnet_b0", "efficientnet_b3",
+                                           "efficientnet_v2_s", "regnet_y_400mf", "regnet_y_800mf",
+                                           "mobilenet_v3_large", "mobilenet_v3_small", "swin_t",
+                                           "swin_t_at_256", "vit_b_16", "vit_b_16_at_160"),
                          [](const auto& info) { return info.param; });
 
 // An exported learner model loads into torchvision from Python (reading the safetensors file

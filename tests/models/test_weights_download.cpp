@@ -6,6 +6,9 @@
 #include "whisker/common/hash.h"
 #include "whisker/common/http.h"
 #include "whisker/models/weights.h"
+#include "whisker/models/zoo.h"
+
+#include <ATen/ATen.h>
 
 #include <gtest/gtest.h>
 
@@ -205,4 +208,47 @@ TEST_F(Downloads, EnsurePretrainedWeightsDeletesAMismatchedDownload) {
     test::ScopedEnv base("WHISKER_WEIGHTS_URL", server_->url() + "/ok");
     EXPECT_THROW(ensure_pretrained_weights(Arch::ResNet18, options_), UserError);
     EXPECT_FALSE(fs::exists(cached_weights_path(Arch::ResNet18)));
+}
+
+// Every architecture asks the server for torchvision's file name, and what it gets must carry
+// that name's hash (these served files cannot): refused, the cache left without it.
+TEST_F(Downloads, EveryArchitectureFetchesTorchvisionsFileAndChecksItsHash) {
+    test::ScopedEnv th("TORCH_HOME", (*root_ / "torch").string());
+    test::ScopedEnv base("WHISKER_WEIGHTS_URL", server_->url() + "/ok");
+    const std::string small = random_bytes(2048, 5);
+    for (const auto& a : all_architectures()) {
+        SCOPED_TRACE(a.name);
+        write_file_atomically(*root_ / "files" / a.weights_file, small);
+        EXPECT_EQ(cached_weights_path(a.arch), *root_ / "torch/hub/checkpoints" / a.weights_file);
+        try {
+            ensure_pretrained_weights(a.arch, options_);
+            ADD_FAILURE() << "a file without the right hash was accepted";
+        } catch (const UserError& e) {
+            EXPECT_NE(std::string(e.what()).find(a.sha256_prefix()), std::string::npos) << e.what();
+        }
+        EXPECT_NE(log().find("/ok/" + a.weights_file), std::string::npos);
+        EXPECT_FALSE(fs::exists(cached_weights_path(a.arch)));
+    }
+}
+
+// A torchvision file in the cache under the architecture's name is what a pretrained body
+// loads (here mobilenet_v3_small and vit_b_16 with random weights saved by torchvision).
+TEST(WeightsCache, ACachedTorchvisionFileLoadsIntoANewFamilysBody) {
+    WHISKER_REQUIRE_PYTHON_TORCHVISION();
+    test::TempDir dir;
+    test::ScopedEnv th("TORCH_HOME", dir.path().string());
+    test::ScopedEnv base("WHISKER_WEIGHTS_URL", "http://127.0.0.1:9");
+    for (Arch arch : {Arch::MobileNet_V3_Small, Arch::ViT_B_16}) {
+        const ArchInfo& a = arch_info(arch);
+        const std::string cmd = "/usr/bin/python3 -c \"import torch, torchvision; torch.manual_seed(0); "
+                                "torch.save(torchvision.models." + a.name + "().state_dict(), '" +
+                                cached_weights_path(arch).string() + "')\"";
+        fs::create_directories(cached_weights_path(arch).parent_path());
+        ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+        auto body = create_imagenet_model(arch, false);
+        load_torchvision_weights(*body, ensure_pretrained_weights(arch));
+        const StateDict file = read_torch_checkpoint(cached_weights_path(arch));
+        for (const auto& [name, t] : state_dict_of(*body))
+            EXPECT_TRUE(at::equal(t, find_tensor(file, name))) << a.name << " " << name;
+    }
 }

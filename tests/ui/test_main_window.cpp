@@ -12,7 +12,10 @@
 #include "inspect_page.h"
 #include "submit_page.h"
 
+#include "architecture_picker.h"
 #include "whisker/data/prepare.h"
+#include "whisker/models/arch_stats.h"
+#include "whisker/models/zoo.h"
 #include "whisker/train/learner.h"
 
 #include <QAbstractButton>
@@ -187,6 +190,55 @@ private Q_SLOTS:
 class TrainPageTest : public QObject {
     Q_OBJECT
 private Q_SLOTS:
+    // Compare…: every architecture in a sortable table with the speed measured here; choosing
+    // one sets the architecture and its default size (a size the user typed stays).
+    void architecture_picker_table() {
+        QTemporaryDir tmp;
+        const std::filesystem::path root = tmp.path().toStdString();
+        qputenv("XDG_CACHE_HOME", QByteArray::fromStdString((root / "cache").string()));
+        whisker::models::record_speed("mobilenet_v3_small", "train", {123.4, 224, 16, "CPU (2 threads)", "2026-12-01 10:00"});
+        prepare_sample_project(root, 16, 2);
+        MainWindow w;
+        w.resize(1280, 720);
+        w.show();
+        QVERIFY(open_and_wait(w, root / "project"));
+        w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
+        auto* page = w.train_page();
+        QVERIFY(!page->has_learner());
+        QVERIFY(page->arch_table_button()->isVisible());
+        QVERIFY(page->arch_box()->toolTip().contains("ImageNet top-1"));
+
+        auto* picker = page->open_architecture_picker();
+        auto* table = picker->table();
+        QCOMPARE(table->rowCount(), static_cast<int>(whisker::models::all_architectures().size()));
+        QCOMPARE(picker->chosen(), QString("resnet34"));   // the current one is selected
+        // Sorted by GFLOPs (a click on the header), the cheapest comes first.
+        QTest::mouseClick(table->horizontalHeader()->viewport(), Qt::LeftButton, {},
+                          QPoint(table->horizontalHeader()->sectionViewportPosition(3) + 5, 5));
+        QCOMPARE(table->horizontalHeader()->sortIndicatorSection(), 3);
+        const bool ascending = table->horizontalHeader()->sortIndicatorOrder() == Qt::AscendingOrder;
+        const int first = ascending ? 0 : table->rowCount() - 1;
+        QCOMPARE(table->item(first, 0)->text(), QString("mobilenet_v3_small"));
+        QCOMPARE(table->item(first, 7)->text(), QString("123.4"));   // measured training speed
+        QVERIFY(table->item(first, 7)->toolTip().contains("batch 16"));
+        QCOMPARE(table->item(first, 8)->text(), QString("–"));       // prediction not measured
+        QVERIFY(picker->grab().save(screenshot_dir() + "/architecture_picker.png"));
+        for (int r = 0; r < table->rowCount(); ++r)
+            if (table->item(r, 0)->text() == "efficientnet_b3") table->selectRow(r);
+        QCOMPARE(picker->chosen(), QString("efficientnet_b3"));
+        picker->findChild<QPushButton*>("useArchitectureButton")->click();
+        QCOMPARE(page->arch_box()->currentText(), QString("efficientnet_b3"));
+        QCOMPARE(page->size_box()->value(), 300);
+        // The size follows while it is the previous default, and stays once the user chose one.
+        page->arch_box()->setCurrentText("swin_t");
+        QCOMPARE(page->size_box()->value(), 224);
+        QCOMPARE(page->size_box()->singleStep(), 32);
+        page->size_box()->setValue(96);
+        page->arch_box()->setCurrentText("convnext_tiny");
+        QCOMPARE(page->size_box()->value(), 96);
+        qunsetenv("XDG_CACHE_HOME");
+    }
+
     void train_page_walk() {
         QTemporaryDir tmp;
         const std::filesystem::path root = tmp.path().toStdString();

@@ -119,7 +119,13 @@ struct AugmentSettings {
     // normalisation), and RandomErasing with this p (0 = off) after normalisation.
     bool trivial_augment = false;
     double random_erasing = 0.0;
+    // The validation (and TTA's plain) view: the shorter side scaled to this, then a centre
+    // crop of `size`. 0: `size` (fastai 0.7's Scale(sz) + CenterCrop(sz)); torchvision's
+    // evaluation uses e.g. 256 for 224 (ArchInfo::eval).
+    int eval_resize = 0;
     Normalization norm;
+
+    int eval_side() const { return eval_resize > size ? eval_resize : size; }
 
     // fastai's tfms_from_model(arch, sz, aug_tfms=transforms_side_on, max_zoom=1.1).
     static AugmentSettings side_on(int size, double max_zoom = 1.1);

@@ -42,12 +42,13 @@ public:
 
     // Log-probabilities (Fastai07) or logits (FastaiV2), [N, num_classes].
     at::Tensor forward(const at::Tensor& images);
-    // The body's pooled activations, [N, head_inputs()]: what precompute caches.
+    // The body's pooled activations, [N, head_inputs()]: what precompute caches (for a token
+    // body, the token itself).
     at::Tensor pooled_features(const at::Tensor& images);
     // The head alone, on pooled activations.
     at::Tensor forward_head(const at::Tensor& activations);
 
-    int head_inputs() const { return head_inputs_; }    // nf: 2 x the body's channels
+    int head_inputs() const { return head_inputs_; }    // nf: 2 x the body's channels (token bodies: 1 x)
     int num_classes() const { return num_classes_; }
     const ArchInfo& arch() const { return body_->info(); }
     const HeadOptions& head_options() const { return head_options_; }
@@ -56,7 +57,8 @@ public:
 
     // The three layer groups: early body, late body, head.
     std::vector<std::vector<std::shared_ptr<torch::nn::Module>>> layer_groups();
-    // Parameters of each layer group (all of them, frozen or not).
+    // Parameters of each layer group (all of them, frozen or not), including the body's loose
+    // parameters (ViT's class token and position embeddings).
     std::vector<std::vector<at::Tensor>> layer_group_parameters();
 
 private:
@@ -65,6 +67,7 @@ private:
     HeadOptions head_options_;
     int head_inputs_;
     int num_classes_;
+    bool token_body_ = false;
 };
 
 // AdaptiveConcatPool2d + Flatten: [N, C, h, w] -> [N, 2C] (max-pooled, then average-pooled).

@@ -50,6 +50,9 @@ struct LearnerSpec {
     // On top of the preset (keys "trivial_augment", "random_erasing"; older files: off).
     bool trivial_augment = false;
     double random_erasing = 0.0;   // RandomErasing's p, 0 = off
+    // The validation view's resize as a ratio of the size (key "val_resize"; 0 or absent: the
+    // architecture's default, ArchInfo::default_eval_resize_ratio).
+    double val_resize = 0.0;
 
     // Nothing when the project has no learner; UserError when the file is damaged (an unknown
     // augmentation name or a max_zoom below 1 included).
@@ -58,7 +61,7 @@ struct LearnerSpec {
     bool operator==(const LearnerSpec& o) const {
         return arch == o.arch && size == o.size && batch_size == o.batch_size && pretrained == o.pretrained && seed == o.seed &&
                augment == o.augment && max_zoom == o.max_zoom && no_flip == o.no_flip &&
-               trivial_augment == o.trivial_augment && random_erasing == o.random_erasing;
+               trivial_augment == o.trivial_augment && random_erasing == o.random_erasing && val_resize == o.val_resize;
     }
 };
 

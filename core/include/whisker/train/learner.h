@@ -54,6 +54,9 @@ struct LearnerConfig {
     bool no_flip = false;
     bool trivial_augment = false;  // TrivialAugmentWide on top of the preset
     double random_erasing = 0.0;   // RandomErasing's p on top of the preset (0: off)
+    // The validation view's resize as a ratio of `size` (AugmentSettings::eval_resize);
+    // 0: the architecture's default (ArchInfo::default_eval_resize_ratio).
+    double val_resize = 0.0;
     std::uint64_t seed = 42;       // loader shuffling/augmentation and torch's generator
     int threads = 0;               // loader threads (0 = all cores)
     models::HeadOptions head;
