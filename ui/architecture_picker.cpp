@@ -109,7 +109,10 @@ ArchitecturePicker::ArchitecturePicker(const QString& current, QWidget* parent) 
         }
         if (QString::fromStdString(a.name) == current) table_->selectRow(r);
     }
+    // Sortable by any column, shown first in the zoo's order (families together).
+    table_->horizontalHeader()->setSortIndicator(-1, Qt::AscendingOrder);
     table_->setSortingEnabled(true);
+    if (const auto selected = table_->selectedItems(); !selected.isEmpty()) table_->scrollToItem(selected.first());
     table_->resizeColumnsToContents();
     table_->horizontalHeader()->setStretchLastSection(true);
 
