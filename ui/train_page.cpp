@@ -2,6 +2,7 @@
 
 #include "architecture_picker.h"
 
+#include "whisker/common/device.h"
 #include "whisker/common/files.h"
 #include "whisker/models/weights.h"
 #include "whisker/train/distributed.h"
@@ -26,6 +27,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSpinBox>
+#include <QStandardItemModel>
 #include <QScrollArea>
 #include <QScrollBar>
 #include <QSplitter>
@@ -176,6 +178,24 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     size_row->addWidget(resize_);
     sf->addRow(tr("Image size"), size_row);
     sf->addRow(tr("Batch size"), batch_);
+    // Mixed precision: a choice of this program for every learner it runs (not saved with one).
+    precision_ = new QComboBox;
+    precision_->setObjectName("precisionBox");
+    precision_->addItem(tr("auto"), static_cast<int>(train::Precision::Auto));
+    precision_->addItem(tr("fp32"), static_cast<int>(train::Precision::FP32));
+    precision_->addItem(tr("bf16"), static_cast<int>(train::Precision::BF16));
+    precision_->addItem(tr("fp16 (GPU)"), static_cast<int>(train::Precision::FP16));
+    precision_->setToolTip(tr("Arithmetic of training and prediction: auto uses bf16 where the CPU or GPU computes it "
+                              "(about twice as fast, same accuracy), fp16 with loss scaling on older GPUs, else fp32. "
+                              "Weights and checkpoints stay fp32."));
+    if (!detect_compute_device().cuda)
+        if (auto* model = qobject_cast<QStandardItemModel*>(precision_->model())) model->item(3)->setEnabled(false);
+    precision_used_ = new QLabel;
+    precision_used_->setObjectName("precisionUsed");
+    auto* precision_row = new QHBoxLayout;
+    precision_row->addWidget(precision_);
+    precision_row->addWidget(precision_used_, 1);
+    sf->addRow(tr("Precision"), precision_row);
     auto* pre_row = new QHBoxLayout;
     pre_row->addWidget(pretrained_);
     pre_row->addWidget(weights_state_, 1);
@@ -423,6 +443,10 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     // ---- wiring ----
     connect(arch_, &QComboBox::currentTextChanged, this, &TrainPage::update_weights_state);
     connect(arch_, &QComboBox::currentTextChanged, this, &TrainPage::architecture_changed);
+    connect(precision_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] {
+        const int p = precision_->currentData().toInt();
+        QMetaObject::invokeMethod(worker_, [w = worker_, p] { w->set_precision(p); }, Qt::QueuedConnection);
+    });
     connect(arch_table_, &QPushButton::clicked, this, [this] {
         ArchitecturePicker* picker = open_architecture_picker();
         picker->hide();
@@ -575,6 +599,7 @@ void TrainPage::show_session(const SessionView& v) {
         const QSignalBlocker b1(arch_), b2(pretrained_), b3(augment_);
         arch_->setCurrentText(v.settings.arch);
         arch_->setToolTip(ArchitecturePicker::summary(v.settings.arch));
+        precision_used_->setText(v.precision.isEmpty() ? QString() : tr("→ %1").arg(v.precision));
         shown_arch_ = v.settings.arch;
         augment_->setCurrentText(v.settings.augment);
         max_zoom_->setValue(v.settings.max_zoom);

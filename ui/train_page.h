@@ -65,6 +65,8 @@ public:
     QLabel* learner_label() const { return learner_label_; }
     QLabel* holder_banner() const { return holder_banner_; }
     QComboBox* arch_box() const { return arch_; }
+    QComboBox* precision_box() const { return precision_; }
+    QLabel* precision_label() const { return precision_used_; }
     QPushButton* arch_table_button() const { return arch_table_; }
     QSpinBox* size_box() const { return size_; }
     QSpinBox* batch_box() const { return batch_; }
@@ -127,6 +129,8 @@ private:
     QVector<double> epoch_losses_;      // every trn/val loss plotted (for the axis scale)
 
     QComboBox* arch_;
+    QComboBox* precision_;
+    QLabel* precision_used_;
     QPushButton* arch_table_;
     QString shown_arch_ = "resnet34";   // the architecture the size box last followed
     QSpinBox* size_;

@@ -116,6 +116,7 @@ void TrainingWorker::open(const QString& project) {
         pending_.clear();
         if (!project.isEmpty()) {
             project::SessionOptions o;
+            o.base.precision = precision_;
             o.progress = [this](const std::string& stage, long done, long total) {
                 const auto now = std::chrono::steady_clock::now();
                 if (done < total && now - last_progress_ < std::chrono::milliseconds(150)) return;
@@ -128,6 +129,17 @@ void TrainingWorker::open(const QString& project) {
         }
         publish();
         Q_EMIT job_finished("open", false, {});
+    });
+}
+
+void TrainingWorker::set_precision(int precision) {
+    run_job("precision", [&] {
+        const auto p = static_cast<train::Precision>(precision);
+        train::resolve_precision(p, detect_compute_device().cuda);   // UserError for fp16 on a CPU
+        if (session_) session_->set_precision(p);
+        precision_ = p;
+        publish();
+        Q_EMIT job_finished("precision", false, {});
     });
 }
 
@@ -218,6 +230,7 @@ void TrainingWorker::publish() {
     }
     const auto st = s.state();
     v.state = QString::fromStdString(st.weights + "/" + st.data);
+    v.precision = QString::fromStdString(train::describe_precision(precision_, detect_compute_device().cuda));
     if (s.has_learner()) {
         const auto& l = s.learner();
         v.learner = QString::fromStdString(s.describe_learner());
@@ -394,7 +407,7 @@ void TrainingWorker::fit_processes(const train::FitOptions& options, bool precom
         o.args = {"fit", ps.project().string(), "--json", "--lr", join_numbers(options.lrs),
                   "--cycles", std::to_string(options.n_cycle), "--cycle-mult", std::to_string(options.cycle_mult),
                   "--freeze-to", std::to_string(freeze_to), precompute ? "--precompute" : "--no-precompute",
-                  bn_freeze ? "--bn-freeze" : "--no-bn-freeze"};
+                  bn_freeze ? "--bn-freeze" : "--no-bn-freeze", "--precision", train::precision_name(precision_)};
         if (options.cycle_len > 0) o.args.insert(o.args.end(), {"--cycle-len", fmt::format("{}", options.cycle_len)});
         if (!options.wds.empty()) o.args.insert(o.args.end(), {"--wd", join_numbers(options.wds)});
         if (options.mixup_alpha > 0) o.args.insert(o.args.end(), {"--mixup", fmt::format("{}", options.mixup_alpha)});

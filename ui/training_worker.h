@@ -93,6 +93,7 @@ struct SessionView {
     QVector<train::EpochRecord> epochs;
     QVector<LossPoint> batches;
     LrCurve lr_curve;
+    QString precision;              // what forward passes use: "bf16 (auto: this CPU has …)"
     QString state;                  // the learner state results are compared with
     bool can_resume = false;
     QString resume_text;            // "epoch 2 of 7 of the interrupted fit"
@@ -139,6 +140,8 @@ public Q_SLOTS:
     void predict(int split, int tta, int mix, bool ema = false);
     // Rereads the project's manifest (after the user marked images) for the next fit.
     void reload_dataset();
+    // The precision of forward passes (train::Precision as int) for this and later sessions.
+    void set_precision(int precision);
 
 Q_SIGNALS:
     void session_changed(const whisker::ui::SessionView& view);
@@ -173,6 +176,7 @@ private:
     std::chrono::steady_clock::time_point last_progress_{};
     long process_x_base_ = 0;      // batch-plot x of a multi-process fit's first batch
     bool in_lr_find_ = false;
+    train::Precision precision_ = train::Precision::Auto;
 };
 
 // Registers the value types above for queued connections (call once, before use).

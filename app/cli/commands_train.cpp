@@ -66,6 +66,7 @@ struct LearnerArgs {
     bool trivial_augment = false;       // --trivial-augment
     std::optional<double> random_erasing;   // --random-erasing P
     std::optional<double> val_resize;       // --val-resize R
+    std::string precision = "auto";         // --precision
 };
 
 // The augmentation named by --aug; UserError for an unknown name.
@@ -110,6 +111,10 @@ void add_learner_options(CLI::App* cmd, LearnerArgs& a) {
                     "Add RandomErasing with probability P, when the learner is created (torchvision's scale "
                     "0.02-0.33, ratio 0.3-3.3, value 0 after normalisation; 0 = off)")
         ->option_text("P");
+    cmd->add_option("--precision", a.precision,
+                    "Arithmetic of the forward passes: auto (bf16 on CPUs with bf16 instructions and recent GPUs, "
+                    "fp16 on older GPUs, else fp32), fp32, bf16, fp16 (GPU)")
+        ->capture_default_str();
     cmd->add_option("--val-resize", a.val_resize,
                     "Validation/test view, when the learner is created: scale the shorter side to R x size, then "
                     "centre-crop size (default: the weights' own, e.g. 236/224 for convnext_tiny; 1 for "
@@ -341,6 +346,8 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
     project::SessionOptions so;
     so.base.threads = g.threads;
     so.base.distributed = group;
+    so.base.precision = train::parse_precision(a.precision);
+    train::resolve_precision(so.base.precision, detect_compute_device().cuda);   // fp16 on a CPU: say so first
     so.progress = progress;
     // With --new-learner the old one is opened too, to keep its trained weights.
     s.state = std::make_unique<project::Session>(s.project, so);
@@ -366,6 +373,8 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
     }
     s.learner = &s.state->learner();
     s.learner->set_progress(progress);
+    if (!quiet)
+        fmt::print(stderr, "Precision: {}\n", train::describe_precision(so.base.precision, detect_compute_device().cuda));
     s.config = s.learner->config();
     if (group) {
         if (!quiet)
@@ -736,6 +745,7 @@ void add_network_bench(CLI::App& bench, bool training) {
         std::string arch = "resnet34";
         int size = 0, bs = 16, steps = 10;
         bool json_out = false, no_record = false;
+        std::string precision = "auto";
     };
     static Args train_args, predict_args;
     Args& a = training ? train_args : predict_args;
@@ -748,12 +758,14 @@ void add_network_bench(CLI::App& bench, bool training) {
     cmd->add_option("--steps", a.steps, "Timed steps (after 2 warm-up steps)")->capture_default_str();
     cmd->add_flag("--json", a.json_out);
     cmd->add_flag("--no-record", a.no_record, "Do not keep the result for the architecture table");
+    cmd->add_option("--precision", a.precision, "auto, fp32, bf16 or fp16 (GPU), as for fit")->capture_default_str();
     cmd->callback([&a, training] {
         const ComputeDevice dev = detect_compute_device();
         const models::Arch arch = models::parse_arch(a.arch);
         const int size = a.size ? a.size : models::arch_info(arch).default_size();
         models::check_input_size(arch, size);
         if (a.bs < 1 || a.steps < 1) throw UserError("--bs and --steps must be at least 1");
+        const train::Precision precision = train::resolve_precision(train::parse_precision(a.precision), dev.cuda);
         torch::manual_seed(0);
         models::ClassifierModel model(arch, 2);
         const at::Device device = dev.cuda ? at::Device(at::kCUDA) : at::Device(at::kCPU);
@@ -767,7 +779,12 @@ void add_network_bench(CLI::App& bench, bool training) {
             opt = std::make_unique<torch::optim::SGD>(model.parameters(), torch::optim::SGDOptions(1e-3).momentum(0.9));
             step = [&] {
                 opt->zero_grad();
-                auto loss = torch::nn::functional::nll_loss(model.forward(x), y);
+                at::Tensor out;
+                {
+                    train::AutocastScope autocast(precision, dev.cuda);
+                    out = model.forward(x);
+                }
+                auto loss = torch::nn::functional::nll_loss(out.to(at::kFloat), y);
                 loss.backward();
                 opt->step();
                 return loss.item<double>();
@@ -776,7 +793,8 @@ void add_network_bench(CLI::App& bench, bool training) {
             model.eval();
             step = [&] {
                 c10::InferenceMode inference;
-                return model.forward(x).exp().sum().item<double>();
+                train::AutocastScope autocast(precision, dev.cuda);
+                return model.forward(x).to(at::kFloat).exp().sum().item<double>();
             };
         }
         step();
@@ -787,14 +805,16 @@ void add_network_bench(CLI::App& bench, bool training) {
         const double rate = a.steps * a.bs / secs;
         if (!a.no_record)
             models::record_speed(a.arch, training ? "train" : "predict",
-                                 {rate, size, a.bs, dev.describe(), local_time_text("%Y-%m-%d %H:%M")});
+                                 {rate, size, a.bs, dev.describe() + ", " + train::precision_name(precision),
+                                  local_time_text("%Y-%m-%d %H:%M")});
         if (a.json_out)
             fmt::print("{}\n", json{{"arch", a.arch}, {"mode", training ? "train" : "predict"}, {"size", size}, {"bs", a.bs},
-                                    {"images_per_second", rate}, {"threads", dev.cpu_threads}, {"device", dev.describe()}}
+                                    {"images_per_second", rate}, {"threads", dev.cpu_threads}, {"device", dev.describe()},
+                                    {"precision", train::precision_name(precision)}}
                                    .dump());
         else
-            fmt::print("{} {} at {} px, batch {} on {}: {:.1f} images/s\n", training ? "train" : "predict", a.arch, size,
-                       a.bs, dev.describe(), rate);
+            fmt::print("{} {} at {} px, batch {}, {} on {}: {:.1f} images/s\n", training ? "train" : "predict", a.arch,
+                       size, a.bs, train::precision_name(precision), dev.describe(), rate);
     });
 }
 

@@ -43,7 +43,7 @@ public:
         if (!channels_first_) return normalize_last(x);
         return normalize_last(x.permute({0, 2, 3, 1})).permute({0, 3, 1, 2});
     }
-    at::Tensor normalize_last(const at::Tensor& x) { return at::layer_norm(x, {channels_}, weight, bias, kLayerNormEps); }
+    at::Tensor normalize_last(const at::Tensor& x) { return layer_norm(x, {channels_}, weight, bias, kLayerNormEps); }
     at::Tensor weight, bias;
 
 private:

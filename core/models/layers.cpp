@@ -73,6 +73,18 @@ std::vector<std::vector<std::shared_ptr<nn::Module>>> split_children(const nn::M
     return groups;
 }
 
+at::Tensor layer_norm(const at::Tensor& x, at::IntArrayRef shape, const at::Tensor& weight, const at::Tensor& bias,
+                      double eps) {
+    if (weight.defined() && x.scalar_type() != weight.scalar_type())
+        return at::layer_norm(x.to(weight.scalar_type()), shape, weight, bias, eps);
+    return at::layer_norm(x, shape, weight, bias, eps);
+}
+
+LayerNormLastDimImpl::LayerNormLastDimImpl(int64_t dim, double eps) : dim_(dim), eps_(eps) {
+    weight = register_parameter("weight", at::ones({dim}));
+    bias = register_parameter("bias", at::zeros({dim}));
+}
+
 void trunc_normal_(at::Tensor t, double std, double mean, double a, double b) {
     at::NoGradGuard no_grad;
     auto norm_cdf = [](double x) { return (1.0 + std::erf(x / std::sqrt(2.0))) / 2.0; };

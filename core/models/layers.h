@@ -57,6 +57,24 @@ private:
 };
 TORCH_MODULE(SqueezeExcitation);
 
+// at::layer_norm, also for a 16-bit input under autocast with float32 weights (LibTorch 1.13's
+// CPU kernel needs one dtype): the input is then normalised in float32.
+at::Tensor layer_norm(const at::Tensor& x, at::IntArrayRef shape, const at::Tensor& weight, const at::Tensor& bias,
+                      double eps);
+
+// nn.LayerNorm over the last dimension (keys weight, bias), through layer_norm() above.
+class LayerNormLastDimImpl : public torch::nn::Module {
+public:
+    LayerNormLastDimImpl(int64_t dim, double eps);
+    at::Tensor forward(const at::Tensor& x) { return layer_norm(x, {dim_}, weight, bias, eps_); }
+    at::Tensor weight, bias;
+
+private:
+    int64_t dim_;
+    double eps_;
+};
+TORCH_MODULE(LayerNormLastDim);
+
 // A container's children as the two body layer groups: [0, split) and [split, end).
 std::vector<std::vector<std::shared_ptr<torch::nn::Module>>> split_children(const torch::nn::Module& container,
                                                                             std::size_t split);

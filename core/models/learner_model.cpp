@@ -66,7 +66,15 @@ at::Tensor ClassifierModel::pooled_features(const at::Tensor& images) {
     return token_body_ ? features : adaptive_concat_pool(features);
 }
 
-at::Tensor ClassifierModel::forward_head(const at::Tensor& activations) { return head_->forward(activations); }
+at::Tensor ClassifierModel::forward_head(const at::Tensor& activations) {
+    if (head_options_.style == HeadStyle::FastaiV2) return head_->forward(activations);
+    // The final LogSoftmax (or Sigmoid) in float32 even under 16-bit autocast: probabilities
+    // that sum to 1 and losses without bf16's rounding.
+    at::Tensor x = activations;
+    auto it = head_->begin();
+    for (std::size_t i = 0; i + 1 < head_->size(); ++i, ++it) x = it->forward(x);
+    return it->forward(x.scalar_type() == at::kFloat ? x : x.to(at::kFloat));
+}
 
 at::Tensor ClassifierModel::forward(const at::Tensor& images) { return forward_head(pooled_features(images)); }
 

@@ -21,7 +21,7 @@ namespace whisker::models::detail {
 
 namespace {
 
-nn::LayerNorm layer_norm(int64_t dim) { return nn::LayerNorm(nn::LayerNormOptions({dim}).eps(1e-5)); }
+LayerNormLastDim layer_norm(int64_t dim) { return LayerNormLastDim(dim, 1e-5); }
 
 // torchvision.ops.misc.MLP(dim, [hidden, dim], activation_layer=GELU, dropout=0): Linear "0",
 // GELU "1", Dropout "2", Linear "3", Dropout "4" (only the Linears have keys).
@@ -161,7 +161,7 @@ public:
         at::Tensor y = x + stochastic_depth(attn(norm1(x)), sd_prob_, is_training());
         return y + stochastic_depth(mlp(norm2(y)), sd_prob_, is_training());
     }
-    nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+    LayerNormLastDim norm1{nullptr}, norm2{nullptr};
     ShiftedWindowAttention attn{nullptr};
     Mlp mlp{nullptr};
 
@@ -194,7 +194,7 @@ public:
     }
     at::Tensor forward(const at::Tensor& x) { return norm(conv(x).permute({0, 2, 3, 1})); }
     nn::Conv2d conv{nullptr};
-    nn::LayerNorm norm{nullptr};
+    LayerNormLastDim norm{nullptr};
 };
 TORCH_MODULE(PatchEmbed);
 
@@ -216,7 +216,7 @@ public:
         return reduction(norm(x));
     }
     nn::Linear reduction{nullptr};
-    nn::LayerNorm norm{nullptr};
+    LayerNormLastDim norm{nullptr};
 };
 TORCH_MODULE(PatchMerging);
 
@@ -270,7 +270,7 @@ public:
 
 private:
     nn::Sequential features_{nullptr};
-    nn::LayerNorm norm_{nullptr};
+    LayerNormLastDim norm_{nullptr};
     nn::Linear head_{nullptr};
 };
 

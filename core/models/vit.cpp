@@ -22,7 +22,7 @@ namespace whisker::models::detail {
 
 namespace {
 
-nn::LayerNorm layer_norm(int64_t dim) { return nn::LayerNorm(nn::LayerNormOptions({dim}).eps(1e-6)); }
+LayerNormLastDim layer_norm(int64_t dim) { return LayerNormLastDim(dim, 1e-6); }
 
 // torchvision's MLPBlock (ops.misc.MLP): Linear "0", GELU, Dropout, Linear "3", Dropout.
 class MlpBlockImpl : public nn::Module {
@@ -87,7 +87,7 @@ public:
         at::Tensor x = self_attention(ln_1(input)) + input;
         return x + mlp(ln_2(x));
     }
-    nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
+    LayerNormLastDim ln_1{nullptr}, ln_2{nullptr};
     SelfAttention self_attention{nullptr};
     MlpBlock mlp{nullptr};
 };
@@ -132,7 +132,7 @@ public:
     at::Tensor pos_embedding;
     nn::Sequential layers{nullptr};
     std::vector<EncoderBlock> blocks;
-    nn::LayerNorm ln{nullptr};
+    LayerNormLastDim ln{nullptr};
 };
 TORCH_MODULE(Encoder);
 

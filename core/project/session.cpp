@@ -251,6 +251,11 @@ train::Learner& Session::learner() {
 
 const train::Learner& Session::learner() const { return const_cast<Session*>(this)->learner(); }
 
+void Session::set_precision(train::Precision precision) {
+    if (learner_) learner_->set_precision(precision);   // throws during a fit, or fp16 on a CPU
+    options_.base.precision = precision;
+}
+
 train::LearnerConfig Session::config_of(const LearnerSpec& spec) const {
     train::LearnerConfig c = options_.base;
     c.arch = spec.arch;

@@ -101,6 +101,7 @@ Learner::Learner(fs::path project, data::Dataset dataset, LearnerConfig config, 
         d->broadcast(state, 0);
     }
     freeze();
+    set_precision(config_.precision);
     state_id_ = new_state_id();
 }
 
@@ -232,6 +233,8 @@ void Learner::ensure_precomputed() {
     // existed: old caches stay valid).
     if (const int eval_resize = augment_settings().eval_resize; eval_resize != config_.size)
         ident += "eval" + std::to_string(eval_resize) + "|";
+    // Activations computed in 16 bits differ in their last digits from fp32 ones.
+    if (precision_ != Precision::FP32) ident += std::string(precision_name(precision_)) + "|";
     for (const auto& im : dataset_.images) {
         if (im.excluded) continue;
         FileStamp st;
@@ -298,7 +301,8 @@ void Learner::ensure_precomputed() {
         long done = 0;
         while (auto b = l.next()) {
             if (b->images.size(0) == 0) continue;
-            xs.push_back(model_->pooled_features(b->images.to(device())).to(at::kCPU));
+            AutocastScope autocast(precision_, device().is_cuda());
+            xs.push_back(model_->pooled_features(b->images.to(device())).to(at::kFloat).to(at::kCPU));
             ys.push_back(b->labels);
             records.insert(records.end(), b->records.begin(), b->records.end());
             if (progress_) progress_(stage, ++done, static_cast<long>(l.batches_per_epoch()));
@@ -409,20 +413,6 @@ FitResult Learner::fine_tune(int epochs, double base_lr, int freeze_epochs, cons
     return r;
 }
 
-namespace {
-struct AutocastGuard {
-    bool on;
-    explicit AutocastGuard(bool enable) : on(enable) {
-        if (on) at::autocast::set_enabled(true);
-    }
-    ~AutocastGuard() {
-        if (on) {
-            at::autocast::clear_cache();
-            at::autocast::set_enabled(false);
-        }
-    }
-};
-}  // namespace
 
 void Learner::build_optimizer(FitState& st) {
     // One parameter group per layer group, trainable parameters only.
@@ -477,7 +467,8 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
     stop_request_.clear();
     // The weights are about to change (lr_find puts them back as they were).
     if (!st.finder) state_id_ = new_state_id();
-    const bool use_amp = config_.mixed_precision && device().is_cuda();
+    // fp16 needs its loss scaled so that small gradients survive; bf16 has fp32's range.
+    const bool use_amp = precision_ == Precision::FP16 && device().is_cuda();
     if (!st.optimizer) build_optimizer(st);
     auto* dist = distributed();
     const auto local_bs = static_cast<std::size_t>(rank_batch_size());
@@ -589,12 +580,12 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                 double loss_value = 0;
                 if (have) {
                     try {
-                        AutocastGuard autocast(use_amp);
+                        AutocastScope autocast(precision_, device().is_cuda());
                         const at::Tensor out = st.precompute ? model_->forward_head(x) : model_->forward(x);
                         // The loss of the mixed targets (as fastai, what trn_loss reports), else the plain one.
                         const double eps = st.finder ? 0.0 : st.options.label_smoothing;
                         loss = mixed_loss([this, eps](const at::Tensor& o, const at::Tensor& t) { return training_loss_of(o, t, eps); },
-                                          use_amp ? out.to(at::kFloat) : out, y, mix);
+                                          out.to(at::kFloat), y, mix);
                     } catch (const c10::Error& e) {
                         if (std::string(e.what()).find("out of memory") != std::string::npos)
                             throw UserError("the GPU ran out of memory with batch size " + std::to_string(local_bs),
@@ -762,7 +753,8 @@ void Learner::validate(EpochRecord& rec) {
         const std::int64_t bs = rank_batch_size();
         for (std::int64_t b = first; b < last; b += bs) {
             const auto len = std::min<std::int64_t>(bs, last - b);
-            account(model_->forward_head(activations_->valid_x.narrow(0, b, len).to(device())),
+            AutocastScope autocast(precision_, device().is_cuda());
+            account(model_->forward_head(activations_->valid_x.narrow(0, b, len).to(device())).to(at::kFloat),
                     activations_->valid_y.narrow(0, b, len).to(device()));
         }
     } else if (dataset_.count(data::Split::Valid) > 0) {
@@ -770,7 +762,8 @@ void Learner::validate(EpochRecord& rec) {
         l.start_epoch(0);
         while (auto b = l.next()) {
             if (b->images.size(0) == 0) continue;
-            account(model_->forward(b->images.to(device())), b->labels.to(device()));
+            AutocastScope autocast(precision_, device().is_cuda());
+            account(model_->forward(b->images.to(device())).to(at::kFloat), b->labels.to(device()));
         }
     }
     if (dist) {   // every rank gets the metrics of the whole validation set
@@ -884,7 +877,12 @@ Predictions Learner::predict(data::Split split, int tta, TtaMix mix, const std::
             if (stop && stop->load()) throw Cancelled();
             load_failures_.insert(load_failures_.end(), b->failures.begin(), b->failures.end());
             if (b->images.size(0) == 0) continue;
-            probs.push_back(probabilities(model_->forward(b->images.to(device())), dataset_.multi_label, v2).to(at::kCPU));
+            at::Tensor out;
+            {
+                AutocastScope autocast(precision_, device().is_cuda());
+                out = model_->forward(b->images.to(device())).to(at::kFloat);
+            }
+            probs.push_back(probabilities(out, dataset_.multi_label, v2).to(at::kCPU));
             if (record) p.records.insert(p.records.end(), b->records.begin(), b->records.end());
             if (progress_) progress_("predicting", ++done, static_cast<long>(l.batches_per_epoch()));
         }

@@ -6,12 +6,21 @@
 
 #include "learner_state.h"
 
+#include "whisker/common/device.h"
 #include "whisker/common/errors.h"
 #include "whisker/train/training_options.h"
 
 #include <fmt/format.h>
 
 namespace whisker::train {
+
+void Learner::set_precision(Precision requested) {
+    if (active_) throw UserError("cannot change the precision during a fit", "stop the fit first");
+    const Precision p = resolve_precision(requested, device().is_cuda());
+    if (p == precision_) return;
+    precision_ = p;
+    activations_.reset();   // the precompute cache is keyed by precision
+}
 
 void Learner::set_size(int size) {
     if (active_) throw UserError("cannot change the image size during a fit", "stop the fit first");

@@ -58,6 +58,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--mode", choices=["train", "predict"], default="train")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: torch.autocast('cpu', dtype=torch.bfloat16) around forward (and loss)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -70,6 +72,9 @@ def main():
     model = nn.Sequential(body, *pool,
                           nn.BatchNorm1d(nf), nn.Dropout(0.25), nn.Linear(nf, 512), nn.ReLU(),
                           nn.BatchNorm1d(512), nn.Dropout(0.5), nn.Linear(512, 2), nn.LogSoftmax(1))
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16")
+
     x = torch.randn(a.bs, 3, a.size, a.size)
     y = torch.randint(0, 2, (a.bs,))
     if a.mode == "train":
@@ -78,7 +83,9 @@ def main():
 
         def step():
             opt.zero_grad()
-            loss = nn.functional.nll_loss(model(x), y)
+            with autocast():
+                out = model(x)
+            loss = nn.functional.nll_loss(out.float(), y)
             loss.backward()
             opt.step()
             return loss.item()
@@ -86,8 +93,8 @@ def main():
         model.eval()
 
         def step():
-            with torch.inference_mode():
-                return model(x).exp().sum().item()
+            with torch.inference_mode(), autocast():
+                return model(x).float().exp().sum().item()
 
     step()
     step()
@@ -95,7 +102,7 @@ def main():
     for _ in range(a.steps):
         step()
     secs = time.perf_counter() - t0
-    print(json.dumps({"arch": a.arch, "mode": a.mode, "size": a.size, "bs": a.bs,
+    print(json.dumps({"arch": a.arch, "mode": a.mode, "precision": a.precision, "size": a.size, "bs": a.bs,
                       "images_per_second": round(a.steps * a.bs / secs, 2),
                       "threads": torch.get_num_threads(), "torch": torch.__version__}))
 

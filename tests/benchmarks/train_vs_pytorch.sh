@@ -7,7 +7,7 @@ cli=$1 arch=${2:-resnet34} size=${3:-224} bs=${4:-16} steps=${5:-10}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 threads=$(nproc)
 rate() { sed -E 's/.*"images_per_second": ?([0-9.]+).*/\1/'; }
-w=$("$cli" --threads "$threads" bench train --arch "$arch" --size "$size" --bs "$bs" --steps "$steps" --json)
+w=$("$cli" --threads "$threads" bench train --arch "$arch" --size "$size" --bs "$bs" --steps "$steps" --precision fp32 --no-record --json)
 p=$(/usr/bin/python3 "$here/pytorch_train_step.py" --arch "$arch" --size "$size" --bs "$bs" --steps "$steps" --threads "$threads")
 echo "whisker : $w"
 echo "pytorch : $p"

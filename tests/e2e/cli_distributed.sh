@@ -31,8 +31,8 @@ test -f "$work/p/learner.json" && test -f "$work/p/models/current.safetensors" |
 "$cli" lr-find "$work/p" --csv "$work/lr.csv" --nproc 2 >"$work/lr.out" 2>"$work/lr.err" || { cat "$work/lr.err"; fail "lr-find"; }
 grep -q "suggestions" "$work/lr.out" || fail "lr-find output"
 test "$(wc -l <"$work/lr.csv")" -ge 20 || fail "lr-find CSV"
-"$cli" -q predict "$work/p" --nproc 2 --tta 1 --out "$work/sub2.csv" 2>"$work/pred.err" || { cat "$work/pred.err"; fail "predict --nproc 2"; }
-"$cli" -q predict "$work/p" --tta 1 --out "$work/sub1.csv"
+"$cli" -q predict "$work/p" --nproc 2 --tta 1 --precision fp32 --out "$work/sub2.csv" 2>"$work/pred.err" || { cat "$work/pred.err"; fail "predict --nproc 2"; }
+"$cli" -q predict "$work/p" --tta 1 --precision fp32 --out "$work/sub1.csv"
 python3 - "$work" <<'PY' || fail "2-process predictions differ from 1-process ones"
 import csv, sys
 w = sys.argv[1]

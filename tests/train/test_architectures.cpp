@@ -128,3 +128,39 @@ INSTANTIATE_TEST_SUITE_P(Families, FamilyWorkflow,
                          ::testing::Values("convnext_tiny", "efficientnet_b0", "efficientnet_v2_s", "regnet_y_400mf",
                                            "mobilenet_v3_small", "swin_t", "vit_b_16"),
                          [](const auto& info) { return info.param; });
+
+// bf16 autocast (--precision bf16) on every family: the forward pass runs (LayerNorm included,
+// which LibTorch 1.13's CPU kernel cannot mix), its log-probabilities stay float32 and close to
+// fp32's, and the backward pass gives float32 gradients to the float32 weights.
+TEST(Bf16, EveryFamilyRunsForwardAndBackwardUnderAutocast) {
+    torch::manual_seed(2);
+    const at::Tensor x = at::randn({2, 3, 64, 64});
+    const at::Tensor y = at::tensor({0, 1}, at::kLong);
+    for (const char* name : {"resnet18", "densenet121", "vgg16_bn", "convnext_tiny", "efficientnet_b0", "efficientnet_v2_s",
+                             "regnet_y_400mf", "mobilenet_v3_small", "swin_t", "vit_b_16"}) {
+        SCOPED_TRACE(name);
+        models::ClassifierModel m(models::parse_arch(name), 2);
+        m.eval();
+        at::Tensor fp32, bf16;
+        {
+            torch::NoGradGuard no_grad;
+            fp32 = m.forward(x);
+            AutocastScope autocast(Precision::BF16, false);
+            bf16 = m.forward(x);
+        }
+        EXPECT_EQ(bf16.scalar_type(), at::kFloat);
+        EXPECT_TRUE(at::allclose(bf16.exp(), fp32.exp(), 0.0, 0.05)) << "probabilities differ by more than 0.05";
+        m.train();
+        at::Tensor out;
+        {
+            AutocastScope autocast(Precision::BF16, false);
+            out = m.forward(x);
+        }
+        at::nll_loss(out, y).backward();
+        for (const auto& p : m.parameters()) {
+            ASSERT_TRUE(p.grad().defined());
+            EXPECT_EQ(p.grad().scalar_type(), at::kFloat);
+            EXPECT_TRUE(at::isfinite(p.grad()).all().item<bool>());
+        }
+    }
+}

@@ -3,6 +3,7 @@
 #include "small_learner_fixture.h"
 #include "test_support.h"
 
+#include "whisker/common/device.h"
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
 #include "whisker/data/prepare.h"
@@ -20,6 +21,7 @@
 #include <torch/optim/sgd.h>
 
 #include <cmath>
+#include <cstdio>
 
 namespace fs = std::filesystem;
 namespace F = torch::nn::functional;
@@ -698,4 +700,68 @@ TEST_F(TrainingOptionsTest, SessionResizesTheProjectsLearner) {
     EXPECT_TRUE(same(trained, weights(again.learner())));
     EXPECT_TRUE(again.learner().has_ema_weights());   // "current" keeps the average
     EXPECT_NE(again.describe_learner().find("48 px"), std::string::npos);
+}
+
+// ---- precision ----
+
+TEST(Precision, NamesChoicesAndWhatAutoMeansHere) {
+    EXPECT_EQ(parse_precision("bf16"), Precision::BF16);
+    EXPECT_STREQ(precision_name(Precision::FP16), "fp16");
+    EXPECT_THROW(parse_precision("half"), UserError);
+    EXPECT_THROW(resolve_precision(Precision::FP16, false), UserError);   // fp16 on a CPU
+    EXPECT_EQ(resolve_precision(Precision::FP32, false), Precision::FP32);
+    EXPECT_EQ(resolve_precision(Precision::Auto, false), cpu_has_bf16() ? Precision::BF16 : Precision::FP32);
+    EXPECT_NE(describe_precision(Precision::Auto, false).find("auto:"), std::string::npos);
+}
+
+TEST(Precision, AutocastScopesNestAndPutBackWhatTheyFound) {
+    const at::Tensor a = at::randn({4, 8}), b = at::randn({8, 3});
+    EXPECT_EQ(at::mm(a, b).scalar_type(), at::kFloat);
+    {
+        AutocastScope outer(Precision::BF16, false);
+        EXPECT_EQ(at::mm(a, b).scalar_type(), at::kBFloat16);
+        {
+            AutocastScope inner(Precision::BF16, false);
+            EXPECT_EQ(at::mm(a, b).scalar_type(), at::kBFloat16);
+        }
+        EXPECT_EQ(at::mm(a, b).scalar_type(), at::kBFloat16);   // still on after the inner one
+        AutocastScope none(Precision::FP32, false);
+        EXPECT_EQ(at::mm(a, b).scalar_type(), at::kBFloat16);
+    }
+    EXPECT_EQ(at::mm(a, b).scalar_type(), at::kFloat);
+}
+
+// The same small model trained from the same seed in fp32 and in bf16 (autocast): the
+// validation loss agrees within 10% (bf16 keeps 8 bits of mantissa, ~0.4% per rounding, and
+// 24 steps of drift; measured 2.38 against 2.28 here: 4%), the weights stay float32 (so checkpoints are the same
+// format), and bf16 precompute caches float32 activations.
+TEST_F(TrainingOptionsTest, Bf16TrainsLikeFp32AndKeepsFloat32Weights) {
+    auto train_with = [](Precision p) {
+        LearnerConfig c = config();
+        c.precision = p;
+        auto l = std::make_unique<Learner>(*dir_ / "p", *dataset_, c);
+        l->autosave = false;
+        FitOptions o;
+        o.lrs = {1e-2};
+        o.n_cycle = 2;
+        o.cycle_len = 1;
+        const FitResult r = l->fit(o);
+        return std::make_pair(std::move(l), r.epochs.back().val_loss);
+    };
+    auto [fp32, fp32_loss] = train_with(Precision::FP32);
+    auto [bf16, bf16_loss] = train_with(Precision::BF16);
+    EXPECT_EQ(bf16->precision(), Precision::BF16);
+    EXPECT_NEAR(bf16_loss, fp32_loss, 0.1 * fp32_loss) << "fp32 " << fp32_loss << ", bf16 " << bf16_loss;
+    std::printf("val_loss after 2 epochs: fp32 %.5f, bf16 %.5f\n", fp32_loss, bf16_loss);
+    for (const auto& [name, t] : models::state_dict_of(bf16->model()))
+        if (t.is_floating_point()) {
+            EXPECT_EQ(t.scalar_type(), at::kFloat) << name;
+        }
+    // Predictions are float32 probabilities that sum to 1.
+    const Predictions p = bf16->predict(data::Split::Valid);
+    EXPECT_EQ(p.probs.scalar_type(), at::kFloat);
+    EXPECT_TRUE(at::allclose(p.probs.sum(1), at::ones({p.probs.size(0)}), 1e-4, 1e-5));
+    if (!detect_compute_device().cuda) {
+        EXPECT_THROW(bf16->set_precision(Precision::FP16), UserError);
+    }
 }

@@ -207,6 +207,13 @@ private Q_SLOTS:
         QVERIFY(!page->has_learner());
         QVERIFY(page->arch_table_button()->isVisible());
         QVERIFY(page->arch_box()->toolTip().contains("ImageNet top-1"));
+        // Precision: auto by default, saying what it chose; fp32 when the user picks it.
+        QCOMPARE(page->precision_box()->currentText(), QString("auto"));
+        QTRY_VERIFY2(page->precision_label()->text().contains("(auto: "), qPrintable(page->precision_label()->text()));
+        page->precision_box()->setCurrentText("fp32");
+        QTRY_COMPARE(page->precision_label()->text(), QString("→ fp32"));
+        page->precision_box()->setCurrentText("auto");
+        QTRY_VERIFY(page->precision_label()->text().contains("(auto: "));
 
         auto* picker = page->open_architecture_picker();
         auto* table = picker->table();

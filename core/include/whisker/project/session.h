@@ -128,6 +128,9 @@ public:
     // Opens a project folder. Reads only; never throws for a missing or damaged dataset or
     // learner (see dataset_error() / learner_error()), only for a path that is not a folder.
     explicit Session(std::filesystem::path project, SessionOptions options = {});
+    // The precision of forward passes from now on, for this learner and the ones it creates
+    // (a choice of the program, not of the project: nothing is written).
+    void set_precision(train::Precision precision);
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;

@@ -20,6 +20,7 @@
 #include "whisker/data/dataset.h"
 #include "whisker/data/loader.h"
 #include "whisker/models/learner_model.h"
+#include "whisker/train/precision.h"
 #include "whisker/train/schedule.h"
 
 #include <ATen/core/Tensor.h>
@@ -37,6 +38,7 @@
 namespace whisker::train {
 
 class Distributed;   // whisker/train/distributed.h
+
 class WeightEma;     // whisker/train/training_options.h
 
 struct LearnerConfig {
@@ -60,7 +62,7 @@ struct LearnerConfig {
     std::uint64_t seed = 42;       // loader shuffling/augmentation and torch's generator
     int threads = 0;               // loader threads (0 = all cores)
     models::HeadOptions head;
-    bool mixed_precision = false;  // CUDA only: fp16 autocast with dynamic loss scaling
+    Precision precision = Precision::FP32;   // the programs pass the user's choice (default auto)
     bool channels_last = false;    // CUDA only
     // Data-parallel training (distributed.h); nullptr: this process alone. With a group,
     // batch_size is the global batch (each rank takes batch_size / world_size), every rank
@@ -241,6 +243,9 @@ public:
     models::ClassifierModel& model() { return *model_; }
     const data::Dataset& dataset() const { return dataset_; }
     const LearnerConfig& config() const { return config_; }
+    // The precision of forward passes from now on (not during a fit); what it resolved to.
+    void set_precision(Precision requested);
+    Precision precision() const { return precision_; }
     // The transforms the loaders use (config's size and augmentation), e.g. for previews.
     data::AugmentSettings augment_settings() const;
     const std::filesystem::path& project() const { return project_; }
@@ -300,6 +305,7 @@ private:
     int frozen_groups_ = 2;
     bool bn_freeze_ = false;
     bool precompute_ = false;
+    Precision precision_ = Precision::FP32;   // resolved: never Auto
     struct Activations;
     std::unique_ptr<Activations> activations_;
     std::vector<BatchRecord> batches_;
