@@ -192,6 +192,7 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
         if (auto* model = qobject_cast<QStandardItemModel*>(precision_->model())) model->item(3)->setEnabled(false);
     precision_used_ = new QLabel;
     precision_used_->setObjectName("precisionUsed");
+    precision_used_->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
     auto* precision_row = new QHBoxLayout;
     precision_row->addWidget(precision_);
     precision_row->addWidget(precision_used_, 1);
@@ -599,7 +600,10 @@ void TrainPage::show_session(const SessionView& v) {
         const QSignalBlocker b1(arch_), b2(pretrained_), b3(augment_);
         arch_->setCurrentText(v.settings.arch);
         arch_->setToolTip(ArchitecturePicker::summary(v.settings.arch));
-        precision_used_->setText(v.precision.isEmpty() ? QString() : tr("→ %1").arg(v.precision));
+        // The choice in a word (the settings column stays narrow at 1280x720), why in the tooltip.
+        const QString used = v.precision.section(' ', 0, 0);
+        precision_used_->setText(used.isEmpty() ? QString() : tr("→ %1").arg(used));
+        precision_used_->setToolTip(v.precision);
         shown_arch_ = v.settings.arch;
         augment_->setCurrentText(v.settings.augment);
         max_zoom_->setValue(v.settings.max_zoom);

@@ -13,6 +13,7 @@
 #include "submit_page.h"
 
 #include "architecture_picker.h"
+#include "whisker/common/device.h"
 #include "whisker/data/prepare.h"
 #include "whisker/models/arch_stats.h"
 #include "whisker/models/zoo.h"
@@ -209,11 +210,14 @@ private Q_SLOTS:
         QVERIFY(page->arch_box()->toolTip().contains("ImageNet top-1"));
         // Precision: auto by default, saying what it chose; fp32 when the user picks it.
         QCOMPARE(page->precision_box()->currentText(), QString("auto"));
-        QTRY_VERIFY2(page->precision_label()->text().contains("(auto: "), qPrintable(page->precision_label()->text()));
+        QTRY_VERIFY2(page->precision_label()->toolTip().contains("(auto: "), qPrintable(page->precision_label()->toolTip()));
+        const QString chosen = whisker::detect_compute_device().cpu_bf16 ? "→ bf16" : "→ fp32";
+        QCOMPARE(page->precision_label()->text(), chosen);
         page->precision_box()->setCurrentText("fp32");
         QTRY_COMPARE(page->precision_label()->text(), QString("→ fp32"));
+        QCOMPARE(page->precision_label()->toolTip(), QString("fp32"));
         page->precision_box()->setCurrentText("auto");
-        QTRY_VERIFY(page->precision_label()->text().contains("(auto: "));
+        QTRY_VERIFY(page->precision_label()->toolTip().contains("(auto: "));
 
         auto* picker = page->open_architecture_picker();
         auto* table = picker->table();
