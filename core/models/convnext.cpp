@@ -30,27 +30,16 @@ namespace {
 
 constexpr double kLayerNormEps = 1e-6;  // torchvision: partial(LayerNorm2d / nn.LayerNorm, eps=1e-6)
 
-// nn.LayerNorm over the channels (keys weight, bias). channels_first: torchvision's
-// LayerNorm2d on an [N, C, H, W] tensor (permute to NHWC, normalise, permute back);
-// otherwise the channels are the last dimension.
-class LayerNormImpl : public nn::Module {
+// torchvision's LayerNorm2d: nn.LayerNorm over the channels of an [N, C, H, W] tensor (permute
+// to NHWC, normalise, permute back); keys weight, bias.
+class LayerNorm2dImpl : public LayerNormLastDimImpl {
 public:
-    LayerNormImpl(int channels, bool channels_first) : channels_(channels), channels_first_(channels_first) {
-        weight = register_parameter("weight", at::ones({channels}));
-        bias = register_parameter("bias", at::zeros({channels}));
-    }
+    explicit LayerNorm2dImpl(int channels) : LayerNormLastDimImpl(channels, kLayerNormEps) {}
     at::Tensor forward(const at::Tensor& x) {
-        if (!channels_first_) return normalize_last(x);
-        return normalize_last(x.permute({0, 2, 3, 1})).permute({0, 3, 1, 2});
+        return LayerNormLastDimImpl::forward(x.permute({0, 2, 3, 1})).permute({0, 3, 1, 2});
     }
-    at::Tensor normalize_last(const at::Tensor& x) { return layer_norm(x, {channels_}, weight, bias, kLayerNormEps); }
-    at::Tensor weight, bias;
-
-private:
-    int64_t channels_;
-    bool channels_first_;
 };
-TORCH_MODULE(LayerNorm);
+TORCH_MODULE(LayerNorm2d);
 
 // CNBlock.block: Conv2d 7x7 depthwise "0", Permute, LayerNorm "2", Linear "3", GELU,
 // Linear "5", Permute. forward_nhwc leaves out the last Permute: [N, C, H, W] in,
@@ -59,7 +48,7 @@ class CNBlockBranchImpl : public nn::Module {
 public:
     explicit CNBlockBranchImpl(int dim) {
         dwconv = register_module("0", nn::Conv2d(nn::Conv2dOptions(dim, dim, 7).padding(3).groups(dim).bias(true)));
-        norm = register_module("2", LayerNorm(dim, false));
+        norm = register_module("2", LayerNormLastDim(dim, kLayerNormEps));
         fc1 = register_module("3", nn::Linear(dim, 4 * dim));
         fc2 = register_module("5", nn::Linear(4 * dim, dim));
     }
@@ -68,7 +57,7 @@ public:
         return fc2(at::gelu(fc1(y)));
     }
     nn::Conv2d dwconv{nullptr};
-    LayerNorm norm{nullptr};
+    LayerNormLastDim norm{nullptr};
     nn::Linear fc1{nullptr}, fc2{nullptr};
 };
 TORCH_MODULE(CNBlockBranch);
@@ -111,16 +100,16 @@ public:
     ConvAndNormImpl(int in, int out, int kernel, bool norm_first) : norm_first_(norm_first) {
         const auto conv_options = nn::Conv2dOptions(in, out, kernel).stride(kernel).padding(0).bias(true);
         if (norm_first) {
-            norm = register_module("0", LayerNorm(in, true));
+            norm = register_module("0", LayerNorm2d(in));
             conv = register_module("1", nn::Conv2d(conv_options));
         } else {
             conv = register_module("0", nn::Conv2d(conv_options));
-            norm = register_module("1", LayerNorm(out, true));
+            norm = register_module("1", LayerNorm2d(out));
         }
     }
     at::Tensor forward(const at::Tensor& x) { return norm_first_ ? conv(norm(x)) : norm(conv(x)); }
     nn::Conv2d conv{nullptr};
-    LayerNorm norm{nullptr};
+    LayerNorm2d norm{nullptr};
 
 private:
     bool norm_first_;
@@ -171,7 +160,7 @@ public:
         if (with_classifier) {
             const int channels = setting.back().out > 0 ? setting.back().out : setting.back().in;
             avgpool_ = register_module("avgpool", nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions(1)));
-            classifier_norm_ = LayerNorm(channels, true);
+            classifier_norm_ = LayerNormLastDim(channels, kLayerNormEps);
             classifier_fc_ = nn::Linear(channels, num_classes);
             register_module("classifier", nn::Sequential(classifier_norm_, nn::Flatten(), classifier_fc_));
         }
@@ -195,7 +184,7 @@ public:
         // classifier = LayerNorm2d, Flatten, Linear; on the pooled [N, C, 1, 1] map the
         // LayerNorm2d is a LayerNorm of the flattened [N, C].
         const at::Tensor pooled = avgpool_(features(x)).flatten(1);
-        return classifier_fc_(classifier_norm_->normalize_last(pooled));
+        return classifier_fc_(classifier_norm_(pooled));
     }
 
     std::vector<std::vector<std::shared_ptr<nn::Module>>> body_groups() override {
@@ -207,7 +196,7 @@ public:
 private:
     nn::Sequential features_{nullptr};
     nn::AdaptiveAvgPool2d avgpool_{nullptr};
-    LayerNorm classifier_norm_{nullptr};
+    LayerNormLastDim classifier_norm_{nullptr};
     nn::Linear classifier_fc_{nullptr};
 };
 
