@@ -5,6 +5,8 @@
 #   packaging/install-deps.sh --test   also what the test suite needs (Xvfb, python3-torchvision
 #                                      for reference files and the loader benchmark peer,
 #                                      desktop-file-validate and appstreamcli for the packaging test)
+#   packaging/install-deps.sh --no-libtorch   without Debian's LibTorch (and Gloo): the build uses
+#                                      another LibTorch (WHISKER_LIBTORCH, a CUDA PyTorch)
 # libqt6svg6 draws the SVG window icon; librsvg2-bin renders the PNG icon; dpkg-dev and file let
 # `cpack -G DEB` compute the package's Depends (dpkg-shlibdeps).
 set -euo pipefail
@@ -24,8 +26,20 @@ test_packages=(
   desktop-file-utils appstream
 )
 
-want=("${build_packages[@]}")
-if [[ "${1:-}" == "--test" ]]; then want+=("${test_packages[@]}"); fi
+with_tests=0 with_libtorch=1
+for arg in "$@"; do
+  case $arg in
+    --test) with_tests=1 ;;
+    --no-libtorch) with_libtorch=0 ;;
+    *) echo "usage: $0 [--test] [--no-libtorch]" >&2; exit 2 ;;
+  esac
+done
+want=()
+for p in "${build_packages[@]}"; do
+  if ((with_libtorch == 0)) && [[ $p == libtorch-dev || $p == libgloo-dev ]]; then continue; fi
+  want+=("$p")
+done
+if ((with_tests)); then want+=("${test_packages[@]}"); fi
 
 missing=()
 for p in "${want[@]}"; do

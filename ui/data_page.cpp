@@ -2,7 +2,11 @@
 
 #include "whisker/data/report.h"
 
+#include "background_job.h"
 #include "image_browser.h"
+
+#include "whisker/common/errors.h"
+#include "whisker/project/project_lock.h"
 
 #include <QComboBox>
 #include <QDoubleSpinBox>
@@ -21,6 +25,10 @@
 #include <QTableWidget>
 #include <QToolButton>
 #include <QVBoxLayout>
+#include <QMessageBox>
+#include <QTreeWidget>
+
+#include <algorithm>
 
 namespace whisker::ui {
 
@@ -162,6 +170,7 @@ DataPage::DataPage(QWidget* parent) : QWidget(parent) {
     tabs_ = new QTabWidget;
     tabs_->addTab(split, tr("Summary"));
     tabs_->addTab(browser_, tr("Images"));
+    tabs_->addTab(build_duplicates_tab(), tr("Duplicates"));
 
     other_data_ = new QToolButton;
     other_data_->setObjectName("otherDataButton");
@@ -189,6 +198,11 @@ DataPage::DataPage(QWidget* parent) : QWidget(parent) {
 void DataPage::set_project(const std::filesystem::path& project) {
     if (project == project_) return;
     project_ = project;
+    // Another project: the copies found in the last one mean nothing here.
+    dup_job_->cancel();
+    duplicates_ = {};
+    dataset_.reset();
+    show_duplicates();
     const QSignalBlocker block(other_data_);
     other_data_->setChecked(false);
 }
@@ -211,6 +225,9 @@ void DataPage::set_busy(bool busy) {
 
 void DataPage::show_no_dataset(const std::filesystem::path& project, const QString& problem) {
     set_project(project);
+    dataset_.reset();
+    duplicates_ = {};
+    show_duplicates();
     heading_->setText(QString::fromStdString(project.filename().string()));
     details_->setTextFormat(Qt::PlainText);
     if (problem.isEmpty())
@@ -295,6 +312,268 @@ void DataPage::show_dataset(const std::filesystem::path& project, const data::Da
     for (const auto& w : d.warnings) warnings << QString::fromStdString(w);
     warnings_->setPlainText(warnings.join('\n'));
     browser_->set_dataset(project, std::make_shared<const data::Dataset>(d));
+    // The groups found stay (their numbers too); what they mean follows the marks.
+    // Group members are manifest indices: they survive new marks, not a rebuilt manifest.
+    const bool same_images = dataset_ && dataset_->images.size() == d.images.size() &&
+                             std::equal(d.images.begin(), d.images.end(), dataset_->images.begin(),
+                                        [](const auto& a, const auto& b) { return a.path == b.path; });
+    dataset_ = std::make_shared<const data::Dataset>(d);
+    if (!same_images) duplicates_ = {};
+    else explain::update_kinds(d, duplicates_.groups);
+    show_duplicates();
+}
+
+// ---- duplicates ----
+
+QWidget* DataPage::build_duplicates_tab() {
+    dup_job_ = new BackgroundJob(this);
+    dup_threshold_ = new QDoubleSpinBox;
+    dup_threshold_->setObjectName("duplicatesThreshold");
+    dup_threshold_->setDecimals(3);
+    dup_threshold_->setRange(0.5, 1.001);
+    dup_threshold_->setSingleStep(0.005);
+    dup_threshold_->setValue(explain::kDefaultNearThreshold);
+    dup_threshold_->setToolTip(tr("Near copies: the cosine similarity of two images' 8×8 colour thumbnails is at least this. "
+                                  "%1 (the default) finds resized and recompressed copies without false matches on the "
+                                  "sample competition; above 1 finds exact copies only.")
+                                   .arg(explain::kDefaultNearThreshold));
+    dup_find_ = new QPushButton(tr("&Find copies"));
+    dup_find_->setObjectName("findDuplicatesButton");
+    dup_find_->setToolTip(tr("Decodes every image once (then cached) and compares them all: exact copies (same pixels) and "
+                             "near copies (resized, recompressed)"));
+    dup_summary_ = new QLabel;
+    dup_summary_->setObjectName("duplicatesSummary");
+    dup_summary_->setWordWrap(true);
+    dup_summary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    dup_tree_ = new QTreeWidget;
+    dup_tree_->setObjectName("duplicatesTree");
+    dup_tree_->setColumnCount(4);
+    dup_tree_->setHeaderLabels({tr("Group / image"), tr("Split"), tr("Label"), tr("What it means / mark")});
+    dup_tree_->setSelectionMode(QAbstractItemView::SingleSelection);
+    dup_tree_->setUniformRowHeights(true);
+    dup_keep_train_ = new QPushButton(tr("Keep in &train"));
+    dup_keep_train_->setToolTip(tr("The group's copies in valid are excluded (marks, undoable): the model is no longer "
+                                   "validated on pictures it trains on"));
+    dup_keep_valid_ = new QPushButton(tr("Keep in &valid"));
+    dup_keep_valid_->setToolTip(tr("The group's copies in train are excluded (marks, undoable)"));
+    dup_relabel_class_ = new QComboBox;
+    dup_relabel_ = new QPushButton(tr("&Relabel all as"));
+    dup_relabel_->setToolTip(tr("Gives the group's labelled images this class (relabel marks, undoable)"));
+    dup_exclude_ = new QPushButton(tr("E&xclude all"));
+    dup_exclude_->setToolTip(tr("Excludes the group's labelled images from training (marks, undoable)"));
+    dup_undo_ = new QPushButton(tr("&Undo marks"));
+    dup_undo_->setToolTip(tr("Takes back every mark of the group's images"));
+
+    auto* top = new QHBoxLayout;
+    top->addWidget(new QLabel(tr("Near-copy similarity ≥")));
+    top->addWidget(dup_threshold_);
+    top->addWidget(dup_find_);
+    top->addStretch(1);
+    auto* actions = new QHBoxLayout;
+    actions->addWidget(new QLabel(tr("Selected group:")));
+    actions->addWidget(dup_keep_train_);
+    actions->addWidget(dup_keep_valid_);
+    actions->addWidget(dup_relabel_);
+    actions->addWidget(dup_relabel_class_);
+    actions->addWidget(dup_exclude_);
+    actions->addStretch(1);
+    actions->addWidget(dup_undo_);
+    auto* tab = new QWidget;
+    auto* l = new QVBoxLayout(tab);
+    l->addLayout(top);
+    l->addWidget(dup_summary_);
+    l->addWidget(dup_tree_, 1);
+    l->addLayout(actions);
+
+    connect(dup_find_, &QPushButton::clicked, this, [this] { find_duplicates(); });
+    connect(dup_tree_, &QTreeWidget::itemSelectionChanged, this, [this] {
+        const auto* g = duplicates_.group(selected_group());
+        bool any_valid = false, any_train = false;
+        if (g && dataset_)
+            for (std::size_t r : g->records) {
+                any_train |= dataset_->images[r].split == data::Split::Train;
+                any_valid |= dataset_->images[r].split == data::Split::Valid;
+            }
+        dup_keep_train_->setEnabled(g && any_train && any_valid);
+        dup_keep_valid_->setEnabled(g && any_train && any_valid);
+        dup_relabel_->setEnabled(g && (any_train || any_valid));
+        dup_relabel_class_->setEnabled(g && (any_train || any_valid));
+        dup_exclude_->setEnabled(g && (any_train || any_valid));
+        dup_undo_->setEnabled(g != nullptr);
+    });
+    connect(dup_keep_train_, &QPushButton::clicked, this, [this] { keep_group_in_split(selected_group(), data::Split::Train); });
+    connect(dup_keep_valid_, &QPushButton::clicked, this, [this] { keep_group_in_split(selected_group(), data::Split::Valid); });
+    connect(dup_relabel_, &QPushButton::clicked, this, [this] { relabel_group(selected_group(), dup_relabel_class_->currentIndex()); });
+    connect(dup_exclude_, &QPushButton::clicked, this, [this] { exclude_group(selected_group()); });
+    connect(dup_undo_, &QPushButton::clicked, this, [this] { undo_group(selected_group()); });
+    connect(dup_job_, &BackgroundJob::progressed, this, [this](const QString& stage, qulonglong done, qulonglong total) {
+        dup_summary_->setText(total ? tr("%1: %2 of %3…").arg(stage).arg(done).arg(total) : stage + "…");
+    });
+    connect(dup_job_, &BackgroundJob::failed, this, [this](const QString&, const QString& message) {
+        dup_summary_->setText(tr("Cannot look for copies: %1").arg(message));
+    });
+    connect(dup_job_, &BackgroundJob::finished, this, [this](const QString&) { dup_find_->setEnabled(true); });
+    connect(dup_job_, &BackgroundJob::succeeded, this, [this](const QString&) {
+        if (!dup_running_ || dup_running_project_ != project_ || !dataset_) return;   // another project since
+        duplicates_ = *dup_running_;
+        dup_running_.reset();
+        explain::update_kinds(*dataset_, duplicates_.groups);   // marks may have changed meanwhile
+        show_duplicates();
+    });
+    show_duplicates();
+    return tab;
+}
+
+bool DataPage::find_duplicates() {
+    if (!dataset_ || dataset_->images.empty() || dup_job_->busy()) return false;
+    auto result = std::make_shared<explain::DuplicateReport>();
+    const std::filesystem::path project = project_;
+    const auto dataset = dataset_;
+    const double threshold = dup_threshold_->value();
+    dup_running_ = result;
+    dup_running_project_ = project;
+    dup_find_->setEnabled(false);
+    dup_summary_->setText(tr("Looking for copies…"));
+    return dup_job_->start(tr("Looking for copies"), [result, project, dataset, threshold](const ProgressFn& progress,
+                                                                                          const std::atomic<bool>& cancel) {
+        explain::DuplicateOptions o;
+        o.threshold = threshold;
+        o.progress = progress;
+        o.cancel = &cancel;
+        *result = explain::find_duplicates(project, *dataset, o);
+    });
+}
+
+void DataPage::wait_for_duplicates() { dup_job_->wait(); }
+
+int DataPage::selected_group() const {
+    const auto items = dup_tree_->selectedItems();
+    if (items.isEmpty()) return 0;
+    const QTreeWidgetItem* item = items.first();
+    if (item->parent()) item = item->parent();
+    return item->data(0, Qt::UserRole).toInt();
+}
+
+void DataPage::show_duplicates() {
+    const int keep = selected_group();
+    dup_tree_->clear();
+    {
+        const QSignalBlocker block(dup_relabel_class_);
+        dup_relabel_class_->clear();
+        if (dataset_)
+            for (const auto& c : dataset_->classes) dup_relabel_class_->addItem(QString::fromStdString(c));
+    }
+    const auto& r = duplicates_;
+    if (!dataset_ || r.images == 0) {
+        dup_summary_->setText(dataset_ ? tr("Find copies of the same picture within and across train, valid and test: a copy in "
+                                            "train and valid inflates the validation score, one with another label is a "
+                                            "labelling mistake, one in train and test is a leak.")
+                                       : QString());
+    } else {
+        QString text = tr("%1 images scanned (near copies: similarity ≥ %2): ").arg(r.images).arg(r.threshold, 0, 'f', 3) +
+                       tr("<b>%n group(s)</b> of copies, ", nullptr, static_cast<int>(r.groups.size())) +
+                       tr("<b>%1 to act on</b>").arg(r.count_unresolved());
+        if (r.count_inflating())
+            text += tr(" · <span style='color:#b00'>%n group(s) inflating the validation score</span> (the model is validated "
+                       "on pictures it trains on: keep each group in one split)", nullptr, static_cast<int>(r.count_inflating()));
+        if (r.count_label_conflicts())
+            text += tr(" · <span style='color:#b00'>%n with different labels</span> (at least one label is wrong: relabel or "
+                       "exclude)", nullptr,
+                       static_cast<int>(r.count_label_conflicts()));
+        if (r.count_test_leaks())
+            text += tr(" · %n leak into test (the answer is in the training data)", nullptr, static_cast<int>(r.count_test_leaks()));
+        if (!r.unreadable.empty()) text += tr(" · %n unreadable", nullptr, static_cast<int>(r.unreadable.size()));
+        if (r.groups.empty()) text += tr(" — no copies found.");
+        dup_summary_->setText(text);
+    }
+    auto label_of = [this](const data::ImageRecord& im) {
+        QStringList names;
+        for (int l : im.labels) names << QString::fromStdString(dataset_->classes[static_cast<std::size_t>(l)]);
+        return names.isEmpty() ? tr("—") : names.join('+');
+    };
+    // Groups to act on first, in their numbers' order; resolved ones after.
+    std::vector<const explain::DuplicateGroup*> order;
+    for (const auto& g : r.groups) order.push_back(&g);
+    std::stable_sort(order.begin(), order.end(), [](auto* a, auto* b) { return !a->resolved() && b->resolved(); });
+    QTreeWidgetItem* selected = nullptr;
+    for (const auto* g : order) {
+        auto* top = new QTreeWidgetItem(dup_tree_);
+        top->setText(0, tr("Group %1 · %2 · %n image(s)", nullptr, static_cast<int>(g->records.size()))
+                            .arg(g->id)
+                            .arg(g->exact ? tr("exact copies") : tr("near copies (≥ %1)").arg(g->min_similarity, 0, 'f', 3)));
+        top->setText(3, QString::fromStdString(g->kinds()));
+        top->setData(0, Qt::UserRole, g->id);
+        QFont bold = top->font(0);
+        bold.setBold(true);
+        top->setFont(0, bold);
+        if (g->labels_differ || g->inflates_validation) top->setForeground(3, QColor(176, 0, 0));
+        else if (g->resolved()) top->setForeground(3, QColor(0, 120, 0));
+        for (std::size_t rec : g->records) {
+            const auto& im = dataset_->images[rec];
+            auto* child = new QTreeWidgetItem(top);
+            child->setText(0, QString::fromStdString(im.path));
+            child->setToolTip(0, QString::fromStdString(dataset_->resolve(project_, im).string()));
+            child->setText(1, QString::fromStdString(data::split_name(im.split)));
+            child->setText(2, label_of(im));
+            if (im.excluded) child->setText(3, tr("excluded by you"));
+            else if (im.relabelled()) {
+                data::ImageRecord was = im;
+                was.labels = im.original_labels;
+                child->setText(3, tr("relabelled by you (was %1)").arg(label_of(was)));
+            }
+        }
+        top->setExpanded(true);
+        if (g->id == keep) selected = top;
+    }
+    dup_tree_->resizeColumnToContents(0);
+    if (dup_tree_->columnWidth(0) > 420) dup_tree_->setColumnWidth(0, 420);
+    if (selected) selected->setSelected(true);
+    Q_EMIT dup_tree_->itemSelectionChanged();
+}
+
+bool DataPage::act_on_group(int group, const QString& what,
+                            const std::function<std::vector<std::string>(data::Dataset&, const explain::DuplicateGroup&)>& action) {
+    const auto* g = duplicates_.group(group);
+    if (!g || project_.empty()) return false;
+    data::Dataset d;
+    std::size_t changed = 0;
+    try {
+        // Marks write the project: not while another program does.
+        const auto lock = project::ProjectLock::acquire(project_, "marks");
+        d = data::Dataset::load(project_);
+        if (d.images.size() != dataset_->images.size())
+            throw UserError("the dataset changed since the copies were found", "find the copies again");
+        changed = action(d, *g).size();
+        d.save(project_);
+    } catch (const std::exception& e) {
+        QMessageBox::warning(this, tr("Cannot mark the group"), QString::fromStdString(e.what()));
+        return false;
+    }
+    show_dataset(project_, d);   // counts, browser and the groups' meaning
+    Q_EMIT marks_changed(tr("Group %1: %2 (%n image(s) marked; undo with \"Undo marks\")", nullptr, static_cast<int>(changed))
+                             .arg(group).arg(what));
+    return true;
+}
+
+bool DataPage::keep_group_in_split(int group, data::Split split) {
+    return act_on_group(group, tr("kept in %1").arg(data::split_name(split)),
+                        [split](data::Dataset& d, const explain::DuplicateGroup& g) { return explain::keep_group_in_split(d, g, split); });
+}
+
+bool DataPage::relabel_group(int group, int label) {
+    if (!dataset_ || label < 0 || label >= static_cast<int>(dataset_->classes.size())) return false;
+    return act_on_group(group, tr("relabelled %1").arg(QString::fromStdString(dataset_->classes[static_cast<std::size_t>(label)])),
+                        [label](data::Dataset& d, const explain::DuplicateGroup& g) { return explain::relabel_group(d, g, label); });
+}
+
+bool DataPage::exclude_group(int group) {
+    return act_on_group(group, tr("excluded"),
+                        [](data::Dataset& d, const explain::DuplicateGroup& g) { return explain::exclude_group(d, g, false); });
+}
+
+bool DataPage::undo_group(int group) {
+    return act_on_group(group, tr("marks undone"),
+                        [](data::Dataset& d, const explain::DuplicateGroup& g) { return explain::undo_group(d, g); });
 }
 
 }  // namespace whisker::ui

@@ -2,12 +2,18 @@
 // The Data page: where the project's images come from and what they are.
 // Shows the dataset summary (images per class and split, sizes), warnings, and every skipped
 // file with its reason. Reads the core's manifest; never touches the images itself.
+// Its "Duplicates" tab finds exact and near copies within and across the splits
+// (whisker/explain/duplicates.h) in the background, lists them as groups with what each means
+// (inflates validation, labels differ, test leak), and acts on a group with marks that can be
+// undone (keep it in one split, relabel, exclude).
 
 #include "whisker/data/dataset.h"
+#include "whisker/explain/duplicates.h"
 
 #include <QWidget>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -22,9 +28,11 @@ class QPushButton;
 class QSpinBox;
 class QTabWidget;
 class QToolButton;
+class QTreeWidget;
 
 namespace whisker::ui {
 
+class BackgroundJob;
 class ImageBrowser;
 
 // What "Prepare" asks for: the source and the split.
@@ -64,12 +72,36 @@ Q_SIGNALS:
     void download_requested(const QString& competition);
     void prepare_requested(const whisker::ui::PrepareRequest& request);
     void undo_marks_requested(const QString& path);
+    // The page changed the manifest's marks itself (a duplicates action): the learner and the
+    // Inspect page reread it.
+    void marks_changed(const QString& what);
 
 public:
     QTableWidget* skipped_table() const { return skipped_; }
 
+    // ---- duplicates ----
+    // Scans the project for copies in the background (false when a scan is running).
+    bool find_duplicates();
+    // Waits for a running scan (tests).
+    void wait_for_duplicates();
+    const explain::DuplicateReport& duplicates() const { return duplicates_; }
+    // The actions on a group (by its number); each saves the manifest under the project's lock.
+    bool keep_group_in_split(int group, data::Split split);
+    bool relabel_group(int group, int label);
+    bool exclude_group(int group);
+    bool undo_group(int group);
+    QTreeWidget* duplicates_tree() const { return dup_tree_; }
+    QDoubleSpinBox* duplicates_threshold() const { return dup_threshold_; }
+    QPushButton* find_duplicates_button() const { return dup_find_; }
+    QLabel* duplicates_summary() const { return dup_summary_; }
+
 private:
     void set_project(const std::filesystem::path& project);
+    QWidget* build_duplicates_tab();
+    void show_duplicates();
+    int selected_group() const;
+    bool act_on_group(int group, const QString& what,
+                      const std::function<std::vector<std::string>(data::Dataset&, const explain::DuplicateGroup&)>& action);
     std::filesystem::path project_;
     QLabel* heading_;
     QToolButton* other_data_;   // shows the "Get data" box over a prepared dataset
@@ -88,6 +120,22 @@ private:
     QDoubleSpinBox* valid_frac_;
     QSpinBox* valid_per_class_;
     QSpinBox* seed_;
+    // duplicates
+    std::shared_ptr<const data::Dataset> dataset_;
+    explain::DuplicateReport duplicates_;
+    std::shared_ptr<explain::DuplicateReport> dup_running_;   // filled by the scan in progress
+    std::filesystem::path dup_running_project_;
+    BackgroundJob* dup_job_;
+    QDoubleSpinBox* dup_threshold_;
+    QPushButton* dup_find_;
+    QLabel* dup_summary_;
+    QTreeWidget* dup_tree_;
+    QPushButton* dup_keep_train_;
+    QPushButton* dup_keep_valid_;
+    QComboBox* dup_relabel_class_;
+    QPushButton* dup_relabel_;
+    QPushButton* dup_exclude_;
+    QPushButton* dup_undo_;
 };
 
 }  // namespace whisker::ui

@@ -229,7 +229,7 @@ QVariant ThumbnailModel::data(const QModelIndex& index, int role) const {
             return QString("%1\n%2 × %3 px, %4").arg(QString::fromStdString(im.path)).arg(im.width).arg(im.height)
                 .arg(QString::fromStdString(data::split_name(im.split)));
         case Qt::DecorationRole: {
-            if (QPixmap* p = cache_.object(record)) return *p;
+            if (QPixmap* p = cache_.object(record)) return decoration_ ? decoration_(record, *p) : *p;
             if (!failed_.contains(record)) request(record);
             QPixmap placeholder(kThumbSize, kThumbSize);
             placeholder.fill(QColor(128, 128, 128, 40));

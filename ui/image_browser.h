@@ -70,6 +70,12 @@ public:
     // Optional per-record caption and tile colour (default: file name and label, no colour).
     void set_caption(std::function<QString(std::size_t record)> caption) { caption_ = std::move(caption); }
     void set_tint(std::function<QColor(std::size_t record)> tint) { tint_ = std::move(tint); }
+    // Optional: draws over a decoded thumbnail (the Inspect page's "where it looked" overlay);
+    // returns the thumbnail itself for records it has nothing to add to. Call refresh_all()
+    // when what it draws changes.
+    void set_decoration(std::function<QPixmap(std::size_t record, const QPixmap& thumbnail)> decoration) {
+        decoration_ = std::move(decoration);
+    }
     // Captions or tints changed (e.g. a mark was set): repaint every tile.
     void refresh_all();
 
@@ -96,6 +102,7 @@ private:
     void index_rows();
     std::function<QString(std::size_t)> caption_;
     std::function<QColor(std::size_t)> tint_;
+    std::function<QPixmap(std::size_t, const QPixmap&)> decoration_;
     std::vector<std::size_t> rows_;
     std::vector<std::size_t> order_;   // every record, in display order (set_dataset)
     std::vector<int> row_of_record_;

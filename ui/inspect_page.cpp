@@ -2,6 +2,8 @@
 
 #include "whisker/project/project_lock.h"
 
+#include "heatmap_overlay.h"
+#include "data_map_view.h"
 #include "image_browser.h"
 #include "train_page.h"
 
@@ -21,6 +23,7 @@
 #include <QPushButton>
 #include <QSpinBox>
 #include <QSplitter>
+#include <QTabWidget>
 #include <QTableWidget>
 #include <QVBoxLayout>
 
@@ -98,6 +101,15 @@ InspectPage::InspectPage(TrainPage* train, QWidget* parent) : QWidget(parent), t
     gallery_->setSpacing(4);
     gallery_->setWordWrap(true);
     gallery_->setModel(gallery_model_);
+    heatmaps_ = new HeatmapStore(train_, this);
+    overlay_ = new QCheckBox(tr("Overlay: where it looked"));
+    overlay_->setObjectName("galleryOverlay");
+    overlay_->setToolTip(tr("Lay a heatmap of the predicted class over each tile (Grad-CAM: which parts of the image "
+                            "made the model choose it). Open a tile for the actual class's map beside it."));
+    overlay_note_ = new QLabel;
+    overlay_note_->setObjectName("overlayStatus");
+    overlay_note_->setStyleSheet("color: #555");
+    gallery_model_->set_decoration([this](std::size_t r, const QPixmap& thumb) { return decorate(r, thumb); });
 
     // ---- layout ----
     auto* top = new QHBoxLayout;
@@ -128,10 +140,21 @@ InspectPage::InspectPage(TrainPage* train, QWidget* parent) : QWidget(parent), t
     bar->addWidget(shuffle);
     bar->addWidget(view_count_);
     rl->addLayout(bar);
+    auto* overlay_bar = new QHBoxLayout;
+    overlay_bar->addWidget(overlay_);
+    overlay_bar->addWidget(overlay_note_, 1);
+    rl->addLayout(overlay_bar);
     rl->addWidget(gallery_, 1);
     auto* split = new QSplitter(Qt::Horizontal);
     split->addWidget(left);
-    split->addWidget(right);
+    // The map of the data beside the gallery (data_map_view.h).
+    auto* map = new DataMapView;
+    map->setObjectName("dataMap");
+    auto* right_tabs = new QTabWidget;
+    right_tabs->setObjectName("inspectRightTabs");
+    right_tabs->addTab(right, tr("Gallery"));
+    right_tabs->addTab(map, tr("Map of the data"));
+    split->addWidget(right_tabs);
     split->setStretchFactor(0, 2);
     split->setStretchFactor(1, 3);
     auto* layout = new QVBoxLayout(this);
@@ -167,6 +190,54 @@ InspectPage::InspectPage(TrainPage* train, QWidget* parent) : QWidget(parent), t
         if (p.split == static_cast<int>(data::Split::Valid) && fs::path(p.project.toStdString()) == project_) show_predictions(p);
     });
     connect(worker, &TrainingWorker::session_changed, this, &InspectPage::show_session);
+    // The map: a click opens the image large (with every probability when it is a validation
+    // image), a box selection fills the gallery, its large view marks through this page.
+    map->attach_worker(train_);
+    auto row_of = [this](qulonglong record) { return record < row_of_record_.size() ? row_of_record_[record] : -1; };
+    connect(map, &DataMapView::image_clicked, this, [this, map, row_of](qulonglong record) {
+        const int row = row_of(record);
+        if (row < 0) return void(map->open_image(record));
+        shown_ = {static_cast<std::size_t>(row)};
+        gallery_model_->set_records({static_cast<std::size_t>(record)});
+        view_count_->setText(tr("1 image, from the map"));
+        open_tile(0);
+    });
+    connect(map, &DataMapView::images_selected, this, [this, map, right_tabs, row_of](const QVector<qulonglong>& records) {
+        // The gallery shows the images of the current manifest, which comes with predictions.
+        if (!marks_) return map->set_message(tr("Predict the validation set first: the gallery shows its images."));
+        // Validation images first (their tiles open with every probability), then the others.
+        std::vector<std::size_t> first, rest;
+        shown_.clear();
+        for (qulonglong r : records) {
+            if (r >= marks_->images.size()) continue;
+            const int row = row_of(r);
+            if (row >= 0) shown_.push_back(static_cast<std::size_t>(row)), first.push_back(r);
+            else rest.push_back(r);
+        }
+        first.insert(first.end(), rest.begin(), rest.end());
+        gallery_model_->set_records(first);
+        view_count_->setText(tr("%n image(s) selected on the map", nullptr, static_cast<int>(first.size())));
+        right_tabs->setCurrentIndex(0);
+    });
+    connect(gallery_, &QListView::activated, map, [this, map](const QModelIndex& i) {
+        if (i.row() >= static_cast<int>(shown_.size())) map->open_image(gallery_model_->record_at(i.row()));
+    });
+    connect(map, &DataMapView::exclude_requested, this, [this](qulonglong r) { set_excluded(r, true); });
+    connect(map, &DataMapView::relabel_requested, this, [this](qulonglong r, int label) { relabel(r, label); });
+    connect(map, &DataMapView::undo_marks_requested, this, [this](qulonglong r) { clear_marks(r); });
+    connect(overlay_, &QCheckBox::toggled, this, [this](bool on) {
+        if (on) request_heatmaps();
+        else overlay_note_->clear();
+        gallery_model_->refresh_all();
+    });
+    connect(heatmaps_, &HeatmapStore::ready, this, [this] {
+        overlay_note_->setText(tr("Heatmaps of the predicted class for %n image(s) · open a tile for the actual class too",
+                                  nullptr, static_cast<int>(heatmaps_->size())));
+        gallery_model_->refresh_all();
+        if (overlay_->isChecked()) request_heatmaps();   // the tiles beyond the first job's
+    });
+    connect(heatmaps_, &HeatmapStore::failed, this, [this](const QString& message) { overlay_note_->setText(message); });
+    connect(heatmaps_, &HeatmapStore::opacity_changed, this, [this] { gallery_model_->refresh_all(); });
     export_button_->setEnabled(false);
 }
 
@@ -186,6 +257,8 @@ void InspectPage::set_project(const fs::path& project) {
     summary_->setText(tr("No predictions yet: train a model, then predict the validation set."));
     stale_label_->setVisible(false);
     learner_state_.clear();
+    heatmaps_->reset({});
+    overlay_note_->clear();
 }
 
 void InspectPage::show_session(const SessionView& v) {
@@ -223,6 +296,8 @@ QString InspectPage::class_name(int k) const {
 
 void InspectPage::show_predictions(const PredictionSet& p) {
     predictions_ = p;
+    heatmaps_->reset(p);
+    overlay_note_->clear();
     const auto& preds = *p.predictions;
     probs_ = preds.probability_matrix();
     classes_ = preds.num_classes();
@@ -404,6 +479,22 @@ void InspectPage::apply_view() {
     for (std::size_t r : rows) records.push_back(p.records[r]);
     gallery_model_->set_records(std::move(records));
     view_count_->setText(tr("%n image(s)", nullptr, static_cast<int>(rows.size())));
+    if (overlay_->isChecked()) request_heatmaps();
+}
+
+void InspectPage::request_heatmaps() {
+    if (!predictions_.valid() || shown_.empty()) return;
+    std::vector<std::size_t> records;
+    for (std::size_t r : shown_) records.push_back(predictions_.predictions->records[r]);
+    if (heatmaps_->request(records)) overlay_note_->setText(tr("Computing heatmaps…"));
+    else if (heatmaps_->waiting()) overlay_note_->setText(tr("Heatmaps wait for the learner (busy)…"));
+}
+
+QPixmap InspectPage::decorate(std::size_t record, const QPixmap& thumbnail) const {
+    if (!overlay_->isChecked()) return thumbnail;
+    const explain::ImageExplanation* e = heatmaps_->find(record);
+    if (!e || e->maps.empty()) return thumbnail;
+    return QPixmap::fromImage(overlay_image(thumbnail.toImage(), e->maps.front(), e->crop, heatmaps_->opacity()));
 }
 
 QString InspectPage::caption(std::size_t record) const {
@@ -440,18 +531,52 @@ QDialog* InspectPage::open_tile(int gallery_row) {
     dialog->setAttribute(Qt::WA_DeleteOnClose);
     dialog->setObjectName("inspectImageDialog");
     dialog->setWindowTitle(QString::fromStdString(file.filename().string()));
-    auto* picture = new QLabel;
-    picture->setAlignment(Qt::AlignCenter);
+    QImage image;
     QString info = tr("%1\n%2 × %3 px · actual %4 · predicted %5 · loss %6")
                        .arg(QString::fromStdString(file.string()))
                        .arg(im.width).arg(im.height)
                        .arg(class_name(p.actual[row]), class_name(p.predicted[row]))
                        .arg(p.losses[row], 0, 'f', 4);
     try {
-        picture->setPixmap(QPixmap::fromImage(load_display_image(file).scaled(640, 520, Qt::KeepAspectRatio, Qt::SmoothTransformation)));
+        image = load_display_image(file).scaled(800, 800, Qt::KeepAspectRatio, Qt::SmoothTransformation);
     } catch (const std::exception& e) {
         info += "\n" + tr("cannot show it: %1").arg(QString::fromStdString(e.what()));
     }
+    // The picture, or with the overlay on the heatmaps of the predicted class and of the
+    // actual one (the runner-up when the prediction is right) side by side.
+    auto* picture = new HeatmapView(image);
+    picture->setObjectName("largeView");
+    picture->set_opacity(heatmaps_->opacity());
+    auto show_maps = [this, picture, record, row] {
+        const auto classes = heatmaps_->classes_for(record);
+        const explain::ImageExplanation* e = heatmaps_->find(record);
+        const auto& pr = *predictions_.predictions;
+        std::vector<QString> titles;
+        for (std::size_t i = 0; i < classes.size(); ++i) {
+            const int k = classes[i];
+            const QString p_text = tr("p %1").arg(probability(row, k), 0, 'f', 3);
+            if (i == 0) titles.push_back(tr("Why %1 — predicted (%2)").arg(class_name(k), p_text));
+            else if (k == pr.actual[row]) titles.push_back(tr("What looked like %1 — actual (%2)").arg(class_name(k), p_text));
+            else titles.push_back(tr("What looked like %1 — runner-up (%2)").arg(class_name(k), p_text));
+        }
+        picture->set_maps(e, titles);
+        if (!picture->overlay()) picture->set_note({});
+        else if (e && !e->error.empty()) picture->set_note(tr("No heatmap: %1").arg(QString::fromStdString(e->error)));
+        else if (e)
+            picture->set_note(predictions_.tta ? tr("Heatmaps of the plain view (the probabilities are with TTA)") : QString());
+        else if (!heatmaps_->error().isEmpty()) picture->set_note(heatmaps_->error());
+        else if (heatmaps_->running()) picture->set_note(tr("Computing the heatmaps…"));
+        else if (heatmaps_->waiting()) picture->set_note(tr("The heatmaps wait for the learner (busy)…"));
+    };
+    connect(picture, &HeatmapView::overlay_toggled, dialog, [this, record, show_maps](bool on) {
+        if (on && !heatmaps_->find(record)) heatmaps_->request({record});
+        show_maps();
+    });
+    connect(picture, &HeatmapView::opacity_changed, heatmaps_, &HeatmapStore::set_opacity);
+    connect(heatmaps_, &HeatmapStore::ready, dialog, show_maps);
+    connect(heatmaps_, &HeatmapStore::failed, dialog, show_maps);
+    show_maps();
+    picture->set_overlay(overlay_->isChecked());
     auto* info_label = new QLabel(info);
     info_label->setObjectName("imageInfo");
     info_label->setTextInteractionFlags(Qt::TextSelectableByMouse);
@@ -527,7 +652,7 @@ QDialog* InspectPage::open_tile(int gallery_row) {
     l->addWidget(info_label);
     l->addWidget(state);
     l->addLayout(marks_row);
-    dialog->resize(900, 640);
+    dialog->resize(1100, 680);
     dialog->show();
     return dialog;
 }

@@ -9,6 +9,8 @@
 // loss. A tile opens the image large with every class probability; there the user can exclude
 // it or correct its label. Marks go into the project's manifest (files are never touched), the
 // next fit uses them, and they can be undone. The mistakes export as CSV.
+// "Overlay: where it looked" lays Grad-CAM heatmaps (heatmap_overlay.h) over the gallery's
+// tiles and, in the large view, shows the predicted class's map beside the actual class's.
 
 #include "training_worker.h"
 
@@ -29,6 +31,7 @@ class QTableWidget;
 
 namespace whisker::ui {
 
+class HeatmapStore;
 class ThumbnailModel;
 class TrainPage;
 
@@ -78,6 +81,8 @@ public:
     QLabel* summary_label() const { return summary_; }
     ThumbnailModel* gallery_model() const { return gallery_model_; }
     QListView* gallery() const { return gallery_; }
+    QCheckBox* overlay_box() const { return overlay_; }
+    HeatmapStore* heatmaps() const { return heatmaps_; }
     const PredictionSet& predictions() const { return predictions_; }
     const data::Dataset* dataset() const { return marks_.get(); }
 
@@ -96,6 +101,8 @@ private:
     QColor tint(std::size_t record) const;
     float probability(std::size_t row, int cls) const;
     QString class_name(int k) const;
+    void request_heatmaps();   // for the gallery's tiles, when the overlay is on
+    QPixmap decorate(std::size_t record, const QPixmap& thumbnail) const;
 
     TrainPage* train_;
     std::filesystem::path project_;
@@ -123,6 +130,9 @@ private:
     QPushButton* export_button_;
     ThumbnailModel* gallery_model_;
     QListView* gallery_;
+    QCheckBox* overlay_;
+    QLabel* overlay_note_;
+    HeatmapStore* heatmaps_;
 };
 
 }  // namespace whisker::ui

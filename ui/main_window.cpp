@@ -3,6 +3,7 @@
 #include "background_job.h"
 #include "data_page.h"
 #include "inspect_page.h"
+#include "runs_page.h"
 #include "submit_page.h"
 #include "train_page.h"
 
@@ -71,6 +72,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
         {QT_TR_NOOP("2  Train"), QStyle::SP_MediaPlay, QT_TR_NOOP("Fine-tune a pretrained network: LR finder, fit, live plots")},
         {QT_TR_NOOP("3  Inspect"), QStyle::SP_FileDialogContentsView, QT_TR_NOOP("See what the model gets wrong: galleries by loss, confusion matrix, marks")},
         {QT_TR_NOOP("4  Submit"), QStyle::SP_ArrowUp, QT_TR_NOOP("Predict the test set, check and export the CSV, submit it to Kaggle")},
+        {QT_TR_NOOP("5  Runs"), QStyle::SP_FileDialogDetailedView, QT_TR_NOOP("Every fit, sweep, prediction and ensemble: compare them, load one, CV against the leaderboard")},
     };
     for (const auto& s : steps) {
         auto* item = new QListWidgetItem(style()->standardIcon(s.icon), tr(s.name));
@@ -87,6 +89,9 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     pages_->addWidget(inspect_page_);
     submit_page_ = new SubmitPage(train_page_);
     pages_->addWidget(submit_page_);
+    runs_page_ = new RunsPage(train_page_);
+    pages_->addWidget(runs_page_);
+    connect(runs_page_, &RunsPage::log, this, &MainWindow::log);
     connect(train_page_, &TrainPage::log, this, &MainWindow::log);
     connect(inspect_page_, &InspectPage::log, this, &MainWindow::log);
     connect(submit_page_, &SubmitPage::log, this, &MainWindow::log);
@@ -116,6 +121,13 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
         QMetaObject::invokeMethod(train_page_->worker(), [w = train_page_->worker()] { w->reload_dataset(); }, Qt::QueuedConnection);
         inspect_page_->reload_marks();
         log(tr("Undid the marks of %1").arg(path));
+    });
+    // Marks made on the Data page's Duplicates tab (keep in one split, relabel, exclude): the
+    // learner and the Inspect page follow, as for an undo.
+    connect(data_page_, &DataPage::marks_changed, this, [this](const QString& what) {
+        QMetaObject::invokeMethod(train_page_->worker(), [w = train_page_->worker()] { w->reload_dataset(); }, Qt::QueuedConnection);
+        inspect_page_->reload_marks();
+        log(what);
     });
     connect(data_page_, &DataPage::download_requested, this, &MainWindow::download_competition);
     connect(nav_, &QListWidget::currentRowChanged, this, [this](int row) {
@@ -338,6 +350,7 @@ bool MainWindow::open_project(const fs::path& project) {
     train_page_->set_project(project);
     inspect_page_->set_project(project);
     submit_page_->set_project(project);
+    runs_page_->set_project(project);
     setWindowTitle(tr("Whisker — %1").arg(qstr(project.filename())));
     try {
         if (data::Dataset::exists(project)) {

@@ -27,13 +27,14 @@ namespace whisker::ui {
 class BackgroundJob;
 class DataPage;
 class InspectPage;
+class RunsPage;
 class SubmitPage;
 class TrainPage;
 
 class MainWindow : public QMainWindow {
     Q_OBJECT
 public:
-    enum Page { DataPageIndex = 0, TrainPageIndex, InspectPageIndex, SubmitPageIndex };
+    enum Page { DataPageIndex = 0, TrainPageIndex, InspectPageIndex, SubmitPageIndex, RunsPageIndex };
 
     explicit MainWindow(QWidget* parent = nullptr);
     ~MainWindow() override;
@@ -53,6 +54,7 @@ public:
     TrainPage* train_page() const { return train_page_; }
     InspectPage* inspect_page() const { return inspect_page_; }
     SubmitPage* submit_page() const { return submit_page_; }
+    RunsPage* runs_page() const { return runs_page_; }
     BackgroundJob* job() const { return job_; }
     QListWidget* navigation() const { return nav_; }
     void log(const QString& line);
@@ -90,6 +92,7 @@ private:
     TrainPage* train_page_ = nullptr;
     InspectPage* inspect_page_ = nullptr;
     SubmitPage* submit_page_ = nullptr;
+    RunsPage* runs_page_ = nullptr;
     QPlainTextEdit* log_ = nullptr;
     QLabel* device_label_ = nullptr;
     QLabel* job_label_ = nullptr;

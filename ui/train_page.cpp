@@ -314,6 +314,31 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
         if (on) processes_->setValue(gpus);
         processes_->setEnabled(!on);
     });
+    sync_bn_ = new QCheckBox(tr("Sync BN"));
+    sync_bn_->setObjectName("syncBnBox");
+    sync_bn_->setToolTip(tr("Synchronised BatchNorm (whisker-cli fit --sync-bn): the BatchNorm statistics of the whole "
+                            "global batch instead of each process's share, as PyTorch's SyncBatchNorm. Helps when each "
+                            "process has only a few images; costs one small exchange per BatchNorm layer."));
+    accumulate_ = new QSpinBox;
+    accumulate_->setObjectName("accumulateBox");
+    accumulate_->setRange(1, 256);
+    accumulate_->setSpecialValueText(tr("off (step every batch)"));
+    accumulate_->setSuffix(tr(" batches per step"));
+    accumulate_->setToolTip(tr("Gradient accumulation (whisker-cli fit --accumulate): the optimiser steps every N "
+                               "batches, so batch size 16 with 4 trains like a batch of 64 in a quarter of the GPU "
+                               "memory. The schedule and the learning-rate finder count steps; BatchNorm sees each "
+                               "batch of 16."));
+    effective_batch_ = new QLabel;
+    effective_batch_->setObjectName("effectiveBatchLabel");
+    auto update_batch_options = [this] {
+        sync_bn_->setEnabled(processes_->value() > 1);
+        const int n = accumulate_->value();
+        effective_batch_->setText(n > 1 ? tr("= %1 per step").arg(batch_->value() * n) : QString());
+    };
+    connect(processes_, &QSpinBox::valueChanged, this, update_batch_options);
+    connect(batch_, &QSpinBox::valueChanged, this, update_batch_options);
+    connect(accumulate_, &QSpinBox::valueChanged, this, update_batch_options);
+    update_batch_options();
     start_ = new QPushButton(tr("&Start"));
     stop_button_ = new QPushButton(tr("Sto&p"));
     resume_ = new QPushButton(tr("&Resume"));
@@ -321,7 +346,9 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     load_ = new QPushButton(tr("Load…"));
     recipe_ = new QPushButton(tr("Run the &recipe (fastai's 8 steps)"));
     recipe_->setToolTip(tr("precompute → lr_find → fit → train with augmentation (SGDR) → unfreeze → "
-                           "differential rates → lr_find → SGDR with cycle_mult 2, then TTA and the submission"));
+                           "differential rates → lr_find → SGDR with cycle_mult 2, then TTA and the submission.\n"
+                           "A learner trained from scratch runs the same steps adapted to it: one epoch per frozen "
+                           "step, then every layer at 2e-3 with AdamW for 2+4+8 epochs of SGDR."));
     auto* fit_box = new QGroupBox(tr("Fit"));
     auto* ff = new QFormLayout(fit_box);
     ff->addRow(tr("Learning rate(s)"), lr_);
@@ -345,7 +372,12 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     auto* parallel_row = new QHBoxLayout;
     parallel_row->addWidget(processes_, 1);
     parallel_row->addWidget(all_gpus_);
+    parallel_row->addWidget(sync_bn_);
     ff->addRow(tr("Processes"), parallel_row);
+    auto* accumulate_row = new QHBoxLayout;
+    accumulate_row->addWidget(accumulate_, 1);
+    accumulate_row->addWidget(effective_batch_);
+    ff->addRow(tr("Accumulate"), accumulate_row);
     auto* buttons = new QHBoxLayout;
     for (auto* b : {start_, stop_button_, resume_, save_, load_}) buttons->addWidget(b);
     ff->addRow(buttons);
@@ -444,6 +476,9 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     // ---- wiring ----
     connect(arch_, &QComboBox::currentTextChanged, this, &TrainPage::update_weights_state);
     connect(arch_, &QComboBox::currentTextChanged, this, &TrainPage::architecture_changed);
+    connect(accumulate_, &QSpinBox::valueChanged, this, [this](int n) {
+        QMetaObject::invokeMethod(worker_, [w = worker_, n] { w->set_accumulate(n); }, Qt::QueuedConnection);
+    });
     connect(precision_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] {
         const int p = precision_->currentData().toInt();
         QMetaObject::invokeMethod(worker_, [w = worker_, p] { w->set_precision(p); }, Qt::QueuedConnection);
@@ -827,6 +862,7 @@ void TrainPage::start_fit() {
     o.cutmix_alpha = cutmix_->value();
     o.ema_decay = ema_->value();
     o.label_smoothing = label_smoothing_->value();
+    o.accumulate = accumulate_->value();
     if ((o.mixup_alpha > 0 || o.cutmix_alpha > 0) && precompute_->isChecked() && trainable_->currentIndex() == 0) {
         QMessageBox::warning(this, tr("MixUp and CutMix"),
                              tr("MixUp and CutMix mix images, and precompute trains on cached activations: turn "
@@ -837,6 +873,7 @@ void TrainPage::start_fit() {
     const bool precompute = precompute_->isChecked() && freeze_to == 2;
     const bool bn = bn_freeze_->isChecked();
     const int nproc = processes_->value();
+    const bool sync_bn = nproc > 1 && sync_bn_->isChecked();
     if (nproc > 1 && batch_->value() % nproc != 0) {
         QMessageBox::warning(this, tr("Batch size"), tr("The batch size (%1) is the global batch: use a multiple of the %2 processes.")
                                                          .arg(batch_->value()).arg(nproc));
@@ -844,8 +881,8 @@ void TrainPage::start_fit() {
     }
     set_busy(true, nproc > 1 ? tr("Training in %1 processes…").arg(nproc) : tr("Training…"));
     if (nproc > 1)
-        QMetaObject::invokeMethod(worker_, [w = worker_, o, precompute, freeze_to, bn, nproc] {
-            w->fit_processes(o, precompute, freeze_to, bn, nproc);
+        QMetaObject::invokeMethod(worker_, [w = worker_, o, precompute, freeze_to, bn, nproc, sync_bn] {
+            w->fit_processes(o, precompute, freeze_to, bn, nproc, sync_bn);
         }, Qt::QueuedConnection);
     else
         QMetaObject::invokeMethod(worker_, [w = worker_, o, precompute, freeze_to, bn] { w->fit(o, precompute, freeze_to, bn); },

@@ -85,6 +85,9 @@ public:
     QSpinBox* cycles_box() const { return cycles_; }
     QSpinBox* processes_box() const { return processes_; }
     QCheckBox* all_gpus_box() const { return all_gpus_; }
+    QCheckBox* sync_bn_box() const { return sync_bn_; }
+    QSpinBox* accumulate_box() const { return accumulate_; }
+    QLabel* effective_batch_label() const { return effective_batch_; }
     QTableWidget* epoch_table() const { return table_; }
     QCustomPlot* lr_plot() const { return lr_plot_; }
     QCustomPlot* loss_plot() const { return loss_plot_; }
@@ -162,6 +165,9 @@ private:
     QCheckBox* bn_freeze_;
     QSpinBox* processes_;
     QCheckBox* all_gpus_;
+    QCheckBox* sync_bn_;          // --sync-bn, with more than one process
+    QSpinBox* accumulate_;        // gradient accumulation: batches per optimiser step
+    QLabel* effective_batch_;     // "= 256 per step"
     QPushButton* start_;
     QPushButton* stop_button_;
     QPushButton* resume_;

@@ -4,10 +4,12 @@
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
 #include "whisker/data/dataset.h"
+#include "whisker/project/runs.h"
 #include "whisker/train/distributed.h"
 #include "whisker/train/recipe.h"
 
 #include <QCoreApplication>
+#include <exception>
 #include <QDir>
 
 #include <nlohmann/json.hpp>
@@ -101,6 +103,36 @@ void TrainingWorker::run_job(const QString& name, F&& body) {
     }
 }
 
+namespace {
+// A workbench job recorded as a run of the project (PROJECT/runs/, whisker/project/runs.h), as
+// whisker-cli records its commands: the recorder is the learner's callback for this job only.
+// A job that ends by an exception (stopped, failed) is recorded as such.
+class RecordedJob {
+public:
+    RecordedJob(project::Session& session, project::RunKind kind, const std::string& what)
+        : learner_(session.learner()), recorder_(std::make_shared<project::RunRecorder>(session.project(), "whisker")) {
+        learner_.add_callback(recorder_);
+        recorder_->begin(kind, learner_, "whisker (workbench): " + what);
+    }
+    ~RecordedJob() {
+        try {
+            if (std::uncaught_exceptions() > 0) recorder_->end_stopped("the job was stopped or failed (see the log)");
+            else recorder_->end();
+        } catch (const std::exception&) {   // recording never takes a job down
+        }
+        learner_.remove_callback(recorder_.get());
+    }
+    RecordedJob(const RecordedJob&) = delete;
+    RecordedJob& operator=(const RecordedJob&) = delete;
+    project::RunRecorder& operator*() const { return *recorder_; }
+    project::RunRecorder* operator->() const { return recorder_.get(); }
+
+private:
+    train::Learner& learner_;
+    std::shared_ptr<project::RunRecorder> recorder_;
+};
+}  // namespace
+
 project::Session& TrainingWorker::session() {
     if (!session_) throw UserError("no project is open", "open or create one (File menu)");
     return *session_;
@@ -142,6 +174,8 @@ void TrainingWorker::set_precision(int precision) {
         Q_EMIT job_finished("precision", false, {});
     });
 }
+
+void TrainingWorker::set_accumulate(int batches) { accumulate_ = std::max(1, batches); }
 
 void TrainingWorker::reload() {
     run_job("reload", [&] {
@@ -278,7 +312,9 @@ void TrainingWorker::predict(int split, int tta, int mix, bool ema) {
             }
         } ema_off{l, ema};
         if (ema) l.use_ema_weights(true);
+        RecordedJob run(session(), project::RunKind::Predict, split == static_cast<int>(data::Split::Test) ? "predict test" : "predict valid");
         const auto& p = session().predict(static_cast<data::Split>(split), tta, mix ? train::TtaMix::Beta : train::TtaMix::Mean, &stop_);
+        if (p.predictions) run->add_prediction(*p.predictions, p.split, p.tta, p.mix);
         Q_EMIT predictions_ready(prediction_set(p, session().project()));
         publish();
         Q_EMIT job_finished("predict", false, {});
@@ -297,7 +333,7 @@ void TrainingWorker::run_recipe(const QString& recipe_json) {
     run_job("recipe", [&] {
         auto& ps = session();
         const auto lock = ps.lock("recipe");
-        ps.learner();   // says "no learner yet" before anything runs
+        ps.learner().set_accumulate(accumulate_);   // says "no learner yet" before anything runs
         train::RecipeEvents ev;
         ev.step_started = [this](int n, int total, const std::string& step) {
             Q_EMIT recipe_step(n, tr("Step %1 of %2: %3").arg(n).arg(total).arg(QString::fromStdString(step)));
@@ -316,8 +352,9 @@ void TrainingWorker::run_recipe(const QString& recipe_json) {
             bool& flag;
             ~Reset() { flag = false; }
         } reset{in_lr_find_};
-        const std::string recipe = recipe_json.isEmpty() ? train::default_recipe() : recipe_json.toStdString();
-        const auto r = ps.run_recipe(recipe, ev, &stop_);
+        const std::string recipe = recipe_json.isEmpty() ? train::recipe_for(ps.learner()) : recipe_json.toStdString();
+        RecordedJob run(ps, project::RunKind::Recipe, "run the recipe");
+        const auto r = ps.run_recipe(recipe, run->recipe_events(recipe, ev), &stop_);
         ps.persist();
         publish();
         Q_EMIT job_finished("recipe", r.stopped, QString::fromStdString(r.stop_reason));
@@ -328,7 +365,7 @@ void TrainingWorker::lr_find() {
     run_job("lr_find", [&] {
         auto& ps = session();
         const auto lock = ps.lock("lr-find");
-        ps.learner();
+        ps.learner().set_accumulate(accumulate_);
         in_lr_find_ = true;
         finder_lrs_.clear();
         finder_losses_.clear();
@@ -336,7 +373,9 @@ void TrainingWorker::lr_find() {
             bool& flag;
             ~Reset() { flag = false; }
         } reset{in_lr_find_};
+        RecordedJob run(ps, project::RunKind::LrFind, "find a learning rate");
         const auto r = ps.lr_find(1e-5, 10, false, &stop_);
+        run->add_lr_find(r);
         ps.persist();
         Q_EMIT lr_find_finished(curve_of(r));
         publish();
@@ -364,6 +403,8 @@ void TrainingWorker::fit(const train::FitOptions& options, bool precompute, int 
         train::FitResult r;
         {
             Persist persist{ps};
+            RecordedJob run(ps, project::RunKind::Fit, "fit");
+            run->expect_fit(options);
             r = ps.fit(options, &stop_);
         }
         publish();
@@ -387,7 +428,8 @@ std::string join_numbers(const std::vector<double>& v) {
 }
 }  // namespace
 
-void TrainingWorker::fit_processes(const train::FitOptions& options, bool precompute, int freeze_to, bool bn_freeze, int nproc) {
+void TrainingWorker::fit_processes(const train::FitOptions& options, bool precompute, int freeze_to, bool bn_freeze, int nproc,
+                                   bool sync_bn) {
     run_job("fit", [&] {
         auto& ps = session();
         const auto lock = ps.lock("fit");   // the workers inherit it
@@ -415,6 +457,8 @@ void TrainingWorker::fit_processes(const train::FitOptions& options, bool precom
         if (options.ema_decay > 0) o.args.insert(o.args.end(), {"--ema", fmt::format("{}", options.ema_decay)});
         if (options.label_smoothing > 0)
             o.args.insert(o.args.end(), {"--label-smoothing", fmt::format("{}", options.label_smoothing)});
+        if (options.accumulate > 1) o.args.insert(o.args.end(), {"--accumulate", std::to_string(options.accumulate)});
+        if (sync_bn) o.args.push_back("--sync-bn");
         o.stop = &stop_;
         long last_iteration = -1;
         o.on_output = [this, &last_iteration](const std::string& line) {

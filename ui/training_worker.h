@@ -127,7 +127,9 @@ public Q_SLOTS:
     // The same fit in `nproc` data-parallel processes (whisker-cli fit --nproc, c10d): the
     // project's learner is saved, the workers continue from it, their epochs arrive as
     // epoch_finished, and the learner here reloads what rank 0 saved. Stop reaches every worker.
-    void fit_processes(const whisker::train::FitOptions& options, bool precompute, int freeze_to, bool bn_freeze, int nproc);
+    // With `sync_bn`, BatchNorm statistics over the global batch (--sync-bn).
+    void fit_processes(const whisker::train::FitOptions& options, bool precompute, int freeze_to, bool bn_freeze, int nproc,
+                       bool sync_bn = false);
     void resume();
     // Progressive resizing: the learner goes on at `size` px with the same weights.
     void resize(int size);
@@ -142,6 +144,9 @@ public Q_SLOTS:
     void reload_dataset();
     // The precision of forward passes (train::Precision as int) for this and later sessions.
     void set_precision(int precision);
+    // Gradient accumulation (batches per optimiser step) of the sweeps and recipes from now
+    // on; a fit takes its own from FitOptions::accumulate.
+    void set_accumulate(int batches);
 
 Q_SIGNALS:
     void session_changed(const whisker::ui::SessionView& view);
@@ -177,6 +182,7 @@ private:
     long process_x_base_ = 0;      // batch-plot x of a multi-process fit's first batch
     bool in_lr_find_ = false;
     train::Precision precision_ = train::Precision::Auto;
+    int accumulate_ = 1;
 };
 
 // Registers the value types above for queued connections (call once, before use).

@@ -1,4 +1,4 @@
-// whisker-cli data prepare | report | materialize | resize
+// whisker-cli data prepare | report | materialize | resize | duplicates | map
 #include "commands.h"
 #include "terminal_progress.h"
 
@@ -7,10 +7,14 @@
 #include "whisker/project/project_lock.h"
 #include "whisker/data/report.h"
 #include "whisker/data/resize_cache.h"
+#include "whisker/explain/duplicates.h"
+#include "whisker/explain/embeddings.h"
+#include "whisker/project/session.h"
 
 #include <fmt/format.h>
 
 #include <optional>
+#include <algorithm>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -105,6 +109,122 @@ void add_resize(CLI::App& data, GlobalOptions& global) {
     });
 }
 
+// "3=train" -> (3, "train"); UserError naming the option otherwise.
+std::pair<int, std::string> group_and_value(const std::string& option, const std::string& text) {
+    const auto eq = text.find('=');
+    try {
+        if (eq != std::string::npos && eq > 0) return {std::stoi(text.substr(0, eq)), text.substr(eq + 1)};
+    } catch (const std::exception&) {
+    }
+    throw UserError(fmt::format("{} {}: expected GROUP=VALUE", option, text), fmt::format("e.g. {} 3=train", option));
+}
+
+const explain::DuplicateGroup& group_of(const explain::DuplicateReport& report, int id) {
+    if (const auto* g = report.group(id)) return *g;
+    throw UserError(fmt::format("there is no group {} of copies", id),
+                    report.groups.empty() ? "this dataset has no copies at this threshold"
+                                          : fmt::format("groups are numbered 1 to {}", report.groups.size()));
+}
+
+void add_duplicates(CLI::App& data, GlobalOptions& global) {
+    static std::string project, csv;
+    static double threshold = explain::kDefaultNearThreshold;
+    static bool json = false, all = false;
+    static std::vector<std::string> keep, relabel;
+    static std::vector<int> exclude, exclude_all, undo;
+    auto* cmd = data.add_subcommand("duplicates",
+                                    "Find exact and near copies within and across train, valid and test (leaks, "
+                                    "conflicting labels); act on them with marks that can be undone");
+    cmd->add_option("PROJECT", project, "Project folder")->required();
+    cmd->add_option("--threshold", threshold,
+                    "Near copies: cosine similarity of 8x8 colour thumbnails at least this (above 1: exact copies only)")
+        ->capture_default_str()->check(CLI::Range(0.5, 2.0));
+    cmd->add_option("--csv", csv, "Also write every group's members as CSV");
+    cmd->add_flag("--json", json, "Print the report as JSON");
+    cmd->add_flag("--all", all, "Also list the groups your marks have resolved");
+    cmd->add_option("--keep", keep, "GROUP=SPLIT: keep the group in train or valid (its copies in the other split are excluded)");
+    cmd->add_option("--relabel", relabel, "GROUP=CLASS: give every labelled image of the group this class (a relabel mark)");
+    cmd->add_option("--exclude", exclude, "GROUP: exclude the group's labelled images but one");
+    cmd->add_option("--exclude-all", exclude_all, "GROUP: exclude all of the group's labelled images");
+    cmd->add_option("--undo", undo, "GROUP: take back every mark of the group's images");
+    cmd->callback([&global] {
+        const bool acts = !keep.empty() || !relabel.empty() || !exclude.empty() || !exclude_all.empty() || !undo.empty();
+        // Marks write the manifest: only then is the project's lock needed.
+        project::ProjectLock lock;
+        if (acts) lock = project::ProjectLock::acquire(project, "marks");
+        data::Dataset d = data::Dataset::load(project);
+        TerminalProgress bar(!global.quiet && !json && isatty(2));
+        explain::DuplicateOptions o;
+        o.threshold = threshold;
+        o.threads = global.threads;
+        o.progress = bar.callback();
+        explain::DuplicateReport report = explain::find_duplicates(project, d, o);
+        bar.finish();
+        if (acts) {
+            std::vector<std::string> lines;
+            auto note = [&](const std::string& what, const std::vector<std::string>& paths) {
+                lines.push_back(fmt::format("{}: {} image(s) changed", what, paths.size()));
+            };
+            for (const auto& k : keep) {
+                const auto [id, split_text] = group_and_value("--keep", k);
+                const auto split = data::parse_split(split_text);
+                if (!split) throw UserError(fmt::format("--keep {}: no split named '{}'", k, split_text), "use train or valid");
+                note(fmt::format("group {} kept in {}", id, split_text), explain::keep_group_in_split(d, group_of(report, id), *split));
+            }
+            for (const auto& r : relabel) {
+                const auto [id, name] = group_and_value("--relabel", r);
+                const auto it = std::find(d.classes.begin(), d.classes.end(), name);
+                if (it == d.classes.end()) throw UserError(fmt::format("--relabel {}: no class named '{}'", r, name),
+                                                           "the classes are listed by: whisker-cli data report " + project);
+                note(fmt::format("group {} relabelled {}", id, name),
+                     explain::relabel_group(d, group_of(report, id), static_cast<int>(it - d.classes.begin())));
+            }
+            for (int id : exclude) note(fmt::format("group {}: all but one excluded", id), explain::exclude_group(d, group_of(report, id), true));
+            for (int id : exclude_all) note(fmt::format("group {}: all excluded", id), explain::exclude_group(d, group_of(report, id), false));
+            for (int id : undo) note(fmt::format("group {}: marks undone", id), explain::undo_group(d, group_of(report, id)));
+            d.save(project);
+            explain::update_kinds(d, report.groups);
+            if (!global.quiet && !json) {
+                for (const auto& l : lines) fmt::print("{}\n", l);
+                fmt::print("Saved the marks to the manifest (image files untouched); the next fit uses them. Undo: --undo GROUP.\n\n");
+            }
+        }
+        if (!csv.empty()) explain::write_duplicates_csv(csv, project, d, report);
+        if (json) fmt::print("{}\n", explain::duplicates_json(d, report));
+        else fmt::print("{}", explain::format_duplicates(d, report, all));
+    });
+}
+
+void add_map(CLI::App& data, GlobalOptions& global) {
+    static std::string project, out;
+    auto* cmd = data.add_subcommand("map",
+                                    "Project every image's pooled body features to 2-D (PCA, then UMAP) with the project's "
+                                    "learner, and write the map as CSV");
+    cmd->add_option("PROJECT", project, "Project folder (with a learner)")->required();
+    cmd->add_option("--out", out, "CSV to write: path, split, actual, predicted, mistake, x, y, pca_x, pca_y")->required();
+    cmd->callback([&global] {
+        TerminalProgress bar(!global.quiet && isatty(2));
+        project::SessionOptions so;
+        so.base.threads = global.threads;
+        so.progress = [&bar](const std::string& stage, long done, long total) {
+            bar.update(Progress{stage, static_cast<std::uint64_t>(std::max(0L, done)), static_cast<std::uint64_t>(std::max(0L, total))});
+        };
+        project::Session session(project, so);
+        if (!session.has_learner())
+            throw UserError(session.learner_error().empty() ? "this project has no learner yet" : session.learner_error(),
+                            "create one first: whisker-cli fit " + project + " --arch resnet34");
+        const explain::DataMap map = explain::data_map(session, so.progress);
+        bar.finish();
+        explain::write_map_csv(out, project, session.learner().dataset(), map);
+        std::size_t mistakes = 0;
+        for (const auto& p : map.points) mistakes += p.mistake();
+        if (!global.quiet)
+            fmt::print("Wrote the map of {} images ({} mistakes) to {}: {}; the first two principal components hold {:.1f}% "
+                       "of the variance. Model: {}\n",
+                       map.points.size(), mistakes, out, map.method, 100 * map.pca_explained, map.model);
+    });
+}
+
 }  // namespace
 
 void add_data_commands(CLI::App& app, GlobalOptions& global) {
@@ -114,6 +234,8 @@ void add_data_commands(CLI::App& app, GlobalOptions& global) {
     add_report(*data, global);
     add_materialize(*data, global);
     add_resize(*data, global);
+    add_duplicates(*data, global);
+    add_map(*data, global);
 }
 
 }  // namespace whisker::cli

@@ -14,6 +14,7 @@
 #include "whisker/models/arch_stats.h"
 #include "whisker/models/weights.h"
 #include "whisker/project/project_lock.h"
+#include "whisker/project/runs.h"
 #include "whisker/project/session.h"
 #include "whisker/train/distributed.h"
 #include "whisker/train/learner.h"
@@ -128,7 +129,24 @@ struct DistArgs {
     int nproc = 1;
     double timeout_s = 300;
     std::string backend;
+    // How a batch is computed (fit, run, lr-find): BatchNorm over the global batch, and
+    // gradient accumulation (the learner's default for fits and sweeps).
+    bool sync_bn = false;
+    int accumulate = 1;
 };
+
+void add_batch_options(CLI::App* cmd, DistArgs& d) {
+    cmd->add_flag("--sync-bn", d.sync_bn,
+                  "Data-parallel: BatchNorm statistics over the global batch (PyTorch's SyncBatchNorm) instead of "
+                  "each process's share; no effect in one process");
+    cmd->add_option("--accumulate", d.accumulate,
+                    "Gradient accumulation: the optimiser steps every N batches, so --bs 16 --accumulate 4 trains like "
+                    "a batch of 64 in a quarter of the memory (the schedule counts steps; BatchNorm sees each batch of "
+                    "16; a resumed fit keeps its own)")
+        ->option_text("N")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+}
 
 void add_dist_options(CLI::App* cmd, DistArgs& d) {
     cmd->add_option("--nproc", d.nproc,
@@ -269,7 +287,7 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
         };
         differs(!a.arch.empty() && a.arch != want.arch, "arch");
         differs(a.size && a.size != want.size, "size");
-        differs(a.batch_size && a.batch_size != want.batch_size, "bs");
+        // The batch size is not part of what the weights learnt: --bs changes it (below).
         // The augmentation is the learner's too (its weights were trained with it).
         const std::string has = data::describe_augmentation(want.augment, want.max_zoom, want.no_flip,
                                                             want.trivial_augment, want.random_erasing);
@@ -347,6 +365,10 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
     so.base.threads = g.threads;
     so.base.distributed = group;
     so.base.precision = train::parse_precision(a.precision);
+    if (dist) {
+        so.base.sync_batch_norm = dist->sync_bn;
+        so.base.accumulate = dist->accumulate;
+    }
     train::resolve_precision(so.base.precision, detect_compute_device().cuda);   // fp16 on a CPU: say so first
     so.progress = progress;
     // With --new-learner the old one is opened too, to keep its trained weights.
@@ -355,6 +377,13 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
         if (!s.state->has_learner()) throw UserError(s.state->learner_error().empty() ? "cannot open the project's learner"
                                                                                      : s.state->learner_error());
         if (!quiet) fmt::print(stderr, "Learner: {}\n", s.state->describe_learner());
+        if (a.batch_size && a.batch_size != s.state->learner().config().batch_size) {
+            if (read_only) throw UserError("--bs changes the learner's batch size, which this command does not do",
+                                           "give --bs to fit, lr-find or run");
+            const int before = s.state->learner().config().batch_size;
+            s.state->set_batch_size(a.batch_size);
+            if (!quiet) fmt::print(stderr, "Batch size: {} -> {} (kept in the learner)\n", before, a.batch_size);
+        }
     } else {
         const std::string kept = s.state->new_learner(want);
         if (!quiet) {
@@ -375,11 +404,17 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
     s.learner->set_progress(progress);
     if (!quiet)
         fmt::print(stderr, "Precision: {}\n", train::describe_precision(so.base.precision, detect_compute_device().cuda));
+    if (!quiet && dist && dist->accumulate > 1)
+        fmt::print(stderr, "Gradient accumulation: a step every {} batches of {} (like a batch of {})\n", dist->accumulate,
+                   want.batch_size, dist->accumulate * want.batch_size);
+    if (!quiet && dist && dist->sync_bn && !group)
+        fmt::print(stderr, "note: --sync-bn has no effect in one process (its BatchNorm sees the whole batch already)\n");
     s.config = s.learner->config();
     if (group) {
         if (!quiet)
-            fmt::print("Data-parallel: {} processes ({}, {}), {} images per process per batch\n", group->world_size(),
-                       group->backend(), group->env().source, want.batch_size / group->world_size());
+            fmt::print("Data-parallel: {} processes ({}, {}), {} images per process per batch{}\n", group->world_size(),
+                       group->backend(), group->env().source, want.batch_size / group->world_size(),
+                       dist->sync_bn ? ", BatchNorm synchronised" : "");
         group->barrier();   // nobody writes before every rank has read the project's state
     }
     return s;
@@ -487,17 +522,21 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     lrf->add_option("--csv", lf_csv, "Write the curve (lr, smoothed loss) to this CSV");
     static DistArgs lf_dist;
     add_dist_options(lrf, lf_dist);
+    add_batch_options(lrf, lf_dist);
     lrf->callback([&global] {
         if (launch_workers_if_asked(lf_dist, global, lf.project, "lr-find")) return;
         Session s = open_session(lf, global, false, "lr-find", &lf_dist);
         apply_state_flags(*s.learner, lf_state);
+        const auto runs = record_run(*s.learner, lf.project, project::RunKind::LrFind, global);   // runs.h
         const auto r = run_lr_find(*s.state, lf_start, lf_end, lf_linear, global.quiet);
+        runs->add_lr_find(r);
         if (!lf_csv.empty() && s.learner->is_main_process()) {
             std::string out = "lr,loss\n";
             for (std::size_t i = 0; i < r.lrs.size(); ++i) out += fmt::format("{:.6e},{:.6f}\n", r.lrs[i], r.losses[i]);
             write_file_atomically(lf_csv, out);
         }
         s.state->persist();
+        runs->end();
     });
 
     // ---- fit ----
@@ -529,8 +568,12 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
                     "epoch and saved beside the weights (predict --ema uses it)");
     fit->add_flag("--resume", fs_args.resume, "Continue the fit that was interrupted (autosave)");
     fit->add_flag("--json", fit_json, "One JSON line per epoch instead of the table");
+    static bool fit_snapshots = false;
+    fit->add_flag("--snapshots", fit_snapshots,
+                  "Snapshot ensemble: keep a checkpoint at the end of each SGDR cycle (snapshot-RUN-CYCLE; needs --cycle-len)");
     static DistArgs fit_dist;
     add_dist_options(fit, fit_dist);
+    add_batch_options(fit, fit_dist);
     fit->callback([&global] {
         train::check_training_options(fit_extra);   // bad values before anything starts
         if (launch_workers_if_asked(fit_dist, global, fa.project, "fit")) return;
@@ -540,8 +583,12 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
         printer->bar = s.bar.get();
         printer->json_lines = fit_json || global.json;
         s.learner->add_callback(printer);
+        if (fit_snapshots && (fs_args.resume || !(fs_args.cycle_len > 0) || fs_args.one_cycle))
+            throw UserError("--snapshots keeps a checkpoint per SGDR cycle: it needs --cycle-len (and no --one-cycle or --resume)");
+        const auto runs = record_run(*s.learner, fa.project, project::RunKind::Fit, global);   // runs.h
         train::FitResult r;
         if (fs_args.resume) {
+            runs->expect_resume("autosave");
             r = s.learner->resume("autosave", &g_stop);
         } else {
             apply_state_flags(*s.learner, fs_args);
@@ -562,10 +609,12 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
             o.label_smoothing = fit_extra.label_smoothing;
             if (const std::string extra = train::describe_training_options(o); !extra.empty() && !quiet)
                 fmt::print(stderr, "Training with {}\n", extra);
+            runs->expect_fit(o, fit_snapshots);
             r = s.learner->fit(o, &g_stop);
         }
         s.bar->finish();
         s.state->persist();
+        runs->end();
         if (!quiet) report_load_failures(*s.learner);
         print_fit_end(r, fa.project, quiet);
         if (r.stopped && r.stop_reason.find("NaN") != std::string::npos) {
@@ -602,6 +651,8 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
         if (!split || *split == data::Split::Train) throw UserError("--split must be test or valid");
         if (!p_mistakes.empty() && *split != data::Split::Valid) throw UserError("--mistakes needs --split valid");
         if (p_ema) s.learner->use_ema_weights(true);
+        const auto runs = record_run(*s.learner, pa.project,
+                                     *split == data::Split::Valid ? project::RunKind::Predict : project::RunKind::Submission, global);
         const auto& p = *s.state->predict(*split, p_tta, p_beta ? train::TtaMix::Beta : train::TtaMix::Mean, &g_stop).predictions;
         s.bar->finish();
         if (!s.learner->is_main_process()) return;   // every rank has all rows; rank 0 reports and writes
@@ -628,10 +679,15 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
                 train::write_predictions_csv(p_mistakes, s.project, s.dataset, p, true);
                 fmt::print("Wrote the mistakes to {}\n", p_mistakes);
             }
+            runs->add_prediction(p, *split, p_tta, p_beta ? train::TtaMix::Beta : train::TtaMix::Mean, p_mistakes);
+            runs->end();
             return;
         }
         const fs::path out = p_out.empty() ? s.project / "submission.csv" : fs::path(p_out);
         s.state->write_submission(out, p_clip, p_labels);
+        runs->add_prediction(p, *split, p_tta, p_beta ? train::TtaMix::Beta : train::TtaMix::Mean, out);
+        runs->set_submission(out);
+        runs->end();
         if (!global.quiet) fmt::print("Wrote {} ({} rows{})\n", out.string(), p.records.size(), p_tta ? fmt::format(", TTA x{}", p_tta) : "");
     });
 
@@ -682,12 +738,18 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     run->add_option("--recipe", recipe_file, "JSON list of steps (see README)");
     static DistArgs run_dist;
     add_dist_options(run, run_dist);
+    add_batch_options(run, run_dist);
     run->callback([&global] {
         if (launch_workers_if_asked(run_dist, global, ra.project, "run")) return;
-        std::string recipe = train::default_recipe();
-        if (!recipe_file.empty()) recipe = read_file(recipe_file);
+        std::string recipe = recipe_file.empty() ? std::string() : read_file(recipe_file);
         Session s = open_session(ra, global, true, "run", &run_dist);
         const bool quiet = global.quiet || !s.learner->is_main_process();
+        if (recipe.empty()) {
+            recipe = train::recipe_for(*s.learner);
+            if (!quiet && !s.learner->config().pretrained)
+                fmt::print("Recipe: the seed's 8 steps adapted to training from scratch (one epoch per frozen step; the last "
+                           "fit trains every layer at 2e-3 with AdamW, 2+4+8 epochs of SGDR)\n");
+        }
         auto printer = std::make_shared<TablePrinter>();
         printer->bar = s.bar.get();
         printer->json_lines = global.json;
@@ -717,8 +779,11 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
             else
                 fmt::print("Wrote the submission {} ({} rows)\n", written.string(), p.records.size());
         };
-        const auto r = s.state->run_recipe(recipe, ev, &g_stop);
+        const auto runs = record_run(*s.learner, ra.project, project::RunKind::Recipe, global);   // runs.h
+        const auto r = s.state->run_recipe(recipe, runs->recipe_events(recipe, ev), &g_stop);
         s.state->persist();
+        if (r.stopped) runs->end_stopped(r.stop_reason);
+        else runs->end();
         if (!quiet) report_load_failures(*s.learner);
         if (r.stopped) {
             if (!s.learner->is_main_process()) throw QuietExit{1};   // rank 0 says why

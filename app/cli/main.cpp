@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <unistd.h>
 
 namespace {
@@ -40,8 +41,11 @@ void add_sample_command(CLI::App& app, whisker::cli::GlobalOptions& global) {
 }
 
 void add_device_command(CLI::App& app) {
-    auto* cmd = app.add_subcommand("device", "Show the compute device Whisker will use");
-    cmd->callback([] { fmt::print("{}\n", whisker::detect_compute_device().describe()); });
+    auto* cmd = app.add_subcommand("device", "Show the compute device Whisker will use, and the LibTorch it was built with");
+    cmd->callback([] {
+        fmt::print("{}\n", whisker::detect_compute_device().describe());
+        fmt::print("Built with {}\n", WHISKER_LIBTORCH_SUMMARY);   // the version, CUDA or not, where from
+    });
 }
 
 }  // namespace
@@ -63,6 +67,8 @@ int main(int argc, char** argv) {
     whisker::cli::add_model_commands(app, global);
     whisker::cli::add_kaggle_commands(app, global);
     whisker::cli::add_train_commands(app, global);
+    whisker::cli::add_explain_commands(app, global);
+    whisker::cli::add_run_commands(app, global);
     add_device_command(app);
     try {
         app.parse(argc, argv);
@@ -78,12 +84,16 @@ int main(int argc, char** argv) {
         if (!e.hint().empty()) std::fprintf(stderr, "hint: %s\n", e.hint().c_str());
         return whisker::train::kPeerFailureExitCode;
     } catch (const whisker::UserError& e) {
-        // A worker of a data-parallel group says which one it is (unless the message does).
-        const char* rank = std::getenv("RANK");
-        const char* world = std::getenv("WORLD_SIZE");
+        // A worker of a data-parallel group (torchrun, SLURM or --nproc) says which one it is
+        // (unless the message does).
+        std::optional<whisker::train::DistributedEnv> group;
+        try {
+            group = whisker::train::distributed_env_from_environment();
+        } catch (const std::exception&) {   // inconsistent variables: the error itself may say so
+        }
         const std::string what = e.what();
-        if (rank && world && std::string(world) != "1" && what.rfind("rank ", 0) != 0)
-            std::fprintf(stderr, "error: rank %s of %s: %s\n", rank, world, what.c_str());
+        if (group && what.rfind("rank ", 0) != 0)
+            std::fprintf(stderr, "error: rank %d of %d: %s\n", group->rank, group->world_size, what.c_str());
         else
             std::fprintf(stderr, "error: %s\n", what.c_str());
         if (!e.hint().empty()) std::fprintf(stderr, "hint: %s\n", e.hint().c_str());

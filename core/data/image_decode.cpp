@@ -219,14 +219,16 @@ DecodedImage decode_image(const std::string& bytes, const DecodeOptions& o) {
     return out;
 }
 
-DecodedImage decode_image_file(const std::filesystem::path& path, const DecodeOptions& options) {
-    std::string bytes;
+std::string read_image_file(const std::filesystem::path& path) {
     try {
-        bytes = read_file(path);
+        return read_file(path);
     } catch (const UserError& e) {
         throw ImageError(std::string("cannot read the file: ") + e.what());
     }
-    return decode_image(bytes, options);
+}
+
+DecodedImage decode_image_file(const std::filesystem::path& path, const DecodeOptions& options) {
+    return decode_image(read_image_file(path), options);
 }
 
 }  // namespace whisker::data

@@ -2,9 +2,11 @@
 
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
+#include "whisker/common/random.h"
 #include "whisker/models/checkpoint.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 #include <torch/nn/init.h>
 #include <torch/nn/modules/activation.h>
@@ -66,14 +68,56 @@ at::Tensor ClassifierModel::pooled_features(const at::Tensor& images) {
     return token_body_ ? features : adaptive_concat_pool(features);
 }
 
+namespace {
+
+// Dropout of `x` ([rows, features]) with the masks of DropoutDraw: element (i, f) is kept when
+// a hash of (seed, layer, global row, f) says so, with probability 1 - p, and scaled by
+// 1 / (1 - p) as nn::Dropout. A counter-based draw: each rank computes only its own rows, and
+// the mask does not depend on the device, the thread count or LibTorch's generators.
+at::Tensor drawn_dropout(const at::Tensor& x, double p, const DropoutDraw& draw, std::uint64_t layer) {
+    if (p >= 1.0) return x * 0.0;
+    const std::int64_t rows = x.size(0), features = x.numel() / std::max<std::int64_t>(1, x.size(0));
+    at::Tensor mask = at::empty({rows, features}, at::kFloat);
+    float* m = mask.data_ptr<float>();
+    const float keep_scale = static_cast<float>(1.0 / (1.0 - p));
+    const std::uint64_t layer_seed = derive_seed(draw.seed, 0x64726f70, layer);
+    // Each element is a function of its position alone, so threads cannot change the result.
+    at::parallel_for(0, rows, std::max<std::int64_t>(1, 65536 / std::max<std::int64_t>(1, features)), [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i) {
+            const auto row = static_cast<std::uint64_t>(draw.first_row + i * draw.row_stride);
+            const std::uint64_t row_seed = derive_seed(layer_seed, row);
+            for (std::int64_t f = 0; f < features; ++f) {
+                const double u = static_cast<double>(derive_seed(row_seed, static_cast<std::uint64_t>(f)) >> 11) * 0x1.0p-53;
+                m[i * features + f] = u < p ? 0.0f : keep_scale;
+            }
+        }
+    });
+    return x * mask.view(x.sizes()).to(x.device(), x.scalar_type());
+}
+
+}  // namespace
+
 at::Tensor ClassifierModel::forward_head(const at::Tensor& activations) {
-    if (head_options_.style == HeadStyle::FastaiV2) return head_->forward(activations);
-    // The final LogSoftmax (or Sigmoid) in float32 even under 16-bit autocast: probabilities
-    // that sum to 1 and losses without bf16's rounding.
+    const bool drawn = dropout_draw_.has_value();
+    if (head_options_.style == HeadStyle::FastaiV2 && !drawn) return head_->forward(activations);
+    // Fastai07: the final LogSoftmax (or Sigmoid) in float32 even under 16-bit autocast:
+    // probabilities that sum to 1 and losses without bf16's rounding.
+    const bool last_in_float = head_options_.style != HeadStyle::FastaiV2;
     at::Tensor x = activations;
-    auto it = head_->begin();
-    for (std::size_t i = 0; i + 1 < head_->size(); ++i, ++it) x = it->forward(x);
-    return it->forward(x.scalar_type() == at::kFloat ? x : x.to(at::kFloat));
+    std::uint64_t dropout_layer = 0;
+    std::size_t i = 0;
+    for (auto it = head_->begin(); it != head_->end(); ++it, ++i) {
+        if (drawn) {
+            if (const auto* d = it->ptr()->as<nn::Dropout>()) {
+                if (d->is_training()) x = drawn_dropout(x, d->options.p(), *dropout_draw_, dropout_layer);
+                ++dropout_layer;
+                continue;
+            }
+        }
+        if (last_in_float && i + 1 == head_->size() && x.scalar_type() != at::kFloat) x = x.to(at::kFloat);
+        x = it->forward(x);
+    }
+    return x;
 }
 
 at::Tensor ClassifierModel::forward(const at::Tensor& images) { return forward_head(pooled_features(images)); }

@@ -340,6 +340,11 @@ void Session::resize_learner(int size) {
     persist();
 }
 
+void Session::set_batch_size(int batch_size) {
+    learner().set_batch_size(batch_size);
+    persist();
+}
+
 bool Session::learner_is_trained() const {
     if (!learner_) return false;
     return learner_->epochs_trained() > 0 || !log_.batches.empty();
@@ -496,6 +501,7 @@ void Session::persist() {
     train::Learner& l = learner();
     // The size follows the learner (a recipe's "size" step changes it).
     if (spec_) spec_->size = l.config().size;
+    if (spec_) spec_->batch_size = l.config().batch_size;   // changed by set_batch_size
     if (l.is_main_process() && spec_) spec_->write(project_);
     l.save("current");
     if (!l.is_main_process()) return;

@@ -10,6 +10,8 @@
 #include <opencv2/imgproc.hpp>
 
 #include <cmath>
+#include <cstdio>
+#include <sstream>
 
 namespace fs = std::filesystem;
 
@@ -116,13 +118,14 @@ void draw_pattern(cv::Mat& img, const Pose& p, Rng& r, const cv::Scalar& fur) {
 
 }  // namespace
 
-cv::Mat draw_animal(bool dog, std::uint64_t seed) {
+cv::Mat draw_animal(bool dog, std::uint64_t seed, cv::Rect* animal_box) {
     Rng r(seed);
     const int w = static_cast<int>(r.uniform_int(150, 500));
     int h = static_cast<int>(std::lround(w / r.uniform(0.6, 1.7)));
     h = std::clamp(h, 150, 500);
     cv::Mat img(h, w, CV_8UC3);
     draw_background(img, r);
+    const cv::Mat background = animal_box ? img.clone() : cv::Mat();
 
     const double body_len = r.uniform(0.45, 0.7) * std::min(w, h) * (dog ? 1.05 : 0.95);
     Pose p{r.uniform(0.35, 0.65) * w, r.uniform(0.4, 0.6) * h, body_len, r.uniform(-0.45, 0.45), r.bernoulli(0.5)};
@@ -185,6 +188,14 @@ cv::Mat draw_animal(bool dog, std::uint64_t seed) {
         const cv::Scalar wc = r.bernoulli(0.5) ? rgb(245, 245, 245) : rgb(30, 30, 30);
         for (int k = -1; k <= 1; ++k) segment(img, p, nose_x - 0.03, sy, nose_x + 0.15, sy + 0.04 * k - 0.01, 0.006, wc);
     }
+    if (animal_box) {
+        cv::Mat changed;
+        cv::absdiff(img, background, changed);
+        cv::cvtColor(changed, changed, cv::COLOR_RGB2GRAY);
+        std::vector<cv::Point> points;
+        cv::findNonZero(changed, points);
+        *animal_box = points.empty() ? cv::Rect() : cv::boundingRect(points);
+    }
     // Foreground occluders, blur, noise.
     if (r.bernoulli(0.2)) {
         const int n = static_cast<int>(r.uniform_int(1, 2));
@@ -213,14 +224,14 @@ cv::Mat draw_animal(bool dog, std::uint64_t seed) {
 void write_sample_competition(const fs::path& dir, const SampleOptions& o) {
     if (o.train_images < 2) throw UserError("the sample needs at least 2 training images (one per class)");
     if (o.test_images < 0) throw UserError("the number of test images cannot be negative");
-    struct Job { std::string name; bool dog; std::uint64_t seed; int quality; };
+    struct Job { std::string name; bool dog; std::uint64_t seed; int quality; cv::Rect box; };
     std::vector<Job> train_jobs, test_jobs;
     const int cats = (o.train_images + 1) / 2, dogs = o.train_images / 2;
-    for (int i = 0; i < cats; ++i) train_jobs.push_back({fmt::format("train/cat.{}.jpg", i), false, derive_seed(o.seed, 1, i), 0});
-    for (int i = 0; i < dogs; ++i) train_jobs.push_back({fmt::format("train/dog.{}.jpg", i), true, derive_seed(o.seed, 2, i), 0});
+    for (int i = 0; i < cats; ++i) train_jobs.push_back({fmt::format("train/cat.{}.jpg", i), false, derive_seed(o.seed, 1, i), 0, {}});
+    for (int i = 0; i < dogs; ++i) train_jobs.push_back({fmt::format("train/dog.{}.jpg", i), true, derive_seed(o.seed, 2, i), 0, {}});
     Rng label_rng(derive_seed(o.seed, 3));
     for (int i = 1; i <= o.test_images; ++i)
-        test_jobs.push_back({fmt::format("test/{}.jpg", i), label_rng.bernoulli(0.5), derive_seed(o.seed, 4, i), 0});
+        test_jobs.push_back({fmt::format("test/{}.jpg", i), label_rng.bernoulli(0.5), derive_seed(o.seed, 4, i), 0, {}});
 
     std::vector<Job*> all;
     for (auto& j : train_jobs) all.push_back(&j);
@@ -228,8 +239,8 @@ void write_sample_competition(const fs::path& dir, const SampleOptions& o) {
     std::vector<std::string> jpegs(all.size());
     std::atomic<std::uint64_t> done{0};
     parallel_for(all.size(), o.threads, [&](std::size_t i) {
-        const Job& job = *all[i];
-        const cv::Mat rgb_img = draw_animal(job.dog, job.seed);
+        Job& job = *all[i];
+        const cv::Mat rgb_img = draw_animal(job.dog, job.seed, &job.box);
         cv::Mat bgr;
         cv::cvtColor(rgb_img, bgr, cv::COLOR_RGB2BGR);
         Rng q(derive_seed(job.seed, 99));
@@ -260,6 +271,32 @@ void write_sample_competition(const fs::path& dir, const SampleOptions& o) {
     }
     write_file_atomically(dir / "sample_submission.csv", submission);
     write_file_atomically(dir / "sample_solution.csv", solution);
+    std::string boxes = "file,x0,y0,x1,y1\n";
+    for (const Job* job : all)
+        boxes += fmt::format("{},{},{},{},{}\n", job->name, job->box.x, job->box.y, job->box.x + job->box.width,
+                             job->box.y + job->box.height);
+    write_file_atomically(dir / "sample_boxes.csv", boxes);
+}
+
+std::map<std::string, cv::Rect> read_sample_boxes(const fs::path& dir) {
+    const fs::path file = dir / "sample_boxes.csv";
+    std::error_code ec;
+    if (!fs::is_regular_file(file, ec))
+        throw UserError("'" + file.string() + "' does not exist", "write the sample again with 'whisker-cli sample DIR'");
+    std::map<std::string, cv::Rect> out;
+    std::istringstream in(read_file(file));
+    std::string line;
+    std::getline(in, line);   // the header
+    while (std::getline(in, line)) {
+        if (line.empty()) continue;
+        const auto comma = line.find(',');
+        int x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+        if (comma == std::string::npos ||
+            std::sscanf(line.c_str() + comma + 1, "%d,%d,%d,%d", &x0, &y0, &x1, &y1) != 4 || x1 < x0 || y1 < y0)
+            throw UserError("'" + file.string() + "' has a damaged line: " + line, "write the sample again");
+        out[line.substr(0, comma)] = cv::Rect(x0, y0, x1 - x0, y1 - y0);
+    }
+    return out;
 }
 
 }  // namespace whisker::sample

@@ -37,11 +37,25 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <arpa/inet.h>
+#include <cerrno>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#define WHISKER_LIVENESS_PROBE 1
+#endif
 
 #include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <thread>
 
 namespace whisker::train {
 
@@ -90,6 +104,161 @@ std::string first_slurm_host(const std::string& list) {
     while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
     return m;
 }
+
+// ---- Liveness probe ----
+// Gloo's "Timed out waiting 5000ms for recv operation to complete" names no rank, and with more
+// than two ranks nothing else says which one went away. So every rank listens on a TCP port of
+// its own that it never accepts on: while the process lives (however hung) the kernel completes
+// connections to it, once the process has ended they are refused, and when its host or the
+// network is down nothing answers. fail() knocks on every peer's port that way.
+
+// What the probe found out about a peer.
+enum class PeerState { Unknown, Alive, Ended, Unreachable };
+
+// "rank 2", "ranks 0 and 1", "ranks 0, 1 and 3".
+std::string rank_names(const std::vector<int>& ranks) {
+    if (ranks.size() == 1) return fmt::format("rank {}", ranks[0]);
+    std::string out = "ranks ";
+    for (std::size_t i = 0; i < ranks.size(); ++i) {
+        if (i > 0) out += i + 1 == ranks.size() ? " and " : ", ";
+        out += std::to_string(ranks[i]);
+    }
+    return out;
+}
+
+#ifdef WHISKER_LIVENESS_PROBE
+// The IPv4 address (network order) other hosts reach this one at: GLOO_SOCKET_IFNAME's (the
+// interface Gloo talks on), else the local address of a UDP socket "connected" to MASTER_ADDR
+// (the route's source address; no packet is sent). nullopt when neither works.
+std::optional<std::uint32_t> reachable_address(const std::string& master_addr) {
+    if (auto names = env_value("GLOO_SOCKET_IFNAME")) {
+        const std::string name = names->substr(0, names->find(','));
+        ifaddrs* list = nullptr;
+        if (::getifaddrs(&list) == 0) {
+            std::optional<std::uint32_t> found;
+            for (ifaddrs* a = list; a && !found; a = a->ifa_next)
+                if (a->ifa_addr && a->ifa_addr->sa_family == AF_INET && a->ifa_name && name == a->ifa_name)
+                    found = reinterpret_cast<const sockaddr_in*>(a->ifa_addr)->sin_addr.s_addr;
+            ::freeifaddrs(list);
+            if (found) return found;
+        }
+    }
+    addrinfo hints{};
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_DGRAM;
+    addrinfo* res = nullptr;
+    if (::getaddrinfo(master_addr.c_str(), "9", &hints, &res) != 0 || !res) return std::nullopt;
+    std::optional<std::uint32_t> found;
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        sockaddr_in local{};
+        socklen_t len = sizeof local;
+        if (::connect(fd, res->ai_addr, res->ai_addrlen) == 0 &&
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0 && local.sin_addr.s_addr != htonl(INADDR_ANY))
+            found = local.sin_addr.s_addr;
+        ::close(fd);
+    }
+    ::freeaddrinfo(res);
+    return found;
+}
+
+// A listening TCP socket on every interface, on a free port (written to `port`); -1 on failure.
+int open_liveness_listener(std::uint16_t& port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
+    a.sin_port = 0;
+    socklen_t len = sizeof a;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 128) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    port = ntohs(a.sin_port);
+    return fd;
+}
+
+// "10.1.2.3:45678" -> sockaddr_in (nullopt if malformed).
+std::optional<sockaddr_in> parse_endpoint(const std::string& text) {
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos) return std::nullopt;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    if (::inet_pton(AF_INET, text.substr(0, colon).c_str(), &a.sin_addr) != 1) return std::nullopt;
+    try {
+        const int port = std::stoi(text.substr(colon + 1));
+        if (port <= 0 || port > 65535) return std::nullopt;
+        a.sin_port = htons(static_cast<std::uint16_t>(port));
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+    return a;
+}
+
+PeerState state_of_connect_error(int error) {
+    switch (error) {
+    case 0: return PeerState::Alive;
+    case ECONNREFUSED: return PeerState::Ended;
+    case ETIMEDOUT:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case ENETDOWN:
+#ifdef EHOSTDOWN
+    case EHOSTDOWN:
+#endif
+        return PeerState::Unreachable;
+    default: return PeerState::Unknown;
+    }
+}
+
+// Connects to every peer at once (non-blocking) and waits at most `budget` for the answers.
+// Never throws, never blocks longer than the budget; closes every socket it opened.
+std::vector<PeerState> probe_peers(const std::vector<std::optional<sockaddr_in>>& peers, std::chrono::milliseconds budget) {
+    std::vector<PeerState> state(peers.size(), PeerState::Unknown);
+    std::vector<pollfd> pending;
+    std::vector<std::size_t> who;
+    for (std::size_t i = 0; i < peers.size(); ++i) {
+        if (!peers[i]) continue;
+        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) continue;
+        if (::connect(fd, reinterpret_cast<const sockaddr*>(&*peers[i]), sizeof(sockaddr_in)) == 0) {
+            state[i] = PeerState::Alive;
+            ::close(fd);
+        } else if (errno == EINPROGRESS || errno == EINTR) {
+            pending.push_back(pollfd{fd, POLLOUT, 0});
+            who.push_back(i);
+        } else {
+            state[i] = state_of_connect_error(errno);
+            ::close(fd);
+        }
+    }
+    const auto deadline = std::chrono::steady_clock::now() + budget;
+    while (!pending.empty()) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) break;
+        const int ready = ::poll(pending.data(), static_cast<nfds_t>(pending.size()), static_cast<int>(left.count()));
+        if (ready < 0 && errno != EINTR) break;
+        for (std::size_t k = pending.size(); k-- > 0;) {
+            if (pending[k].revents == 0) continue;
+            int error = 0;
+            socklen_t len = sizeof error;
+            if (::getsockopt(pending[k].fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0) error = errno;
+            state[who[k]] = state_of_connect_error(error);
+            ::close(pending[k].fd);
+            pending.erase(pending.begin() + static_cast<long>(k));
+            who.erase(who.begin() + static_cast<long>(k));
+        }
+    }
+    // No answer within the budget: the SYN went nowhere.
+    for (std::size_t k = 0; k < pending.size(); ++k) {
+        state[who[k]] = PeerState::Unreachable;
+        ::close(pending[k].fd);
+    }
+    return state;
+}
+#endif
 
 }  // namespace
 
@@ -189,6 +358,18 @@ struct Distributed::Impl {
     std::unique_ptr<Comm> comm;
 #endif
     Distributed* self = nullptr;
+    // The liveness probe (see probe_peers): this rank's listening socket (-1: none) and every
+    // rank's endpoint (nullopt: unknown, and this rank's own).
+    int liveness_fd = -1;
+#ifdef WHISKER_LIVENESS_PROBE
+    std::vector<std::optional<sockaddr_in>> liveness_peers;
+#endif
+
+    ~Impl() {
+#ifdef WHISKER_LIVENESS_PROBE
+        if (liveness_fd >= 0) ::close(liveness_fd);
+#endif
+    }
 
 #if defined(USE_DISTRIBUTED)
     // Waits for a collective; any failure becomes the rank/timeout error.
@@ -227,11 +408,64 @@ int Distributed::threads() const { return impl_->threads; }
 
 void Distributed::fail(const std::string& what, const std::string& detail) const {
     const int r = rank(), n = world_size();
-    const std::string peer = n == 2 ? fmt::format("rank {}", 1 - r) : "another rank";
+    const std::chrono::milliseconds budget = std::min<std::chrono::milliseconds>(std::chrono::seconds(2), timeout() / 4);
+    // Which peers ended, cannot be reached, or are alive but silent (the probe never throws;
+    // anything else going wrong here must not hide the error being raised).
+    std::vector<int> ended, unreachable, alive;
+#ifdef WHISKER_LIVENESS_PROBE
+    try {
+        if (!impl_->liveness_peers.empty()) {
+            const auto start = std::chrono::steady_clock::now();
+            auto state = probe_peers(impl_->liveness_peers, budget);
+            // A process being torn down (killed) closes Gloo's connections before its
+            // listening socket: a peer that looked alive is asked again every 100 ms during the
+            // first half of the budget, so that "ended" wins over a moment's "alive".
+            for (;;) {
+                std::vector<std::optional<sockaddr_in>> again(state.size());
+                bool any = false;
+                for (std::size_t q = 0; q < state.size(); ++q)
+                    if (state[q] == PeerState::Alive) again[q] = impl_->liveness_peers[q], any = true;
+                const auto elapsed = std::chrono::steady_clock::now() - start;
+                if (!any || elapsed + std::chrono::milliseconds(100) > budget / 2) break;
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(budget - (std::chrono::steady_clock::now() - start));
+                const auto later = probe_peers(again, std::max(std::chrono::milliseconds(1), left));
+                for (std::size_t q = 0; q < state.size(); ++q)
+                    if (again[q] && later[q] != PeerState::Unknown) state[q] = later[q];
+            }
+            for (std::size_t q = 0; q < state.size(); ++q) {
+                if (static_cast<int>(q) == r) continue;
+                if (state[q] == PeerState::Ended) ended.push_back(static_cast<int>(q));
+                else if (state[q] == PeerState::Unreachable) unreachable.push_back(static_cast<int>(q));
+                else if (state[q] == PeerState::Alive) alive.push_back(static_cast<int>(q));
+            }
+        }
+    } catch (...) {
+        ended.clear(), unreachable.clear(), alive.clear();
+    }
+#endif
+    // The rank(s) to blame: those that cannot be reached (a host or link down; the ranks that
+    // ended meanwhile are most likely others that gave up on them), else those that ended.
+    const std::vector<int>& blamed = !unreachable.empty() ? unreachable : ended;
+    const std::string peer = !blamed.empty() ? rank_names(blamed) : n == 2 ? fmt::format("rank {}", 1 - r) : "another rank";
+    std::string finding;
+    auto add = [&finding](const std::string& part) { finding += (finding.empty() ? "" : "; ") + part; };
+    const double budget_secs = static_cast<double>(budget.count()) / 1000.0;
+    if (!unreachable.empty())
+        add(fmt::format("{} cannot be reached (no answer within {:g} s: its machine or the network between us is down)",
+                        rank_names(unreachable), budget_secs));
+    if (!ended.empty()) add(fmt::format("{} {} ended", rank_names(ended), ended.size() == 1 ? "has" : "have"));
+    if (!alive.empty())
+        add(fmt::format("{} {} running but silent (hung, or slower than the timeout)", rank_names(alive),
+                        alive.size() == 1 ? "is" : "are"));
     const double secs = static_cast<double>(timeout().count()) / 1000.0;
-    throw PeerFailure(fmt::format("rank {} of {}: {} stopped answering or failed during {} (timeout {:g} s): {}", r, n, peer,
-                                  what, secs, detail),
-                    "the other ranks' messages say why; a rank that is only slow needs a longer --dist-timeout");
+    std::string message = fmt::format("rank {} of {}: {} stopped answering or failed during {} (timeout {:g} s): {}", r, n, peer,
+                                      what, secs, detail);
+    if (!finding.empty()) message += " (liveness check: " + finding + ")";
+    throw PeerFailure(message, !unreachable.empty()
+                                   ? "check the network link of the machine(s) that cannot be reached; a rank that is only slow "
+                                     "needs a longer --dist-timeout"
+                                   : "the other ranks' messages say why; a rank that is only slow needs a longer --dist-timeout");
 }
 
 std::shared_ptr<Distributed> Distributed::from_environment(const DistributedOptions& options) {
@@ -302,6 +536,24 @@ std::shared_ptr<Distributed> Distributed::create(const DistributedEnv& e, const 
                         "check that every rank was started, with the same MASTER_ADDR/MASTER_PORT and WORLD_SIZE, "
                         "and that the port is free on rank 0's machine");
     }
+#ifdef WHISKER_LIVENESS_PROBE
+    // The liveness probe's endpoint, for fail() on the other ranks: "ip:port" (best effort).
+    try {
+        std::uint16_t port = 0;
+        if (const auto address = reachable_address(e.master_addr)) {
+            impl->liveness_fd = open_liveness_listener(port);
+            if (impl->liveness_fd >= 0) {
+                char text[INET_ADDRSTRLEN] = {};
+                in_addr a{};
+                a.s_addr = *address;
+                ::inet_ntop(AF_INET, &a, text, sizeof text);
+                const std::string value = fmt::format("{}:{}", text, port);
+                impl->store->set(fmt::format("liveness/{}", e.rank), std::vector<std::uint8_t>(value.begin(), value.end()));
+            }
+        }
+    } catch (const std::exception&) {
+    }
+#endif
     try {
         if (backend == "nccl") {
 #if defined(WHISKER_NCCL)
@@ -344,6 +596,29 @@ std::shared_ptr<Distributed> Distributed::create(const DistributedEnv& e, const 
                                     backend, where, secs, short_message(ex)),
                         "a rank did not start or exited; with several machines set GLOO_SOCKET_IFNAME/NCCL_SOCKET_IFNAME");
     }
+#ifdef WHISKER_LIVENESS_PROBE
+    // The other ranks' endpoints. Gloo's rendezvous needed every rank, so their entries are
+    // there; NCCL connects lazily, so wait a little for the late ones. Without them the probe
+    // simply knows less.
+    try {
+        std::vector<std::string> keys;
+        for (int q = 0; q < e.world_size; ++q)
+            if (q != e.rank) keys.push_back(fmt::format("liveness/{}", q));
+        try {
+            if (!impl->store->check(keys))
+                impl->store->wait(keys, std::min<std::chrono::milliseconds>(options.timeout, std::chrono::seconds(10)));
+        } catch (const std::exception&) {
+        }
+        impl->liveness_peers.assign(static_cast<std::size_t>(e.world_size), std::nullopt);
+        for (int q = 0; q < e.world_size; ++q) {
+            const std::string key = fmt::format("liveness/{}", q);
+            if (q == e.rank || !impl->store->check({key})) continue;
+            const auto value = impl->store->get(key);
+            impl->liveness_peers[static_cast<std::size_t>(q)] = parse_endpoint(std::string(value.begin(), value.end()));
+        }
+    } catch (const std::exception&) {
+    }
+#endif
     return std::shared_ptr<Distributed>(new Distributed(std::move(impl)));
 #endif
 }
@@ -481,6 +756,9 @@ struct GradientSync::Impl {
         try {
             at::NoGradGuard no_grad;
             slot(i).copy_(grad);
+            // Gradient accumulation: the micro-batches before this one left their sum in
+            // .grad (the hook runs before this backward adds to it); the average covers it.
+            if (const at::Tensor& earlier = params[i].grad(); earlier.defined()) slot(i).add_(earlier.to(slot(i).device()));
             got[i] = true;
             --buckets[bucket_of[i]].pending;
             launch_ready();
@@ -567,11 +845,13 @@ void GradientSync::finish() {
         if (!I.armed) throw std::logic_error("GradientSync::finish without arm");
         I.armed = false;
         if (!I.hook_error.empty()) I.dist->fail("the gradient all-reduce", I.hook_error);
-        // Parameters that got no gradient on this rank contribute zeros.
+        // Parameters that got no gradient in this backward contribute what earlier
+        // micro-batches accumulated, or zeros.
         at::NoGradGuard no_grad;
         for (std::size_t i = 0; i < I.params.size(); ++i)
             if (!I.got[i]) {
-                I.slot(i).zero_();
+                if (const at::Tensor& earlier = I.params[i].grad(); earlier.defined()) I.slot(i).copy_(earlier);
+                else I.slot(i).zero_();
                 I.got[i] = true;
                 --I.buckets[I.bucket_of[i]].pending;
             }

@@ -10,6 +10,7 @@
 #include "whisker/models/checkpoint.h"
 #include "whisker/models/weights.h"
 #include "whisker/train/distributed.h"
+#include "whisker/train/sync_batch_norm.h"
 #include "whisker/train/training_options.h"
 
 #include <ATen/ATen.h>
@@ -78,6 +79,8 @@ Learner::Learner(fs::path project, data::Dataset dataset, LearnerConfig config, 
         throw UserError("batch size " + std::to_string(config_.batch_size) + " cannot be split evenly over " +
                             std::to_string(d->world_size()) + " processes",
                         "the batch size is the global batch: use a multiple of " + std::to_string(d->world_size()));
+    if (config_.accumulate < 1)
+        throw UserError("gradient accumulation of " + std::to_string(config_.accumulate) + " batches: use at least 1");
     torch::manual_seed(config_.seed);
     const models::Arch arch = models::parse_arch(config_.arch);
     models::check_input_size(arch, config_.size);
@@ -363,6 +366,8 @@ FitResult Learner::fit(const FitOptions& o, const std::atomic<bool>* stop) {
                         "leave out --label-smoothing");
     auto st = std::make_unique<FitState>();
     st->options = o;
+    // The checkpoint keeps the accumulation this fit uses, so that a resume uses it too.
+    if (st->options.accumulate <= 0) st->options.accumulate = config_.accumulate;
     st->precompute = precompute_;
     st->size = config_.size;
     if (precompute_) ensure_precomputed();
@@ -379,17 +384,20 @@ void Learner::plan_schedule(FitState& st) {
     st.batches_per_epoch = st.precompute
                                ? static_cast<long>((activations_->train_x.size(0) + config_.batch_size - 1) / config_.batch_size)
                                : static_cast<long>(loader(data::View::Train).batches_per_epoch());
+    // The schedule counts optimiser steps: with accumulation, one per group of batches.
+    st.accumulate = std::max(1, o.accumulate);
+    st.steps_per_epoch = (st.batches_per_epoch + st.accumulate - 1) / st.accumulate;
     st.momenta.clear();
     if (o.one_cycle) {
         st.total_epochs = o.n_cycle;
-        st.multipliers = one_cycle_multipliers(static_cast<int>(st.total_epochs * st.batches_per_epoch));
-        st.momenta = one_cycle_momenta(static_cast<int>(st.total_epochs * st.batches_per_epoch));
+        st.multipliers = one_cycle_multipliers(static_cast<int>(st.total_epochs * st.steps_per_epoch));
+        st.momenta = one_cycle_momenta(static_cast<int>(st.total_epochs * st.steps_per_epoch));
     } else if (o.cycle_len > 0) {
         st.total_epochs = sgdr_epochs(o.cycle_len, o.cycle_mult, o.n_cycle);
-        st.multipliers = sgdr_multipliers(static_cast<int>(st.batches_per_epoch), o.cycle_len, o.cycle_mult, o.n_cycle);
+        st.multipliers = sgdr_multipliers(static_cast<int>(st.steps_per_epoch), o.cycle_len, o.cycle_mult, o.n_cycle);
     } else {
         st.total_epochs = o.n_cycle;
-        st.multipliers.assign(static_cast<std::size_t>(st.total_epochs * st.batches_per_epoch), 1.0);
+        st.multipliers.assign(static_cast<std::size_t>(st.total_epochs * st.steps_per_epoch), 1.0);
     }
 }
 
@@ -497,9 +505,40 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
         return st.base_lrs.back() * mult;
     };
 
-    // Dynamic loss scaling for fp16 (CUDA): scale up, skip steps whose gradients overflow.
-    double loss_scale = 65536.0;
-    int good_steps = 0;
+    // BatchNorm over the global batch (--sync-bn), for the training forward passes.
+    const bool sync_bn = dist && config_.sync_batch_norm;
+    // One optimiser step: the gradient all-reduce (with the last batch's backward, if any),
+    // fp16's unscaling and overflow check, the step, the weight EMA. Dynamic loss scaling for
+    // fp16 (CUDA): scale up, skip steps whose gradients overflow.
+    auto step_optimizer = [&](const std::function<void()>& last_backward) {
+        if (grad_sync) grad_sync->arm();
+        if (last_backward) last_backward();
+        if (grad_sync) grad_sync->finish();
+        if (use_amp) {
+            bool finite = true;
+            for (auto& g : st.optimizer->param_groups())
+                for (auto& p : g.params())
+                    if (p.grad().defined()) {
+                        p.grad().div_(st.loss_scale);
+                        if (!at::isfinite(p.grad()).all().item<bool>()) finite = false;
+                    }
+            if (finite) {
+                st.optimizer->step();
+                if (++st.good_steps >= 2000) { st.loss_scale *= 2; st.good_steps = 0; }
+            } else {
+                st.loss_scale /= 2;
+                st.good_steps = 0;
+            }
+        } else {
+            st.optimizer->step();
+        }
+        if (ema_ && !st.finder && st.options.ema_decay > 0) ema_->update(*model_);
+        ++st.step;
+        st.accumulated = 0;
+        st.group_batches = 0;
+        st.group_has_gradients = false;
+    };
+    const auto steps_in_schedule = static_cast<long>(st.multipliers.size());
 
     for (auto& cb : callbacks_) cb->before_fit(*this);
     const auto fit_start = std::chrono::steady_clock::now();
@@ -532,9 +571,20 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                 loader(data::View::Train).start_epoch(static_cast<int>(loader_epoch), st.batch);
             }
             for (;; ++st.batch) {
-                if (st.finder && (st.batch >= static_cast<std::size_t>(st.batches_per_epoch) ||
-                                  st.iteration >= static_cast<long>(st.multipliers.size())))
+                if (st.finder && (st.batch >= static_cast<std::size_t>(st.batches_per_epoch) || st.step >= steps_in_schedule))
                     break;
+                // The gradient-accumulation group of this batch: `group_size` batches from
+                // `st.batch - st.accumulated` (fewer at the epoch's end); the optimiser steps
+                // after its last one.
+                const long group_first = static_cast<long>(st.batch) - st.accumulated;
+                const long group_size = std::max<long>(1, std::min<long>(st.accumulate, st.batches_per_epoch - group_first));
+                const bool last_of_group = st.accumulated + 1 >= group_size;
+                // A batch that is left out (no images anywhere) still counts for its group.
+                auto skip_batch = [&] {
+                    if (!last_of_group) ++st.accumulated;
+                    else if (st.group_has_gradients) step_optimizer({});
+                    else st.accumulated = 0, st.group_batches = 0;
+                };
                 at::Tensor x, y;
                 if (st.precompute) {
                     const std::size_t begin = st.batch * local_bs;
@@ -550,7 +600,10 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                     if (!b) break;
                     load_failures_.insert(load_failures_.end(), b->failures.begin(), b->failures.end());
                     // In a group an empty batch still takes part (with zero gradients).
-                    if (b->images.size(0) == 0 && !dist) continue;
+                    if (b->images.size(0) == 0 && !dist) {
+                        skip_batch();
+                        continue;
+                    }
                     if (b->images.size(0) > 0) {
                         x = b->images.to(device(), /*non_blocking=*/true);
                         y = b->labels.to(device(), true);
@@ -574,36 +627,64 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                     if (!stop_request_.empty()) throw StopTrainingInternal{stop_request_};
                 }
                 for (auto& cb : callbacks_) cb->before_batch(*this, st.iteration);
-                const double lr = set_rates(std::min<long>(st.iteration, static_cast<long>(st.multipliers.size()) - 1));
-                st.optimizer->zero_grad();
+                const double lr = set_rates(std::min<long>(st.step, steps_in_schedule - 1));
+                if (st.accumulated == 0) st.optimizer->zero_grad();   // a new group
+                // With synchronised BatchNorm every rank runs every layer, one without images
+                // on an empty batch.
+                if (!have && sync_bn) {
+                    x = st.precompute ? at::empty({0, activations_->train_x.size(1)}, at::TensorOptions().device(device()))
+                                      : at::empty({0, 3, config_.size, config_.size}, at::TensorOptions().device(device()));
+                }
                 at::Tensor loss;
                 double loss_value = 0;
-                if (have) {
+                if (x.defined()) {
                     try {
+                        SyncBatchNormScope synchronised(sync_bn ? dist : nullptr);
                         AutocastScope autocast(precision_, device().is_cuda());
+                        // The head's dropout masks: drawn for the whole global batch from the
+                        // seed, the loader epoch and the batch, and this rank takes its rows (the
+                        // loader interleaves them: rank r holds rows r, r + N, …), so N processes
+                        // drop exactly what one process does, and a resume on another N too.
+                        models::DropoutDraw draw;
+                        draw.seed = derive_seed(derive_seed(config_.seed, 0x64726f70, static_cast<std::uint64_t>(loader_epoch)),
+                                                static_cast<std::uint64_t>(st.batch));
+                        draw.first_row = dist ? dist->rank() : 0;
+                        draw.row_stride = dist ? dist->world_size() : 1;
+                        struct DrawScope {
+                            models::ClassifierModel& model;
+                            ~DrawScope() { model.set_dropout_draw(std::nullopt); }
+                        } draw_scope{*model_};
+                        model_->set_dropout_draw(draw);
                         const at::Tensor out = st.precompute ? model_->forward_head(x) : model_->forward(x);
                         // The loss of the mixed targets (as fastai, what trn_loss reports), else the plain one.
                         const double eps = st.finder ? 0.0 : st.options.label_smoothing;
-                        loss = mixed_loss([this, eps](const at::Tensor& o, const at::Tensor& t) { return training_loss_of(o, t, eps); },
-                                          out.to(at::kFloat), y, mix);
+                        if (have)
+                            loss = mixed_loss([this, eps](const at::Tensor& o, const at::Tensor& t) { return training_loss_of(o, t, eps); },
+                                              out.to(at::kFloat), y, mix);
+                        else
+                            loss = out.to(at::kFloat).sum() * 0.0;   // no images: only the BatchNorm collectives
                     } catch (const c10::Error& e) {
                         if (std::string(e.what()).find("out of memory") != std::string::npos)
                             throw UserError("the GPU ran out of memory with batch size " + std::to_string(local_bs),
-                                            oom_hint(static_cast<int>(local_bs) * (dist ? dist->world_size() : 1)));
+                                            oom_hint(static_cast<int>(local_bs) * (dist ? dist->world_size() : 1)) +
+                                                (st.accumulate == 1 ? ", or gradient accumulation (--accumulate 2 with half the --bs)" : ""));
                         throw;
                     }
-                    loss_value = loss.item<double>();
+                    if (have) loss_value = loss.item<double>();
                 }
+                const double rows = have ? static_cast<double>(x.size(0)) : 0.0;
                 if (dist) {
                     // One small all-reduce per batch: the global batch's mean loss (so every rank
                     // records, smooths and NaN-checks the same number) and whether any rank stops.
-                    const double n = have ? static_cast<double>(x.size(0)) : 0.0;
-                    const auto agreed = dist->all_reduce_sum({have ? loss_value * n : 0.0, n, user_stop || !stop_request_.empty() ? 1.0 : 0.0});
+                    const auto agreed = dist->all_reduce_sum({have ? loss_value * rows : 0.0, rows, user_stop || !stop_request_.empty() ? 1.0 : 0.0});
                     if (agreed[2] > 0)
                         throw StopTrainingInternal{user_stop ? "stopped by the user"
                                                    : !stop_request_.empty() ? stop_request_
                                                                             : "stopped by the user (on another rank)"};
-                    if (agreed[1] == 0) continue;   // no rank had an image in this batch
+                    if (agreed[1] == 0) {   // no rank had an image in this batch
+                        skip_batch();
+                        continue;
+                    }
                     loss_value = agreed[0] / agreed[1];
                 }
                 if (!std::isfinite(loss_value)) {
@@ -624,44 +705,51 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                                                ") is probably too high; the weights were restored to the start of that epoch"};
                 }
                 for (auto& cb : callbacks_) cb->after_loss(*this, loss_value);
-                if (use_amp) {
-                    if (grad_sync) grad_sync->arm();
-                    if (have) (loss * loss_scale).backward();
-                    if (grad_sync) grad_sync->finish();
-                    bool finite = true;
-                    for (auto& g : st.optimizer->param_groups())
-                        for (auto& p : g.params())
-                            if (p.grad().defined()) {
-                                p.grad().div_(loss_scale);
-                                if (!at::isfinite(p.grad()).all().item<bool>()) finite = false;
-                            }
-                    if (finite) {
-                        st.optimizer->step();
-                        if (++good_steps >= 2000) { loss_scale *= 2; good_steps = 0; }
-                    } else {
-                        loss_scale /= 2;
-                        good_steps = 0;
-                    }
+                // Each batch's loss counts by its share of the group's images on this rank: 1/N
+                // for N equal batches, as one batch of all of them. The batches before the last
+                // are weighted by the full group's size; the last, knowing the group's actual
+                // size, rescales what they accumulated when a batch came up short. Sizes are
+                // counted in full batches of this rank, so a resume on another number of
+                // processes goes on with the same weights.
+                const double fill = rows / static_cast<double>(local_bs);
+                const auto full = static_cast<double>(group_size);
+                auto backward = [&](double weight) {
+                    if (!loss.defined()) return;
+                    const double factor = weight * (use_amp ? st.loss_scale : 1.0);
+                    (factor == 1.0 ? loss : loss * factor).backward();
+                };
+                if (!last_of_group) {
+                    backward(fill / full);
+                    st.group_batches += fill;
+                    st.group_has_gradients = true;
+                    ++st.accumulated;
                 } else {
-                    if (grad_sync) grad_sync->arm();
-                    if (have) loss.backward();
-                    if (grad_sync) grad_sync->finish();
-                    st.optimizer->step();
+                    const double total = st.group_batches + fill;
+                    if (st.accumulated > 0 && total > 0 && total != full) {
+                        torch::NoGradGuard no_grad;
+                        for (auto& g : st.optimizer->param_groups())
+                            for (auto& p : g.params())
+                                if (p.grad().defined()) p.mutable_grad().mul_(full / total);
+                    }
+                    const double weight = total > 0 ? fill / total : 0.0;
+                    step_optimizer([&] { backward(weight); });
                 }
-                if (ema_ && !st.finder && st.options.ema_decay > 0) ema_->update(*model_);
                 ++st.batch_num;
                 st.avg_loss = st.avg_loss * kAvgMom + loss_value * (1 - kAvgMom);
                 const double smooth = st.avg_loss / (1 - std::pow(kAvgMom, static_cast<double>(st.batch_num)));
                 BatchRecord rec{st.iteration, st.epoch, loss_value, smooth, lr};
                 ++st.iteration;
                 if (st.finder) {
-                    st.found_lrs.push_back(lr);
-                    st.found_losses.push_back(smooth);
-                    if (std::isnan(smooth) || smooth > 4 * st.best) {
-                        st.exploded = true;
-                        break;
+                    // One point of the curve per optimiser step.
+                    if (last_of_group) {
+                        st.found_lrs.push_back(lr);
+                        st.found_losses.push_back(smooth);
+                        if (std::isnan(smooth) || smooth > 4 * st.best) {
+                            st.exploded = true;
+                            break;
+                        }
+                        if (smooth < st.best && st.step > 10) st.best = smooth;
                     }
-                    if (smooth < st.best && st.iteration > 10) st.best = smooth;
                 } else {
                     batches_.push_back(rec);
                 }
@@ -670,9 +758,15 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                     progress_(st.finder ? "lr_find" : "epoch " + std::to_string(st.epoch + 1) + "/" + std::to_string(st.total_epochs),
                               static_cast<long>(st.batch + 1), st.batches_per_epoch);
             }
+            // An epoch whose loader gave fewer batches than planned still ends its last group.
+            if (st.accumulated > 0 && !st.exploded) {
+                if (st.group_has_gradients) step_optimizer({});
+                st.accumulated = 0;
+                st.group_batches = 0;
+            }
             if (st.finder) {
                 st.batch = 0;
-                if (st.exploded || st.iteration >= static_cast<long>(st.multipliers.size())) break;
+                if (st.exploded || st.step >= steps_in_schedule) break;
                 continue;
             }
             st.batch = 0;
@@ -786,8 +880,9 @@ void Learner::validate(EpochRecord& rec) {
 // lr_find
 // ------------------------------------------------------------------------------------------
 
-LrFindResult Learner::lr_find(double start_lr, double end_lr, bool linear, const std::atomic<bool>* stop) {
+LrFindResult Learner::lr_find(double start_lr, double end_lr, bool linear, const std::atomic<bool>* stop, int accumulate) {
     if (!(start_lr > 0 && end_lr > start_lr)) throw UserError("lr_find needs 0 < start_lr < end_lr");
+    if (accumulate < 0) throw UserError("gradient accumulation must be at least 1 batch per step");
     // Snapshot everything the sweep changes: weights, BatchNorm statistics, random state.
     std::vector<at::Tensor> snapshot;
     const auto state = models::state_dict_of(*model_);
@@ -800,16 +895,20 @@ LrFindResult Learner::lr_find(double start_lr, double end_lr, bool linear, const
     st->finder = true;
     st->precompute = precompute_;
     st->options.lrs = {start_lr};
+    st->options.accumulate = accumulate > 0 ? accumulate : config_.accumulate;
+    st->accumulate = st->options.accumulate;
     st->size = config_.size;
     if (precompute_) ensure_precomputed();
     st->batches_per_epoch = precompute_
                                 ? static_cast<long>((activations_->train_x.size(0) + config_.batch_size - 1) / config_.batch_size)
                                 : static_cast<long>(loader(data::View::Train).batches_per_epoch());
     // fastai 0.7 sweeps one epoch; on a small dataset that is too few points for a useful
-    // curve, so the sweep runs at least kMinFinderBatches batches (over several epochs).
-    constexpr long kMinFinderBatches = 100;
-    const long sweep = std::max(st->batches_per_epoch, kMinFinderBatches);
-    st->total_epochs = static_cast<int>((sweep + st->batches_per_epoch - 1) / st->batches_per_epoch);
+    // curve, so the sweep runs at least kMinFinderSteps optimiser steps (over several epochs).
+    // With accumulation a step is a group of batches.
+    constexpr long kMinFinderSteps = 100;
+    st->steps_per_epoch = (st->batches_per_epoch + st->accumulate - 1) / st->accumulate;
+    const long sweep = std::max(st->steps_per_epoch, kMinFinderSteps);
+    st->total_epochs = static_cast<int>((sweep + st->steps_per_epoch - 1) / st->steps_per_epoch);
     const auto rates = lr_find_rates(start_lr, end_lr, static_cast<int>(sweep), linear);
     for (double r : rates) st->multipliers.push_back(r / start_lr);
     st->loader_epoch_base = epochs_trained_;

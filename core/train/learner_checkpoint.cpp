@@ -74,7 +74,7 @@ json options_json(const FitOptions& o) {
             {"optimizer", o.optimizer == OptimizerKind::AdamW ? "adamw" : "sgd"}, {"momentum", o.momentum},
             {"one_cycle", o.one_cycle}, {"mixup_alpha", o.mixup_alpha}, {"cutmix_alpha", o.cutmix_alpha},
             {"mix_switch_prob", o.mix_switch_prob}, {"mix_prob", o.mix_prob}, {"ema_decay", o.ema_decay},
-            {"label_smoothing", o.label_smoothing}};
+            {"label_smoothing", o.label_smoothing}, {"accumulate", o.accumulate}};
 }
 FitOptions options_from(const json& j) {
     FitOptions o;
@@ -93,6 +93,7 @@ FitOptions options_from(const json& j) {
     o.mix_prob = j.value("mix_prob", o.mix_prob);
     o.ema_decay = j.value("ema_decay", o.ema_decay);
     o.label_smoothing = j.value("label_smoothing", o.label_smoothing);
+    o.accumulate = j.value("accumulate", 1);
     return o;
 }
 
@@ -116,6 +117,23 @@ void Learner::save(const std::string& name) { save_with_fit_state(name, nullptr)
 
 void Learner::save_with_fit_state(const std::string& name, const FitState* st) {
     if (name.empty() || name.find('/') != std::string::npos) throw UserError("checkpoint names cannot be empty or contain '/'");
+    // A fit stopped inside a gradient-accumulation group keeps the gradients of the group's
+    // batches so far; in a group their average over the ranks (what the step would have
+    // all-reduced), so that a resume on any number of ranks continues the same sum.
+    models::StateDict accumulated;
+    if (st && st->accumulated > 0 && st->group_has_gradients) {
+        at::NoGradGuard no_grad;
+        for (const auto& item : model_->named_parameters(true)) {
+            const at::Tensor& p = item.value();
+            if (!p.requires_grad()) continue;
+            at::Tensor g = p.grad().defined() ? p.grad().detach().to(at::kFloat).clone() : at::zeros(p.sizes(), p.options().dtype(at::kFloat));
+            if (auto* d = distributed()) {
+                d->all_reduce_sum(g);
+                g.div_(d->world_size());
+            }
+            accumulated.emplace_back(item.key(), g.to(at::kCPU).contiguous());
+        }
+    }
     // In a group rank 0 writes (every rank holds the same weights and optimiser state); the
     // others wait, so that nobody reads a checkpoint that is still being written.
     if (!is_main_process()) {
@@ -160,6 +178,12 @@ void Learner::save_with_fit_state(const std::string& name, const FitState* st) {
         f["epoch"] = st->epoch;
         f["batch"] = st->batch;
         f["iteration"] = st->iteration;
+        f["step"] = st->step;
+        f["accumulated"] = st->accumulated;
+        f["group_batches"] = st->group_batches;
+        f["group_has_gradients"] = st->group_has_gradients;
+        f["loss_scale"] = st->loss_scale;
+        f["good_steps"] = st->good_steps;
         f["avg_loss"] = st->avg_loss;
         f["batch_num"] = st->batch_num;
         f["loader_epoch_base"] = st->loader_epoch_base;
@@ -180,6 +204,14 @@ void Learner::save_with_fit_state(const std::string& name, const FitState* st) {
     } else {
         std::error_code ec;
         fs::remove(ema_file, ec);
+    }
+    const fs::path grads_file = dir / (name + ".grads.safetensors");
+    if (!accumulated.empty()) {
+        models::write_safetensors(grads_file, accumulated, {{"id", id}});
+        j["fit"]["gradients"] = true;
+    } else {
+        std::error_code ec;
+        fs::remove(grads_file, ec);
     }
     write_file_atomically(dir / (name + ".json"), j.dump(1));
     if (distributed()) distributed()->barrier();
@@ -248,6 +280,13 @@ void Learner::load(const std::string& name) {
         st->epoch = f.at("epoch");
         st->batch = f.at("batch");
         st->iteration = f.at("iteration");
+        // Checkpoints from before gradient accumulation: a step per batch.
+        st->step = f.value("step", st->iteration);
+        st->accumulated = f.value("accumulated", 0);
+        st->group_batches = f.value("group_batches", 0.0);
+        st->group_has_gradients = f.value("group_has_gradients", false);
+        st->loss_scale = f.value("loss_scale", st->loss_scale);
+        st->good_steps = f.value("good_steps", 0);
         st->avg_loss = f.at("avg_loss");
         st->batch_num = f.at("batch_num");
         st->loader_epoch_base = f.at("loader_epoch_base");
@@ -259,6 +298,28 @@ void Learner::load(const std::string& name) {
         std::istringstream is(read_file(dir / (name + ".optim")));
         archive.load_from(is);
         st->optimizer->load(archive);
+        if (f.value("gradients", false)) {
+            // The gradients of the interrupted accumulation group, back into .grad.
+            const fs::path grads_file = dir / (name + ".grads.safetensors");
+            if (!fs::exists(grads_file))
+                throw UserError("checkpoint '" + name + "' is incomplete (" + grads_file.string() + " is missing)",
+                                "start a new fit instead");
+            std::map<std::string, std::string> grads_meta;
+            const auto grads = models::read_safetensors(grads_file, &grads_meta);
+            if (grads_meta["id"] != j.value("id", ""))
+                throw UserError("checkpoint '" + name + "' is incomplete (its accumulated gradients and its state do not belong together)",
+                                "it was interrupted while being written; start a new fit instead");
+            std::map<std::string, at::Tensor> by_name(grads.begin(), grads.end());
+            at::NoGradGuard no_grad;
+            for (auto& item : model_->named_parameters(true)) {
+                at::Tensor& p = item.value();
+                const auto it = by_name.find(item.key());
+                if (!p.requires_grad() || it == by_name.end()) continue;
+                if (!it->second.sizes().equals(p.sizes()))
+                    throw UserError("checkpoint '" + name + "': the accumulated gradient of " + item.key() + " has the wrong shape");
+                p.mutable_grad() = it->second.to(p.device(), p.scalar_type()).clone();
+            }
+        }
         pending_ = std::move(st);
     }
 }

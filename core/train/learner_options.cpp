@@ -9,6 +9,7 @@
 #include "whisker/common/device.h"
 #include "whisker/common/errors.h"
 #include "whisker/train/training_options.h"
+#include "whisker/train/distributed.h"
 
 #include <fmt/format.h>
 
@@ -20,6 +21,25 @@ void Learner::set_precision(Precision requested) {
     if (p == precision_) return;
     precision_ = p;
     activations_.reset();   // the precompute cache is keyed by precision
+}
+
+void Learner::set_accumulate(int batches) {
+    if (active_) throw UserError("cannot change gradient accumulation during a fit", "stop the fit first");
+    if (batches < 1)
+        throw UserError(fmt::format("gradient accumulation of {} batches: the optimiser steps every N batches, N at least 1", batches),
+                        "use --accumulate 1 (no accumulation) or more");
+    config_.accumulate = batches;
+}
+
+void Learner::set_batch_size(int batch_size) {
+    if (active_) throw UserError("cannot change the batch size during a fit", "stop the fit first");
+    const int processes = distributed() ? distributed()->world_size() : 1;
+    if (batch_size < processes)
+        throw UserError(fmt::format("batch size {} is too small for {} process{}", batch_size, processes, processes > 1 ? "es" : ""),
+                        fmt::format("use at least {} (one image per process)", processes));
+    if (batch_size == config_.batch_size) return;
+    config_.batch_size = batch_size;
+    loaders_.clear();   // rebuilt with the new batch on next use
 }
 
 void Learner::set_size(int size) {

@@ -32,7 +32,18 @@ struct Learner::FitState {
     long batches_per_epoch = 0;
     int epoch = 0;                       // next epoch to run
     std::size_t batch = 0;               // next batch in that epoch
-    long iteration = 0;
+    long iteration = 0;                  // batches done (BatchRecord::iteration)
+    // Gradient accumulation: the optimiser steps every `accumulate` batches (the epoch's last
+    // group with what it has); `multipliers` and `momenta` are per optimiser step.
+    int accumulate = 1;
+    long steps_per_epoch = 0;
+    long step = 0;                       // optimiser steps done (the schedule's position)
+    int accumulated = 0;                 // batches of the current group done (their gradients are in .grad)
+    double group_batches = 0;            // their images on this rank, in full batches of this rank
+    bool group_has_gradients = false;    // a backward pass ran in the current group
+    // fp16 dynamic loss scaling (CUDA): kept with the fit, so that a resume continues with it.
+    double loss_scale = 65536.0;
+    int good_steps = 0;
     double avg_loss = 0;
     long batch_num = 0;
     long loader_epoch_base = 0;

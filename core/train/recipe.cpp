@@ -27,12 +27,41 @@ std::string default_recipe() {
 ])";
 }
 
+std::string from_scratch_recipe() {
+    return R"([
+  {"step": "precompute", "on": true},
+  {"step": "lr_find"},
+  {"step": "fit", "lr": "found", "cycles": 1},
+  {"step": "precompute", "on": false},
+  {"step": "fit", "lr": "found", "cycles": 1, "cycle_len": 1},
+  {"step": "unfreeze"},
+  {"step": "lr_find"},
+  {"step": "fit", "lr": 0.002, "cycles": 3, "cycle_len": 2, "cycle_mult": 2, "optimizer": "adamw"},
+  {"step": "predict", "split": "valid", "tta": 4},
+  {"step": "predict", "split": "test", "tta": 4, "out": "submission.csv"}
+])";
+}
+
+std::string recipe_for(const Learner& learner) {
+    return learner.config().pretrained ? default_recipe() : from_scratch_recipe();
+}
+
 namespace {
 
 const char* kKnownSteps[] = {"precompute", "unfreeze", "freeze", "bn_freeze", "lr_find", "fit", "predict", "size"};
 
-// A fit step's training options (MixUp/CutMix, weight EMA) into `o`; UserError for a key that
-// is not a number.
+// A fit or lr_find step's "accumulate": batches per optimiser step (0 when not given: the
+// learner's). UserError unless it is a whole number from 1 to 4096.
+int accumulate_of(const json& step) {
+    if (!step.contains("accumulate")) return 0;
+    const json& v = step["accumulate"];
+    if (!v.is_number_integer() || v.get<long>() < 1 || v.get<long>() > 4096)
+        throw UserError("\"accumulate\" is the number of batches per optimiser step (a whole number from 1 to 4096), not " + v.dump());
+    return v.get<int>();
+}
+
+// A fit step's training options (MixUp/CutMix, weight EMA, gradient accumulation) into `o`;
+// UserError for a key that is not a number.
 void training_options_of(const json& step, FitOptions& o) {
     auto number = [&step](const char* key, double& out) {
         if (!step.contains(key)) return;
@@ -45,6 +74,7 @@ void training_options_of(const json& step, FitOptions& o) {
     number("mix_prob", o.mix_prob);
     number("ema", o.ema_decay);
     number("label_smoothing", o.label_smoothing);
+    o.accumulate = accumulate_of(step);
 }
 
 // The image size of a "size" step; UserError unless it is a whole number of at least 32.
@@ -98,8 +128,13 @@ std::string describe_step(const std::string& step_json, double found) {
     if (kind == "unfreeze") return "unfreeze the whole network";
     if (kind == "freeze") return "freeze the body (train the head only)";
     if (kind == "bn_freeze") return step.value("on", true) ? "freeze BatchNorm statistics" : "let BatchNorm statistics update";
-    if (kind == "lr_find")
-        return fmt::format("find a learning rate (sweep {:.0e} to {:g})", step.value("start", 1e-5), step.value("end", 10.0));
+    if (kind == "lr_find") {
+        std::string what = fmt::format("find a learning rate (sweep {:.0e} to {:g})", step.value("start", 1e-5), step.value("end", 10.0));
+        const json accumulate = step.value("accumulate", json(1));
+        if (accumulate.is_number_integer() && accumulate.get<long>() > 1)
+            what += fmt::format(" with a step every {} batches", accumulate.get<long>());
+        return what;
+    }
     if (kind == "fit") {
         std::string rates;
         try {
@@ -164,6 +199,7 @@ RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const 
             if (kind == "precompute") precompute = step.value("on", true);
             else if (kind == "unfreeze") precompute = false;
             else if (kind == "size") size_of(step);
+            else if (kind == "lr_find") accumulate_of(step);
             else if (kind == "fit") {
                 FitOptions o;
                 training_options_of(step, o);
@@ -205,7 +241,7 @@ RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const 
         else if (kind == "bn_freeze") learner.bn_freeze(step.value("on", true));
         else if (kind == "size") learner.set_size(size_of(step));
         else if (kind == "lr_find") {
-            const auto r = learner.lr_find(step.value("start", 1e-5), step.value("end", 10.0), false, stop);
+            const auto r = learner.lr_find(step.value("start", 1e-5), step.value("end", 10.0), false, stop, accumulate_of(step));
             const bool choose = step.value("set_lr", !found_set);
             if (choose) {
                 found_set = true;

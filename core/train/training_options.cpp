@@ -51,6 +51,9 @@ void check_training_options(const FitOptions& o) {
     if (!(o.ema_decay >= 0 && o.ema_decay < 1))
         throw UserError(fmt::format("--ema {}: the decay must be at least 0 and below 1", o.ema_decay),
                         "0 turns it off; typical values are 0.99 to 0.9999 (closer to 1 averages over more steps)");
+    if (o.accumulate < 0 || o.accumulate > 4096)
+        throw UserError(fmt::format("--accumulate {}: the optimiser steps every N batches, N from 1 to 4096", o.accumulate),
+                        "1 turns it off; e.g. --bs 16 --accumulate 4 trains like a batch of 64");
 }
 
 std::string describe_training_options(const FitOptions& o) {
@@ -66,6 +69,7 @@ std::string describe_training_options(const FitOptions& o) {
     if (m.enabled() && m.prob < 1) parts.back() += fmt::format(" on {:g} % of the batches", 100 * m.prob);
     if (o.label_smoothing > 0) parts.push_back(fmt::format("label smoothing {:g}", o.label_smoothing));
     if (o.ema_decay > 0) parts.push_back(fmt::format("weight EMA (decay {:g})", o.ema_decay));
+    if (o.accumulate > 1) parts.push_back(fmt::format("gradient accumulation (a step every {} batches)", o.accumulate));
     std::string out;
     for (const auto& p : parts) out += (out.empty() ? "" : ", ") + p;
     return out;

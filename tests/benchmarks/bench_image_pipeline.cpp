@@ -7,6 +7,7 @@
 #include "whisker/data/transforms.h"
 
 #include <benchmark/benchmark.h>
+#include <opencv2/core.hpp>
 
 #include <map>
 
@@ -44,6 +45,27 @@ void BM_TrainingTransform(benchmark::State& st) {
     Rng rng(1);
     for (auto _ : st) training_transform(img, s, draw_augmentation(s, rng), out.data());
 }
+// The resize and the rotation, as OpenCV's steps and as the fused steps the pipelines use
+// (same pixels): range(0) is the source's shorter side (150: the sample's small drawings,
+// enlarged; 375: a 2000x1500 photo after 1/4 DCT decoding, reduced).
+void BM_ResizeOpenCV(benchmark::State& st) {
+    const int h = static_cast<int>(st.range(0));
+    const cv::Mat img = decode_image(photo(h * 4 / 3, h)).rgb;
+    for (auto _ : st) benchmark::DoNotOptimize(scale_min(to_float_rgb(img), 240));
+}
+void BM_ResizeFromU8(benchmark::State& st) {
+    const int h = static_cast<int>(st.range(0));
+    const cv::Mat img = decode_image(photo(h * 4 / 3, h)).rgb;
+    for (auto _ : st) benchmark::DoNotOptimize(scale_min_from_u8(img, 240));
+}
+void BM_RotateAndMeanOpenCV(benchmark::State& st) {
+    const cv::Mat img = scale_min(to_float_rgb(decode_image(photo(500, 375)).rgb), 246);
+    for (auto _ : st) benchmark::DoNotOptimize(cv::mean(rotate_reflect(img, 7.5)));
+}
+void BM_RotateWindowAndMean(benchmark::State& st) {
+    const cv::Mat img = scale_min(to_float_rgb(decode_image(photo(500, 375)).rgb), 246);
+    for (auto _ : st) benchmark::DoNotOptimize(rotate_reflect_window(img, 7.5, cv::Rect(10, 10, 224, 224)).mean);
+}
 // Decode + training transform of one large photo, with (1) and without (0) DCT scaling.
 void BM_LargePhotoEndToEnd(benchmark::State& st) {
     const std::string& jpeg = photo(2000, 1500);
@@ -59,6 +81,10 @@ void BM_LargePhotoEndToEnd(benchmark::State& st) {
 BENCHMARK(BM_LargePhotoEndToEnd)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DecodeFull)->Arg(500)->Arg(2000)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DecodeDctScaled)->Arg(500)->Arg(2000)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ResizeOpenCV)->Arg(150)->Arg(375)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ResizeFromU8)->Arg(150)->Arg(375)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RotateAndMeanOpenCV)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RotateWindowAndMean)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ValidationTransform)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_TrainingTransform)->Unit(benchmark::kMicrosecond);
 BENCHMARK_MAIN();

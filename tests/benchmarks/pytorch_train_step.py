@@ -58,10 +58,14 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--mode", choices=["train", "predict"], default="train")
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                    help="bf16: torch.autocast('cpu', dtype=torch.bfloat16) around forward (and loss)")
+    ap.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                    help="bf16/fp16: torch.autocast(device, dtype) around forward (and loss); fp16 trains with "
+                         "a GradScaler (dynamic loss scaling), as Whisker does")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--channels-last", action="store_true", help="model and batch in channels-last memory format")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
     torch.manual_seed(0)
     body, token = body_of(a.arch, a.size)
     with torch.no_grad():
@@ -72,11 +76,18 @@ def main():
     model = nn.Sequential(body, *pool,
                           nn.BatchNorm1d(nf), nn.Dropout(0.25), nn.Linear(nf, 512), nn.ReLU(),
                           nn.BatchNorm1d(512), nn.Dropout(0.5), nn.Linear(512, 2), nn.LogSoftmax(1))
-    def autocast():
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16")
+    model = model.to(dev)
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    if a.channels_last:
+        model = model.to(memory_format=fmt)
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.precision)
 
-    x = torch.randn(a.bs, 3, a.size, a.size)
-    y = torch.randint(0, 2, (a.bs,))
+    def autocast():
+        return torch.autocast(a.device, dtype=half or torch.bfloat16, enabled=half is not None)
+
+    x = torch.randn(a.bs, 3, a.size, a.size).to(dev).contiguous(memory_format=fmt)
+    y = torch.randint(0, 2, (a.bs,)).to(dev)
+    scaler = torch.cuda.amp.GradScaler(enabled=a.precision == "fp16" and a.device == "cuda")
     if a.mode == "train":
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -86,8 +97,9 @@ def main():
             with autocast():
                 out = model(x)
             loss = nn.functional.nll_loss(out.float(), y)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             return loss.item()
     else:
         model.eval()
@@ -102,7 +114,8 @@ def main():
     for _ in range(a.steps):
         step()
     secs = time.perf_counter() - t0
-    print(json.dumps({"arch": a.arch, "mode": a.mode, "precision": a.precision, "size": a.size, "bs": a.bs,
+    print(json.dumps({"arch": a.arch, "mode": a.mode, "precision": a.precision, "device": a.device,
+                      "channels_last": a.channels_last, "size": a.size, "bs": a.bs,
                       "images_per_second": round(a.steps * a.bs / secs, 2),
                       "threads": torch.get_num_threads(), "torch": torch.__version__}))
 

@@ -2,10 +2,13 @@
 """The peer for `whisker-cli bench loader`: PyTorch's own ImageFolder + DataLoader with the
 transforms equivalent to fastai 0.7's side-on training augmentation, on the same files.
 
-Prints one JSON object with images per second (after one warm-up batch, like Whisker's)."""
+Prints one JSON object with images per second (after one warm-up epoch; Whisker's bench warms
+up with one batch) and images per CPU-second (the main process and its workers, user + system)."""
 import argparse
 import json
+import os
 import random
+import resource
 import time
 
 import torch
@@ -51,14 +54,30 @@ def main():
     next(it)  # warm-up: workers started
     for _ in it:
         pass
+    workers = [w.pid for w in getattr(dl._iterator, "_workers", [])] if a.workers > 0 else []
     images = 0
+    cpu0 = cpu_seconds(workers)
     t0 = time.perf_counter()
     for _ in range(a.epochs):
         for x, y in dl:
             images += x.shape[0]
     secs = time.perf_counter() - t0
+    cpu = cpu_seconds(workers) - cpu0
     print(json.dumps({"images": images, "seconds": round(secs, 3), "images_per_second": round(images / secs, 1),
+                      "cpu_seconds": round(cpu, 3), "images_per_cpu_second": round(images / cpu, 1) if cpu > 0 else 0,
                       "workers": a.workers, "torch": torch.__version__}))
+
+
+def cpu_seconds(worker_pids):
+    """User + system CPU seconds of this process and of the (live) worker processes."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    total = me.ru_utime + me.ru_stime
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in worker_pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 if __name__ == "__main__":

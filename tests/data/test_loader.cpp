@@ -268,3 +268,63 @@ TEST_F(LoaderTest, ResizeCacheIsUsedAndInvalidatedWhenTheSourceChanges) {
     EXPECT_EQ(reopened.build({big}).written, 1u);
     EXPECT_NE(reopened.lookup(big), big);
 }
+
+// The profile (whisker-cli bench loader --profile): off, nothing is timed; on, it counts every
+// image built, every stage of the training transform takes time, the stages add up to the
+// workers' total (what they do not cover — the seed, the loop — is a few per cent at most),
+// and the batches are the same as without it.
+TEST_F(LoaderTest, ProfileTimesEveryStageAndTheStagesMakeUpTheTotal) {
+    auto plain = make_loader(*dataset_, project(), View::Train, augment(), options(8, 2));
+    const EpochResult without = run_epoch(*plain, 3);
+    const LoaderProfile off = plain->profile();
+    EXPECT_EQ(off.images, 0u);
+    EXPECT_EQ(off.total, 0.0);
+
+    LoaderOptions o = options(8, 2);
+    o.profile = true;
+    auto profiled = make_loader(*dataset_, project(), View::Train, augment(), o);
+    const EpochResult with = run_epoch(*profiled, 3);
+    EXPECT_TRUE(at::equal(without.images, with.images));
+    const LoaderProfile p = profiled->profile();
+    EXPECT_EQ(p.images, profiled->size());
+    std::map<std::string, double> stage;
+    double sum = 0;
+    for (const auto& s : p.stages) {
+        EXPECT_GE(s.seconds, 0.0) << s.name;
+        stage[s.name] = s.seconds;
+        sum += s.seconds;
+    }
+    for (const char* name : {"read file", "decode", "resize (to float, scale)", "crop+flip+lighting+normalise",
+                             "batch (allocate, labels)"})
+        EXPECT_GT(stage.at(name), 0.0) << name;
+    // Side-on rotates 3 images in 4: over 37 images some rotate (mean in the same pass) and
+    // some do not (mean on its own).
+    EXPECT_GT(stage.at("rotate (+ lighting mean)"), 0.0);
+    EXPECT_GT(stage.at("lighting mean"), 0.0);
+    EXPECT_EQ(stage.at("trivial augment, erasing"), 0.0);
+    EXPECT_GT(p.total, 0.0);
+    EXPECT_LE(sum, p.total * 1.0001);
+    EXPECT_GE(sum, p.total * 0.9);
+
+    profiled->reset_profile();
+    EXPECT_EQ(profiled->profile().images, 0u);
+    EXPECT_EQ(profiled->profile().total, 0.0);
+}
+
+// Batches are written into buffers that come back when the consumer drops a batch; a batch
+// still held is never overwritten.
+TEST_F(LoaderTest, HeldBatchesAreNotOverwrittenByLaterOnes) {
+    auto loader = make_loader(*dataset_, project(), View::Fix, augment(), options(4, 2));
+    loader->start_epoch(0);
+    std::vector<at::Tensor> held, copies;
+    while (auto b = loader->next()) {
+        held.push_back(b->images);
+        copies.push_back(b->images.clone());
+    }
+    ASSERT_GT(held.size(), 2u);
+    for (std::size_t i = 0; i < held.size(); ++i) EXPECT_TRUE(at::equal(held[i], copies[i])) << i;
+    // Epochs after the buffers came back give the same (unaugmented) images.
+    held.clear();
+    const EpochResult again = run_epoch(*loader, 1);
+    EXPECT_TRUE(at::equal(again.images, at::cat(copies)));
+}

@@ -64,6 +64,59 @@ TEST(Transforms, ScaleMinSizes) {
     EXPECT_EQ(c.rows, 336);
 }
 
+namespace {
+cv::Mat noise_image(int w, int h, int seed) {
+    cv::Mat m(h, w, CV_8UC3);
+    cv::RNG rng(static_cast<std::uint64_t>(seed));
+    rng.fill(m, cv::RNG::UNIFORM, 0, 256);
+    return m;
+}
+double max_abs_diff(const cv::Mat& a, const cv::Mat& b) {
+    EXPECT_EQ(a.size(), b.size());
+    EXPECT_EQ(a.type(), b.type());
+    return a.size() == b.size() && a.type() == b.type() ? cv::norm(a, b, cv::NORM_INF) : 1e9;
+}
+}  // namespace
+
+// The fast resize is cv::resize's INTER_AREA arithmetic on the 8-bit pixels: enlargements (the
+// sample competition's small images at 224 px) and reductions (the photo's 1/4 DCT decode) give
+// the float image scale_min(to_float_rgb()) gives. The tolerance 1e-6 (a few float ulps of
+// values in [0,1]) allows another operation order than OpenCV's vector code; it is measured 0.
+TEST(Transforms, ScaleMinFromU8EqualsScaleMinOfTheFloatImage) {
+    struct Case { int w, h, target; };
+    for (const Case c : {Case{170, 150, 224}, Case{150, 184, 246}, Case{131, 97, 200}, Case{9, 8, 224},
+                         Case{223, 300, 224}, Case{500, 375, 246}, Case{131, 97, 64}, Case{64, 64, 64},
+                         Case{100, 150, 224}, Case{1, 1, 5}})
+        for (int seed : {1, 2}) {
+            const cv::Mat img = seed == 1 ? test::pattern_image(c.w, c.h, 3) : noise_image(c.w, c.h, 4);
+            const cv::Mat want = scale_min(to_float_rgb(img), c.target);
+            const cv::Mat got = scale_min_from_u8(img, c.target);
+            EXPECT_LE(max_abs_diff(got, want), 1e-6) << c.w << "x" << c.h << " -> " << c.target << " seed " << seed;
+        }
+}
+
+// The fused rotation's window and mean equal rotate_reflect's image (its window, its mean): the
+// same coordinates, weights and reflected border as cv::warpAffine, every angle fastai draws
+// and beyond (quarter turns and more exercise the border). Same 1e-6 as above.
+TEST(Transforms, RotateReflectWindowEqualsTheRotatedImagesWindowAndMean) {
+    Rng rng(99);
+    struct Case { int w, h, win; };
+    for (const Case c : {Case{246, 290, 224}, Case{301, 247, 224}, Case{97, 131, 64}, Case{64, 64, 64}, Case{65, 80, 17}})
+        for (int trial = 0; trial < 6; ++trial) {
+            const double degrees = trial == 0 ? 10.0 : trial == 1 ? -37.5 : trial == 2 ? 90.0 : rng.uniform(-10.0, 10.0);
+            const cv::Mat img = to_float_rgb(trial % 2 ? noise_image(c.w, c.h, trial) : test::pattern_image(c.w, c.h, trial));
+            const cv::Mat full = rotate_reflect(img, degrees);
+            const int x = static_cast<int>(rng.uniform_int(0, c.w - c.win)), y = static_cast<int>(rng.uniform_int(0, c.h - c.win));
+            const cv::Rect window(x, y, c.win, c.win);
+            const RotatedWindow got = rotate_reflect_window(img, degrees, window);
+            EXPECT_LE(max_abs_diff(got.pixels, full(window)), 1e-6) << c.w << "x" << c.h << " " << degrees << " deg";
+            const cv::Scalar m = cv::mean(full);
+            EXPECT_NEAR(got.mean, (m[0] + m[1] + m[2]) / 3.0, 1e-7) << c.w << "x" << c.h << " " << degrees << " deg";
+        }
+    EXPECT_THROW(rotate_reflect_window(to_float_rgb(test::pattern_image(50, 40, 1)), 5.0, cv::Rect(30, 0, 30, 30)),
+                 std::invalid_argument);
+}
+
 TEST(Transforms, LightingFormulaExact) {
     cv::Mat img(1, 2, CV_32FC3);
     img.at<cv::Vec3f>(0, 0) = {0.2f, 0.4f, 0.6f};

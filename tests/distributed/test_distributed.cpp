@@ -7,9 +7,11 @@
 //
 // Exactness: the 2-process runs use bn_freeze (every BatchNorm in eval mode) and no dropout,
 // because with BatchNorm in training mode the batch statistics are per rank (as in PyTorch's
-// DDP), which is a different computation from one process's over the whole batch; and dropout
-// masks are drawn per process. With those, 2 processes with 4 images each and 1 process with
-// 8 compute the same thing up to the order of float additions.
+// DDP), which is a different computation from one process's over the whole batch (the head's
+// dropout is exact: its masks are drawn for the global batch, see the "dropout" scenario). With those, 2 processes with 4 images each and 1 process with
+// 8 compute the same thing up to the order of float additions. The synchronised-BatchNorm
+// scenarios ("syncbn", "syncbn-module") train BatchNorm in training mode instead: with
+// --sync-bn its statistics are the global batch's, so 2 processes again match one.
 #include "test_support.h"
 
 #include "whisker/common/device.h"
@@ -18,10 +20,18 @@
 #include "whisker/data/loader.h"
 #include "whisker/data/prepare.h"
 #include "whisker/models/checkpoint.h"
+#include "whisker/models/learner_model.h"
 #include "whisker/train/distributed.h"
 #include "whisker/train/learner.h"
+#include "whisker/train/sync_batch_norm.h"
 
 #include <ATen/ATen.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/optim/sgd.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -84,6 +94,63 @@ struct Misbehave : Callback {
     }
 };
 
+// A small network with a BatchNorm2d and a BatchNorm1d, trained for 3 SGD steps on a fixed
+// global batch of 8 (inputs far from zero mean, so that the variance's digits matter), each
+// rank on its block of rows, BatchNorm synchronised. Rank 0 writes the BatchNorm outputs of
+// every step (all rows, gathered), the gradients of the first step and the final state.
+void sync_batch_norm_module(std::shared_ptr<Distributed> dist, const fs::path& out, const std::string& tag) {
+    namespace nn = torch::nn;
+    torch::manual_seed(3);
+    nn::Conv2d conv(nn::Conv2dOptions(3, 6, 3).padding(1));
+    nn::BatchNorm2d bn2(6);
+    nn::Linear linear(6 * 8 * 8, 5);
+    nn::BatchNorm1d bn1(5);
+    std::vector<at::Tensor> params;
+    for (nn::Module* m : std::initializer_list<nn::Module*>{conv.get(), bn2.get(), linear.get(), bn1.get()})
+        for (const auto& p : m->parameters()) params.push_back(p);
+    const at::Tensor x_all = at::randn({8, 3, 8, 8}) * 2 + 3;
+    const at::Tensor y_all = at::randint(0, 5, {8}, at::kLong);
+    const int world = dist ? dist->world_size() : 1, rank = dist ? dist->rank() : 0;
+    const std::int64_t rows = 8 / world;
+    const at::Tensor x = x_all.narrow(0, rank * rows, rows), y = y_all.narrow(0, rank * rows, rows);
+    torch::optim::SGD sgd(params, torch::optim::SGDOptions(0.1).momentum(0.9));
+    std::unique_ptr<GradientSync> grad_sync;
+    if (dist) grad_sync = std::make_unique<GradientSync>(*dist, params);
+    auto gathered = [&](const at::Tensor& t) { return dist ? dist->all_gather_rows(t.detach()) : t.detach().clone(); };
+    models::StateDict result;
+    for (int step = 0; step < 3; ++step) {
+        sgd.zero_grad();
+        at::Tensor a, b, loss;
+        {
+            SyncBatchNormScope synchronised(dist.get());
+            a = bn2(conv(x));
+            b = bn1(linear(a.relu().flatten(1)));
+            loss = torch::nn::functional::cross_entropy(b, y);
+        }
+        if (grad_sync) grad_sync->arm();
+        loss.backward();
+        if (grad_sync) grad_sync->finish();
+        result.emplace_back("bn2d_out_" + std::to_string(step), gathered(a));
+        result.emplace_back("bn1d_out_" + std::to_string(step), gathered(b));
+        if (step == 0)
+            for (std::size_t i = 0; i < params.size(); ++i) result.emplace_back("grad_" + std::to_string(i), params[i].grad().clone());
+        sgd.step();
+    }
+    for (const auto& item : bn2->named_parameters()) result.emplace_back("bn2." + item.key(), item.value().detach().clone());
+    for (const auto& item : bn2->named_buffers()) result.emplace_back("bn2." + item.key(), item.value().detach().to(at::kDouble).clone());
+    for (const auto& item : bn1->named_buffers()) result.emplace_back("bn1." + item.key(), item.value().detach().to(at::kDouble).clone());
+    for (std::size_t i = 0; i < params.size(); ++i) result.emplace_back("param_" + std::to_string(i), params[i].detach().clone());
+    // Eval mode is plain BatchNorm with the running statistics: no exchange.
+    bn2->eval();
+    bn1->eval();
+    {
+        SyncBatchNormScope synchronised(dist.get());
+        at::NoGradGuard no_grad;
+        result.emplace_back("eval_out", gathered(bn1(linear(bn2(conv(x)).relu().flatten(1)))));
+    }
+    if (rank == 0) models::write_safetensors(out / ("syncbn-module-" + tag + ".safetensors"), result);
+}
+
 int run_worker(const std::string& scenario, const fs::path& project, const fs::path& out) {
     detect_compute_device();
     at::set_num_threads(1);   // one process alone too, so that runs are comparable and the machine not oversubscribed
@@ -96,11 +163,61 @@ int run_worker(const std::string& scenario, const fs::path& project, const fs::p
     const int world = dist ? dist->world_size() : 1;
     const int rank = dist ? dist->rank() : 0;
     const std::string tag = std::to_string(world) + "-" + std::to_string(rank);
+    if (scenario == "syncbn-module") {
+        sync_batch_norm_module(dist, out, std::to_string(world));
+        write_file_atomically(out / ("result-" + scenario + "-" + tag + ".json"), "{}");
+        return 0;
+    }
     const data::Dataset dataset = data::Dataset::load(project);
-    Learner l(project, dataset, worker_config(dist));
-    l.bn_freeze(true);
+    LearnerConfig config = worker_config(dist);
+    // fastai 0.7's head dropout (0.25, 0.5): its masks are drawn for the global batch, so it
+    // trains alike on any number of processes.
+    if (scenario == "dropout") config.head = models::HeadOptions{};
+    const bool batch_norm_trains = scenario == "syncbn" || scenario == "syncbn-off";
+    config.sync_batch_norm = scenario == "syncbn";
+    Learner l(project, dataset, config);
+    if (!batch_norm_trains) l.bn_freeze(true);
     json result;
-    if (scenario == "train") {
+    if (batch_norm_trains) {
+        // BatchNorm in training mode in every group, synchronised over the ranks: 1 epoch of
+        // 4 global batches of 8, then the validation metrics.
+        l.autosave = false;
+        l.unfreeze();
+        FitOptions o;
+        // Small rates: a random-init network on 8 images is chaotic (max-pool ties between
+        // equal pixels flip with the last bit), which would amplify float rounding beyond 1e-5
+        // within a few steps. The BatchNorm statistics do not depend on the rate: per-rank
+        // statistics change the losses and running statistics in their first digits.
+        o.lrs = {1e-5, 3e-5, 1e-4};
+        result["epochs"] = epochs_json(l.fit(o).epochs);
+        std::vector<double> losses;
+        for (const auto& b : l.batch_history()) losses.push_back(b.loss);
+        result["batch_losses"] = losses;
+        l.save(scenario + "-" + std::to_string(world));
+    } else if (scenario == "accumulate-full" || scenario == "accumulate-stop") {
+        // Gradient accumulation, 3 batches per step (groups of 3 + 1 per epoch), 2 epochs; the
+        // stopped run stops inside the first group of epoch 2.
+        l.unfreeze();
+        struct StopInsideAGroup : Callback {
+            void after_batch(Learner& l, const BatchRecord& r) override {
+                if (r.iteration == 4) l.request_stop("test stop inside a group");
+            }
+        };
+        if (scenario == "accumulate-stop") l.add_callback(std::make_shared<StopInsideAGroup>());
+        FitOptions o;
+        o.lrs = {1e-3, 3e-3, 1e-2};
+        o.cycle_len = 1;
+        o.n_cycle = 2;
+        o.accumulate = 3;
+        const auto r = l.fit(o);
+        result["stopped"] = r.stopped;
+        result["epochs"] = epochs_json(r.epochs);
+        l.save(scenario + "-" + std::to_string(world));
+    } else if (scenario == "accumulate-resume") {
+        const auto r = l.resume("autosave");
+        result["epochs"] = epochs_json(r.epochs);
+        l.save("accumulate-resumed-" + std::to_string(world));
+    } else if (scenario == "train") {
         // precompute (sharded, gathered) -> head fit -> lr_find -> unfrozen SGDR fit with
         // differential rates -> sharded prediction with TTA.
         l.autosave = false;
@@ -138,6 +255,23 @@ int run_worker(const std::string& scenario, const fs::path& project, const fs::p
         result["stopped"] = r.stopped;
         result["epochs"] = epochs_json(r.epochs);
         l.save(scenario + "-" + std::to_string(world));
+    } else if (scenario == "dropout") {
+        // The head alone on precomputed activations (dropout right after the cached features),
+        // then the whole network (dropout after the concat pooling), 1 epoch each.
+        l.autosave = false;
+        l.set_precompute(true);
+        FitOptions head;
+        head.lrs = {1e-2};
+        result["head"] = epochs_json(l.fit(head).epochs);
+        l.set_precompute(false);
+        l.unfreeze();
+        FitOptions all;
+        all.lrs = {1e-3, 3e-3, 1e-2};
+        result["all"] = epochs_json(l.fit(all).epochs);
+        std::vector<double> losses;
+        for (const auto& b : l.batch_history()) losses.push_back(b.loss);
+        result["batch_losses"] = losses;
+        l.save("dropout-" + std::to_string(world));
     } else if (scenario == "resume") {
         const auto r = l.resume("autosave");
         result["epochs"] = epochs_json(r.epochs);
@@ -357,6 +491,107 @@ TEST_F(DistributedTest, TwoProcessesTrainLikeOneWithTheSameGlobalBatch) {
     expect_close(weights("trained-2"), weights("trained-1"), 1e-4, "weights");
 }
 
+TEST_F(DistributedTest, HeadDropoutTrainsLikeOneProcessWithTheSameGlobalBatch) {
+    const fs::path out = *dir_ / "out-dropout";
+    for (int nproc : {2, 1}) {
+        const auto r = launch("dropout", nproc, out);
+        ASSERT_EQ(r.exit_code, 0) << r.message;
+    }
+    const json r0 = result(out, "dropout", 2, 0), single = result(out, "dropout", 1, 0);
+    expect_close(r0, single, 1e-4, "2 processes vs 1 with dropout");
+    expect_close(weights("dropout-2"), weights("dropout-1"), 1e-4, "weights with dropout");
+    // The dropout is on: the "train" scenario (same head fit without dropout) differs.
+    if (fs::exists(*dir_ / "out-train" / "result-train-1-0.json")) {
+        EXPECT_NE(result(*dir_ / "out-train", "train", 1, 0)["head"][0]["trn_loss"], single["head"][0]["trn_loss"]);
+    }
+}
+
+TEST(HeadDropout, DrawnMasksDependOnTheGlobalRowOnly) {
+    torch::manual_seed(1);
+    models::ClassifierModel model(models::Arch::ResNet18, 3, models::HeadOptions::with_dropout(0.5));
+    // BatchNorm in eval mode (its batch statistics would differ between parts of the batch).
+    model.eval();
+    for (auto& m : model.head()->modules(false))
+        if (m->as<torch::nn::Dropout>()) m->train();
+    const at::Tensor features = at::randn({6, model.head_inputs()});
+    // One process's batch of 6 rows, and the 3 ranks' interleaved shares of it.
+    model.set_dropout_draw(models::DropoutDraw{99, 0, 1});
+    const at::Tensor whole = model.forward_head(features);
+    for (int rank = 0; rank < 3; ++rank) {
+        model.set_dropout_draw(models::DropoutDraw{99, rank, 3});
+        const at::Tensor rows = at::arange(rank, 6, 3, at::kLong);
+        const at::Tensor part = model.forward_head(features.index_select(0, rows));
+        EXPECT_TRUE(at::allclose(part, whole.index_select(0, rows), 1e-5, 1e-6)) << "rank " << rank;
+    }
+    // Another seed drops other units; eval mode drops none.
+    model.set_dropout_draw(models::DropoutDraw{100, 0, 1});
+    EXPECT_FALSE(at::allclose(model.forward_head(features), whole));
+    model.head()->eval();
+    at::NoGradGuard no_grad;
+    const at::Tensor eval_out = model.forward_head(features);
+    model.set_dropout_draw(std::nullopt);
+    EXPECT_TRUE(at::equal(eval_out, model.forward_head(features)));
+}
+
+TEST_F(DistributedTest, SynchronisedBatchNormMatchesOneProcessWithTheGlobalBatch) {
+    const fs::path out = *dir_ / "out-syncbn-module";
+    for (int nproc : {2, 1}) {
+        const auto r = launch("syncbn-module", nproc, out);
+        ASSERT_EQ(r.exit_code, 0) << r.message;
+    }
+    const auto two = models::read_safetensors(out / "syncbn-module-2.safetensors");
+    const auto one = models::read_safetensors(out / "syncbn-module-1.safetensors");
+    // BatchNorm outputs of each step, the first step's gradients, running statistics,
+    // num_batches_tracked, weights after 3 steps, and the eval-mode outputs.
+    expect_close(two, one, 1e-5, "2 ranks with synchronised BatchNorm vs 1 process");
+    // The comparison can fail: per-rank statistics (no sync) are a different computation.
+    const at::Tensor first = models::find_tensor(one, "bn2d_out_0");
+    const at::Tensor half = first.narrow(0, 0, 4);
+    const at::Tensor per_rank = (half - half.mean({0, 2, 3}, true)) / (half.var({0, 2, 3}, false, true) + 1e-5).sqrt();
+    EXPECT_GT((per_rank - models::find_tensor(one, "bn2d_out_0").narrow(0, 0, 4)).abs().max().item<double>(), 1e-2);
+}
+
+TEST_F(DistributedTest, TwoProcessesWithSyncBatchNormTrainLikeOne) {
+    const fs::path out = *dir_ / "out-syncbn";
+    for (int nproc : {2, 1}) {
+        const auto r = launch("syncbn", nproc, out);
+        ASSERT_EQ(r.exit_code, 0) << r.message;
+    }
+    const json r0 = result(out, "syncbn", 2, 0), r1 = result(out, "syncbn", 2, 1), single = result(out, "syncbn", 1, 0);
+    EXPECT_EQ(r0, r1);
+    expect_close(r0, single, 1e-5, "2 processes with --sync-bn vs 1");
+    // The whole state dict: weights, running means and variances, num_batches_tracked.
+    expect_close(weights("syncbn-2"), weights("syncbn-1"), 1e-5, "weights and BatchNorm statistics");
+
+    // Without --sync-bn (per-process statistics) the same comparison fails by far.
+    const auto off = launch("syncbn-off", 2, out);
+    ASSERT_EQ(off.exit_code, 0) << off.message;
+    const json unsynced = result(out, "syncbn-off", 2, 0);
+    double worst = 0;
+    for (std::size_t i = 0; i < single["batch_losses"].size(); ++i)
+        worst = std::max(worst, std::abs(unsynced["batch_losses"][i].get<double>() - single["batch_losses"][i].get<double>()));
+    EXPECT_GT(worst, 1e-3);
+}
+
+TEST_F(DistributedTest, GradientAccumulationInTwoProcessesTrainsAndResumesLikeOne) {
+    const fs::path out = *dir_ / "out-accumulate";
+    ASSERT_EQ(launch("accumulate-full", 1, out).exit_code, 0);
+    auto full2 = launch("accumulate-full", 2, out);   // one all-reduce per group of 3 batches
+    ASSERT_EQ(full2.exit_code, 0) << full2.message;
+    expect_close(weights("accumulate-full-2"), weights("accumulate-full-1"), 1e-5, "2 processes vs 1, accumulating");
+    // Stopped by 2 processes inside a group (their accumulated gradients averaged into the
+    // checkpoint), resumed by 1.
+    auto stopped = launch("accumulate-stop", 2, out);
+    ASSERT_EQ(stopped.exit_code, 0) << stopped.message;
+    EXPECT_TRUE(result(out, "accumulate-stop", 2, 0)["stopped"].get<bool>());
+    const json saved = json::parse(read_file(project() / "models" / "autosave.json"));
+    EXPECT_EQ(saved["fit"]["accumulated"], 1);   // the stop is agreed during the next batch's forward
+    EXPECT_TRUE(fs::exists(project() / "models" / "autosave.grads.safetensors"));
+    auto resumed = launch("accumulate-resume", 1, out);
+    ASSERT_EQ(resumed.exit_code, 0) << resumed.message;
+    expect_close(weights("accumulate-resumed-1"), weights("accumulate-full-1"), 1e-5, "resumed inside a group");
+}
+
 TEST_F(DistributedTest, CheckpointFromTwoProcessesResumesOnOne) {
     const fs::path out = *dir_ / "out-resume";
     ASSERT_EQ(launch("full", 1, out).exit_code, 0);                    // 3 epochs in one go, one process
@@ -373,7 +608,7 @@ TEST_F(DistributedTest, CheckpointFromTwoProcessesResumesOnOne) {
 }
 
 namespace {
-void expect_peer_failure(const fs::path& out, const LocalLaunchResult& r, const char* how) {
+void expect_peer_failure(const fs::path& out, const LocalLaunchResult& r, const char* how, const std::string& finding) {
     EXPECT_NE(r.exit_code, 0);
     ASSERT_TRUE(fs::exists(out / "misbehaved-1")) << how;
     ASSERT_TRUE(fs::exists(out / "error-0")) << "rank 0 did not report an error: " << r.message;
@@ -381,6 +616,8 @@ void expect_peer_failure(const fs::path& out, const LocalLaunchResult& r, const 
     const std::string msg = e["message"];
     EXPECT_NE(msg.find("rank 0 of 2: rank 1 stopped answering"), std::string::npos) << msg;
     EXPECT_NE(msg.find("timeout " + std::to_string(kTimeoutSeconds) + " s"), std::string::npos) << msg;
+    // The liveness probe tells a rank that ended from one that hangs.
+    EXPECT_NE(msg.find("(liveness check: " + finding), std::string::npos) << msg;
     const double waited = e["at"].get<double>() - std::stod(read_file(out / "misbehaved-1"));
     std::fprintf(stderr, "%s: rank 0 failed %.1f s after rank 1: %s\n", how, waited, msg.c_str());
     EXPECT_LT(waited, kTimeoutSeconds + 5.0) << "within the timeout";
@@ -390,14 +627,14 @@ void expect_peer_failure(const fs::path& out, const LocalLaunchResult& r, const 
 TEST_F(DistributedTest, ARankThatDiesEndsTheOtherWithAnError) {
     const fs::path out = *dir_ / "out-die";
     const auto r = launch("die", 2, out, std::chrono::seconds(3));
-    expect_peer_failure(out, r, "killed");
+    expect_peer_failure(out, r, "killed", "rank 1 has ended");
 }
 
 TEST_F(DistributedTest, ARankThatHangsEndsTheOtherWithAnErrorWithinTheTimeout) {
     const fs::path out = *dir_ / "out-hang";
     const auto t0 = std::chrono::steady_clock::now();
     const auto r = launch("hang", 2, out, std::chrono::seconds(3));   // the launcher then kills the stopped rank
-    expect_peer_failure(out, r, "hung");
+    expect_peer_failure(out, r, "hung", "rank 1 is running but silent");
     EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 60.0);
 }
 

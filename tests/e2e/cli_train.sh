@@ -53,6 +53,13 @@ for change in "--aug top-down" "--max-zoom 1.3" "--no-flip"; do
   grep -q "already has its augmentation (side-on augmentation)" "$work/err" && grep -q -- "--new-learner" "$work/err" \
     || fail "$change message: $(cat "$work/err")"
 done
+# The batch size is not part of what the weights learnt: --bs on the existing learner changes it
+# (e.g. after the GPU ran out of memory) and learner.json keeps it.
+bs_before=$(python3 -c "import json; print(json.load(open('$work/p/learner.json'))['batch_size'])")
+"$cli" fit "$work/p" --bs 6 --lr 1e-4 --cycles 1 2>"$work/err" >/dev/null || fail "fit --bs 6: $(cat "$work/err")"
+grep -q "Batch size: $bs_before -> 6" "$work/err" || fail "--bs message: $(cat "$work/err")"
+python3 -c "import json, sys; sys.exit(0 if json.load(open('$work/p/learner.json'))['batch_size'] == 6 else 1)" \
+  || fail "learner.json batch_size after --bs 6: $(cat "$work/p/learner.json")"
 "$cli" fit "$work/p" --lr 1e-4 --cycles 1 --json | tee "$work/fit.log"
 grep -q '"event":"epoch"' "$work/fit.log" || fail "fit --json"
 "$cli" -q save "$work/p" after-fit

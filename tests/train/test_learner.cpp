@@ -1,4 +1,5 @@
 // The Learner on a tiny sample project (resnet18 at 32 px, random body: no network needed).
+#include <nlohmann/json.hpp>
 #include "small_learner_fixture.h"
 #include "test_support.h"
 
@@ -516,4 +517,13 @@ TEST_F(LearnerTest, RecipesRunStepByStepAndRejectUnknownSteps) {
     EXPECT_THROW(run_recipe(*l, "[{\"step\": \"fit\", \"lr\": \"lots\"}]"), UserError);
     EXPECT_NO_THROW(default_recipe());
     EXPECT_THROW(run_recipe(*l, "not json"), UserError);
+    // A learner from scratch (this one) gets the same 8 steps adapted to a random network: the
+    // same kinds of steps in the same order, the last fit at one rate with AdamW.
+    EXPECT_EQ(recipe_for(*l), from_scratch_recipe());
+    const auto scratch = nlohmann::json::parse(from_scratch_recipe());
+    const auto seed = nlohmann::json::parse(default_recipe());
+    ASSERT_EQ(scratch.size(), seed.size());
+    for (std::size_t i = 0; i < seed.size(); ++i) EXPECT_EQ(scratch[i]["step"], seed[i]["step"]) << i;
+    EXPECT_EQ(scratch[7]["optimizer"], "adamw");
+    EXPECT_TRUE(scratch[7]["lr"].is_number());
 }

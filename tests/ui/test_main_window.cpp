@@ -690,6 +690,9 @@ private Q_SLOTS:
 };
 
 int run_inspect_submit_tests(int argc, char** argv);  // test_inspect_submit.cpp
+int run_explain_tests(int argc, char** argv);          // test_explain.cpp
+int run_data_map_tests(int argc, char** argv);         // test_data_map.cpp
+int run_runs_page_tests(int argc, char** argv);        // test_runs_page.cpp
 
 int main(int argc, char** argv) {
     QApplication app(argc, argv);
@@ -710,6 +713,9 @@ int main(int argc, char** argv) {
         status |= QTest::qExec(&t, argc, argv);
     }
     status |= run_inspect_submit_tests(argc, argv);
+    status |= run_explain_tests(argc, argv);
+    status |= run_data_map_tests(argc, argv);
+    status |= run_runs_page_tests(argc, argv);
     return status;
 }
 #include "test_main_window.moc"

@@ -52,6 +52,9 @@ struct ImageHeader {
 
 DecodedImage decode_image(const std::string& bytes, const DecodeOptions& options = {});
 DecodedImage decode_image_file(const std::filesystem::path& path, const DecodeOptions& options = {});
+// The file's bytes, for decode_image; ImageError ("cannot read the file: ...") when unreadable.
+// decode_image_file is read_image_file then decode_image.
+std::string read_image_file(const std::filesystem::path& path);
 
 // Identifies the format from the first bytes; "" when it is not a supported image.
 std::string sniff_image_format(const std::string& bytes);

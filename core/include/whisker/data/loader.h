@@ -3,7 +3,9 @@
 //
 // A DataLoader decodes and transforms images on its own worker threads and hands out batches
 // in order through a bounded prefetch queue: at most `prefetch_batches` batches are waiting
-// or being built at any time, so memory stays flat however large the dataset.
+// or being built at any time, so memory stays flat however large the dataset. (Unpinned batch
+// buffers are reused once the consumer drops a batch: up to prefetch_batches + 2 of them stay
+// allocated while the loader lives, which spares the kernel's page faults on every batch.)
 //   images: float32 [N, 3, size, size], ImageNet-normalised, CHW (pinned memory on request,
 //           for fast copies to a CUDA device)
 //   labels: int64 [N] class indices (single-label), float32 [N, C] multi-hot (multi-label),
@@ -24,6 +26,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace whisker::data {
@@ -58,6 +61,21 @@ struct LoaderOptions {
     // epoch, so the ranks together see exactly the images one process would.
     int shard_rank = 0;
     int shard_count = 1;
+    // Time each stage of the workers' work (DataLoader::profile); a few clock reads per image.
+    bool profile = false;
+};
+
+// Where the workers' time went (LoaderOptions::profile): seconds summed over all workers, per
+// stage in pipeline order. Steps done in one pass are one stage (the crop, flip, lighting and
+// normalisation write the batch together).
+struct LoaderProfile {
+    struct Stage {
+        std::string name;
+        double seconds = 0;
+    };
+    std::vector<Stage> stages;
+    double total = 0;            // worker seconds spent building batches: the stages and what no stage covers
+    std::size_t images = 0;      // images built (failed ones included)
 };
 
 // The positions in an epoch of n items that rank `rank` of `count` visits, in order.
@@ -103,6 +121,10 @@ public:
     // The order in which epoch `epoch` visits the items (indices into the item list; this
     // rank's share when sharded, padding included).
     std::vector<std::size_t> epoch_order(int epoch) const;
+    // The stages' times since construction or reset_profile() (all zero unless
+    // LoaderOptions::profile); batches still being built are not in it yet.
+    LoaderProfile profile() const;
+    void reset_profile();
 
 private:
     struct Impl;

@@ -169,10 +169,37 @@ int random_crop_offset(int dim, int size, double u);       // floor(u*(dim-size)
 // np.rot90(x, rot_times), then np.fliplr when do_flip. Exact (a permutation of the pixels).
 cv::Mat apply_dihedral(const cv::Mat& image, int k);
 
+// ---- the same steps, computed faster (what the pipelines below use) ----
+// scale_min(to_float_rgb(rgb8), target) without a full-size float copy: an enlargement is
+// computed straight from the 8-bit pixels with OpenCV's INTER_AREA coefficients and arithmetic
+// (linear interpolation, area-style weights), so the pixels equal cv::resize's to float
+// rounding (see test_transforms); a reduction goes through cv::resize as before.
+cv::Mat scale_min_from_u8(const cv::Mat& rgb8, int target);
+// The `window` (inside the image) of rotate_reflect(image, degrees), and the mean of all three
+// channels of the whole rotated image (the lighting's mean), in one pass and without the
+// rotated image: the same source coordinates, weights and border as cv::warpAffine, so the
+// pixels and the mean equal those of the two steps to float rounding. CV_32FC3 in and out.
+struct RotatedWindow {
+    cv::Mat pixels;              // window.height x window.width, CV_32FC3
+    double mean = 0.0;
+};
+RotatedWindow rotate_reflect_window(const cv::Mat& image, double degrees, const cv::Rect& window);
+
+// Seconds each step of a transform took, added to when a pipeline below is given one (the
+// loader's profile, `whisker-cli bench loader --profile`); without one no clock is read.
+struct TransformTimes {
+    double resize = 0;           // 8-bit to float and Scale/RandomScale (INTER_AREA)
+    double rotate = 0;           // RandomRotate (with the lighting's mean when it rotates) and quarter turns
+    double lighting = 0;         // the lighting's mean when the image is not rotated
+    double crop_normalise = 0;   // crop, flip, lighting and ImageNet normalisation: one pass into the batch
+    double extra = 0;            // TrivialAugmentWide and RandomErasing (when on)
+};
+
 // ---- whole pipelines, writing 3*size*size normalised floats in CHW order ----
-void validation_transform(const cv::Mat& rgb8, const AugmentSettings& settings, float* out_chw);
+void validation_transform(const cv::Mat& rgb8, const AugmentSettings& settings, float* out_chw,
+                          TransformTimes* times = nullptr);
 void training_transform(const cv::Mat& rgb8, const AugmentSettings& settings, const AugmentDraw& draw,
-                        float* out_chw);
+                        float* out_chw, TransformTimes* times = nullptr);
 
 // The training transform before normalisation, as an 8-bit RGB image (for "what the model
 // sees" views).

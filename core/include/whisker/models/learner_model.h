@@ -18,7 +18,9 @@
 
 #include <torch/nn/modules/container/sequential.h>
 
+#include <cstdint>
 #include <filesystem>
+#include <optional>
 
 #include <string>
 #include <vector>
@@ -34,6 +36,19 @@ struct HeadOptions {
     bool multi_label = false;           // Sigmoid instead of LogSoftmax (Fastai07 style)
     // Sets every dropout to p (fastai's scalar `ps`).
     static HeadOptions with_dropout(double p, std::vector<int> xtra_fc = {512});
+};
+
+// Where the head's dropout masks come from in training mode. Without one, PyTorch's global
+// generator (per process, as nn::Dropout). With one, the mask of a row depends only on `seed`,
+// the Dropout layer and the row's position in the *global* batch: this forward's row i is row
+// first_row + i * row_stride of that batch. A data-parallel rank (which holds rows rank,
+// rank + world, … of every global batch, data::shard_positions) passes {seed, rank, world}, one
+// process {seed, 0, 1}: both drop the same units of the same images, so any number of
+// processes trains exactly like one. The Learner draws `seed` per (seed, epoch, batch).
+struct DropoutDraw {
+    std::uint64_t seed = 0;
+    std::int64_t first_row = 0;
+    std::int64_t row_stride = 1;
 };
 
 class ClassifierModel : public torch::nn::Module {
@@ -52,6 +67,10 @@ public:
     int num_classes() const { return num_classes_; }
     const ArchInfo& arch() const { return body_->info(); }
     const HeadOptions& head_options() const { return head_options_; }
+    // The head's dropout masks for the following training forwards (see DropoutDraw);
+    // nullopt: PyTorch's generator again.
+    void set_dropout_draw(std::optional<DropoutDraw> draw) { dropout_draw_ = draw; }
+    const std::optional<DropoutDraw>& dropout_draw() const { return dropout_draw_; }
     ImageNetModel& body() { return *body_; }
     torch::nn::Sequential& head() { return head_; }
 
@@ -68,6 +87,7 @@ private:
     int head_inputs_;
     int num_classes_;
     bool token_body_ = false;
+    std::optional<DropoutDraw> dropout_draw_;
 };
 
 // AdaptiveConcatPool2d + Flatten: [N, C, h, w] -> [N, 2C] (max-pooled, then average-pooled).

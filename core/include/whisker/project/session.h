@@ -198,6 +198,8 @@ public:
     // Progressive resizing: the learner continues at `size` px with the same weights
     // (Learner::set_size); learner.json and "current" are updated, earlier predictions dropped.
     void resize_learner(int size);
+    // The learner's batch size from now on (Learner::set_batch_size); learner.json is updated.
+    void set_batch_size(int batch_size);
     std::vector<CheckpointInfo> checkpoints() const { return list_checkpoints(project_); }
     // The autosave of an interrupted fit of this learner, if any: what resume() continues.
     std::optional<CheckpointInfo> interrupted_fit() const;

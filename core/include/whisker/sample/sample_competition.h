@@ -7,6 +7,9 @@
 //   DIR/sample_submission.csv   id,label (label 0.5, as Kaggle's)
 //   DIR/sample_solution.csv     id,label (1 = dog): the answer key, for scoring offline;
 //                               Kaggle keeps this one secret
+//   DIR/sample_boxes.csv        file,x0,y0,x1,y1: where each image's animal is, in pixels of
+//                               the written image (x1, y1 exclusive), for train/ and test/ —
+//                               the ground truth for "where the model looked" (Grad-CAM)
 //
 // Images are drawn procedurally: a cat or a dog seen from the side (ears pointed or floppy,
 // snout short or long, tail long and thin or short and thick, whiskers, eyes), in random
@@ -22,6 +25,8 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <string>
 
 namespace whisker::sample {
 
@@ -37,7 +42,13 @@ struct SampleOptions {
 // Writes the competition into `dir` (created if needed). Archives are written atomically.
 void write_sample_competition(const std::filesystem::path& dir, const SampleOptions& options = {});
 
-// One image (8-bit RGB): what write_sample_competition stores, before JPEG encoding.
-cv::Mat draw_animal(bool dog, std::uint64_t seed);
+// One image (8-bit RGB): what write_sample_competition stores, before JPEG encoding. With
+// `animal_box`, also the animal's bounding box: every pixel its drawing changed (body, head,
+// ears, legs, tail, whiskers), before occluders, blur and noise; the image is the same either way.
+cv::Mat draw_animal(bool dog, std::uint64_t seed, cv::Rect* animal_box = nullptr);
+
+// DIR/sample_boxes.csv: archive member name ("train/cat.0.jpg", "test/1.jpg") -> the animal's
+// box in pixels. UserError when the file is missing or damaged.
+std::map<std::string, cv::Rect> read_sample_boxes(const std::filesystem::path& dir);
 
 }  // namespace whisker::sample

@@ -27,10 +27,15 @@
 //   - Gradients are averaged with bucketed all-reduce (GradientSync), launched from autograd
 //     hooks while the backward pass is still running.
 //   - BatchNorm as PyTorch's DDP with broadcast_buffers: batch statistics per rank, running
-//     statistics are rank 0's. No SyncBatchNorm.
+//     statistics are rank 0's; with LearnerConfig::sync_batch_norm (--sync-bn) statistics of
+//     the global batch instead, as PyTorch's SyncBatchNorm (sync_batch_norm.h).
 //   - Metrics are all-reduced: every rank gets the same numbers. Only rank 0 writes files.
 //   - A collective that does not complete within `timeout` (a peer died or hangs) throws
 //     UserError naming this rank, the peer and the timeout; so does a refused rendezvous.
+//     The peer is found by a liveness probe: every rank listens on a TCP port of its own
+//     (published as liveness/<rank> in the store, never accepted on), and fail() connects to
+//     all of them at once for at most min(2 s, timeout / 4): refused = that process ended, no
+//     answer or unreachable = its machine or the network is down, connected = alive but hung.
 //
 // Threading: one thread per process uses a Distributed (collectives must be issued in the
 // same order on every rank). GradientSync's hooks run on autograd's threads; that is safe.
@@ -124,7 +129,10 @@ public:
     // rank. Ranks may hold different numbers of rows (also none). The result is on the CPU.
     at::Tensor all_gather_rows(const at::Tensor& local);
 
-    // Raises the error every failure of a collective turns into: "rank R of N: … (timeout T s)".
+    // Raises the error every failure of a collective turns into: "rank R of N: rank Q stopped
+    // answering or failed during WHAT (timeout T s): DETAIL (liveness check: …)", naming the
+    // peers the probe found unreachable (else those that ended; else "another rank", or the
+    // other rank of two). Takes up to min(2 s, timeout / 4) for the probe.
     [[noreturn]] void fail(const std::string& what, const std::string& detail) const;
 
     struct Impl;
@@ -142,6 +150,10 @@ private:
 // backward pass; finish() waits, divides by the world size and writes each parameter's grad.
 // Usage per step: arm(); loss.backward(); finish();  — or arm(); finish(); on a rank that has
 // nothing to back-propagate (it contributes zeros). Hooks are removed by the destructor.
+// Gradient accumulation (DDP's no_sync): backward passes while not armed only add to each
+// parameter's .grad on this rank; the armed backward then averages .grad plus its own
+// gradient, so one all-reduce serves the whole group of micro-batches.
+// Zero the gradients (or set them to none) before a step that does not accumulate.
 class GradientSync {
 public:
     GradientSync(Distributed& dist, std::vector<at::Tensor> params, std::size_t bucket_bytes = 25u << 20);

@@ -25,6 +25,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -69,6 +70,12 @@ struct LearnerConfig {
     // must construct the Learner and call the same methods in the same order, and only rank 0
     // writes files (checkpoints, the precompute cache).
     std::shared_ptr<Distributed> distributed;
+    // With a group: BatchNorm layers in training mode use the statistics of the global batch
+    // (PyTorch's SyncBatchNorm; sync_batch_norm.h) instead of each rank's. Ignored alone.
+    bool sync_batch_norm = false;
+    // Gradient accumulation for fits and lr_find that do not give their own
+    // (FitOptions::accumulate): the optimiser steps every `accumulate` batches.
+    int accumulate = 1;
 };
 
 enum class OptimizerKind { SGD, AdamW };
@@ -96,6 +103,13 @@ struct FitOptions {
     // as PyTorch's cross_entropy(label_smoothing=ε); validation losses stay unsmoothed.
     // Single-label datasets only. 0 = off.
     double label_smoothing = 0;
+    // Gradient accumulation: each batch's loss is weighted by its share of the group's images
+    // (1/N for equal batches) and the optimiser steps once every N batches — a batch of 64
+    // trains as 4 x 16 (--bs 16, N 4) in a quarter of the memory. The schedule (SGDR, one-cycle)
+    // counts optimiser steps; the epoch's last group steps with the batches it has; progress,
+    // BatchRecords and callbacks stay per batch. BatchNorm in training mode sees each batch
+    // (16 images), not the group. 0: the learner's (LearnerConfig::accumulate, default 1).
+    int accumulate = 0;
 };
 
 struct BatchRecord {
@@ -214,14 +228,18 @@ public:
     // fastai v2's fine_tune: one frozen one-cycle epoch, then unfreeze and one-cycle with lrs
     // from base_lr/100 (early) to base_lr/2 (head).
     FitResult fine_tune(int epochs, double base_lr = 2e-3, int freeze_epochs = 1, const std::atomic<bool>* stop = nullptr);
-    // Sweeps one epoch, or 100 batches over several epochs when an epoch is shorter.
+    // Sweeps one epoch, or 100 optimiser steps over several epochs when an epoch is shorter.
+    // With gradient accumulation (`accumulate` batches per step; 0: the learner's) each point
+    // of the curve is one optimiser step.
     LrFindResult lr_find(double start_lr = 1e-5, double end_lr = 10, bool linear = false,
-                         const std::atomic<bool>* stop = nullptr);
+                         const std::atomic<bool>* stop = nullptr, int accumulate = 0);
     Predictions predict(data::Split split, int tta = 0, TtaMix mix = TtaMix::Mean, const std::atomic<bool>* stop = nullptr);
 
     // ---- checkpoints (PROJECT/models/<name>.*, written atomically) ----
     // Weights, optimiser, schedule position, counters and random state: resume() continues
-    // an interrupted fit exactly.
+    // an interrupted fit exactly. A fit stopped in the middle of a gradient-accumulation group
+    // also keeps the gradients accumulated so far (<name>.grads.safetensors, averaged over the
+    // ranks in a group), and resume() goes on from the next batch of that group.
     void save(const std::string& name);
     void load(const std::string& name);
     bool has_checkpoint(const std::string& name) const;
@@ -235,6 +253,11 @@ public:
 
     // ---- callbacks and hooks ----
     void add_callback(std::shared_ptr<Callback> cb) { callbacks_.push_back(std::move(cb)); }
+    // Takes a callback added for one job off again (not during a fit).
+    void remove_callback(const Callback* cb) {
+        callbacks_.erase(std::remove_if(callbacks_.begin(), callbacks_.end(), [cb](const auto& c) { return c.get() == cb; }),
+                         callbacks_.end());
+    }
     void set_progress(ProgressCallback progress) { progress_ = std::move(progress); }
     void request_stop(const std::string& reason);   // from a callback
     bool autosave = true;                            // save "autosave" at each epoch end
@@ -246,6 +269,14 @@ public:
     // The precision of forward passes from now on (not during a fit); what it resolved to.
     void set_precision(Precision requested);
     Precision precision() const { return precision_; }
+    // The gradient accumulation of fits and lr_find that do not give their own (at least 1;
+    // UserError otherwise; not during a fit).
+    void set_accumulate(int batches);
+    int accumulate() const { return config_.accumulate; }
+    // The batch size from now on (the global batch in a data-parallel group; at least 1, and at
+    // least one image per process), e.g. after the GPU ran out of memory. The weights and the
+    // precomputed activations stay; the loaders are rebuilt on next use. Not during a fit.
+    void set_batch_size(int batch_size);
     // The transforms the loaders use (config's size and augmentation), e.g. for previews.
     data::AugmentSettings augment_settings() const;
     const std::filesystem::path& project() const { return project_; }

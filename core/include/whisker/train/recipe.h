@@ -3,13 +3,15 @@
 // workbench's "Run recipe". Steps:
 //   {"step": "precompute", "on": true}     {"step": "unfreeze"}   {"step": "freeze"}
 //   {"step": "bn_freeze", "on": true}
-//   {"step": "lr_find", "start": 1e-5, "end": 10, "set_lr": true}
+//   {"step": "lr_find", "start": 1e-5, "end": 10, "set_lr": true, "accumulate": 4}
 //       the first sweep chooses the rate "found" stands for: its minimum/10 suggestion,
 //       clamped to [1e-4, 0.1]; later sweeps are informative unless "set_lr" is true
 //   {"step": "fit", "lr": "found" | 0.01 | ["found/100", "found/10", "found"], "cycles": 3,
 //    "cycle_len": 1, "cycle_mult": 2, "optimizer": "sgd" | "adamw", "one_cycle": false, "wd": 0,
-//    "mixup": 0, "cutmix": 0, "mix_switch_prob": 0.5, "mix_prob": 1, "ema": 0}
+//    "mixup": 0, "cutmix": 0, "mix_switch_prob": 0.5, "mix_prob": 1, "ema": 0, "accumulate": 4}
 //       (MixUp/CutMix need precompute off at that step: checked before the recipe runs)
+//       "accumulate": the optimiser steps every N batches (FitOptions::accumulate); without
+//       it fits and sweeps use the learner's (LearnerConfig::accumulate, --accumulate)
 //   {"step": "size", "size": 299}           progressive resizing (Learner::set_size)
 //   {"step": "predict", "split": "valid" | "test", "tta": 4, "out": "submission.csv", "clip": 0}
 // The default recipe is the seed's 8 steps (fastai's Dogs vs. Cats lesson).
@@ -26,6 +28,17 @@
 namespace whisker::train {
 
 std::string default_recipe();
+// The same 8 steps for a network trained from scratch (no pretrained weights): the seed's
+// schedule is made for ImageNet features — a random body's precomputed activations teach the
+// head little and its early layers need the full rate — so the frozen steps are one epoch
+// each, and the last fit trains every layer group at one rate with AdamW (2e-3: the LR finder's
+// minimum/10 rule is unreliable on a random network's curve, which it still shows) for
+// 2+4+8 epochs of SGDR. On the sample competition (1,600 training images at 64 px) this reaches
+// about 0.85 validation accuracy in about 2 minutes on 2 cores, where the seed's 8 steps end near chance.
+std::string from_scratch_recipe();
+// The recipe `whisker-cli run` and the workbench's "Run the recipe" use when given none:
+// default_recipe(), or from_scratch_recipe() for a learner that did not start from pretrained weights.
+std::string recipe_for(const Learner& learner);
 
 // A step in words, with "found" resolved to `found_lr`: "fit 3 cycles of 1 epoch at 3.0e-3".
 std::string describe_step(const std::string& step_json, double found_lr);

@@ -32,10 +32,11 @@ struct MixOptions {
 MixOptions mix_options(const FitOptions& o);
 
 // Throws UserError, naming the CLI flag, for an option out of range: α < 0, a probability
-// outside [0, 1], an EMA decay outside [0, 1).
+// outside [0, 1], an EMA decay outside [0, 1), an accumulation below 0 (0: the learner's).
 void check_training_options(const FitOptions& o);
 
-// "MixUp (α 0.2), weight EMA (decay 0.999)"; "" when none is on.
+// "MixUp (α 0.2), weight EMA (decay 0.999), gradient accumulation (a step every 4 batches)";
+// "" when none is on.
 std::string describe_training_options(const FitOptions& o);
 
 // Rows [y0, y1) and columns [x0, x1) of an image.

@@ -1,0 +1,359 @@
+#include "runs_page.h"
+
+#include "train_page.h"
+#include "training_worker.h"
+#include "whisker/project/runs.h"
+#include "whisker/project/session.h"
+
+#include "qcustomplot_include.h"
+
+#include <QFileSystemWatcher>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QItemSelectionModel>
+#include <QLabel>
+#include <QLineEdit>
+#include <QMessageBox>
+#include <QPushButton>
+#include <QSortFilterProxyModel>
+#include <QSplitter>
+#include <QStandardItemModel>
+#include <QTableView>
+#include <QVBoxLayout>
+
+#include <cmath>
+#include <map>
+#include <optional>
+
+namespace whisker::ui {
+
+struct RunsPage::Records {
+    std::vector<project::RunRecord> runs;
+    std::vector<project::SubmissionScore> scores;
+    const project::RunRecord* find(int number) const {
+        for (const auto& r : runs)
+            if (r.number == number) return &r;
+        return nullptr;
+    }
+};
+
+namespace {
+
+QCustomPlot* make_plot(const QString& title) {
+    auto* p = new QCustomPlot;
+    p->setMinimumHeight(170);
+    p->plotLayout()->insertRow(0);
+    p->plotLayout()->addElement(0, 0, new QCPTextElement(p, title, QFont(p->font().family(), 9, QFont::Bold)));
+    p->legend->setVisible(true);
+    p->legend->setFont(QFont(p->font().family(), 8));
+    p->legend->setBrush(QColor(255, 255, 255, 200));
+    p->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
+    return p;
+}
+
+// A number cell: shown with `decimals`, sorted as a number ("-" sorts last).
+QStandardItem* number_item(double v, int decimals) {
+    auto* item = new QStandardItem(std::isfinite(v) ? QString::number(v, 'f', decimals) : QStringLiteral("-"));
+    item->setData(std::isfinite(v) ? v : 1e300, Qt::UserRole);
+    item->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
+    return item;
+}
+QStandardItem* text_item(const QString& text) {
+    auto* item = new QStandardItem(text);
+    item->setData(text, Qt::UserRole);
+    return item;
+}
+
+QString duration(double s) {
+    if (s < 60) return QString::number(std::lround(s)) + "s";
+    if (s < 3600) return QString("%1m%2s").arg(static_cast<int>(s / 60)).arg(static_cast<int>(std::fmod(s, 60)), 2, 10, QChar('0'));
+    return QString("%1h%2m").arg(static_cast<int>(s / 3600)).arg(static_cast<int>(std::fmod(s / 60, 60)), 2, 10, QChar('0'));
+}
+
+const QColor kColours[] = {QColor(31, 119, 180), QColor(255, 127, 14), QColor(44, 160, 44), QColor(214, 39, 40),
+                           QColor(148, 103, 189), QColor(140, 86, 75), QColor(227, 119, 194), QColor(127, 127, 127)};
+
+}  // namespace
+
+RunsPage::RunsPage(TrainPage* train, QWidget* parent) : QWidget(parent), train_(train), records_(std::make_unique<Records>()) {
+    model_ = new QStandardItemModel(0, ColumnCount, this);
+    model_->setHorizontalHeaderLabels({tr("#"), tr("Kind"), tr("Status"), tr("Started"), tr("Model"), tr("Epochs"),
+                                       tr("Val loss"), tr("Accuracy"), tr("Log loss"), tr("Public"), tr("Time"),
+                                       tr("From"), tr("Output")});
+    proxy_ = new QSortFilterProxyModel(this);
+    proxy_->setSourceModel(model_);
+    proxy_->setSortRole(Qt::UserRole);
+    proxy_->setFilterKeyColumn(-1);   // any column
+    proxy_->setFilterCaseSensitivity(Qt::CaseInsensitive);
+
+    table_ = new QTableView;
+    table_->setObjectName("runsTable");
+    table_->setModel(proxy_);
+    table_->setSortingEnabled(true);
+    table_->sortByColumn(Number, Qt::DescendingOrder);   // newest first
+    table_->setSelectionBehavior(QAbstractItemView::SelectRows);
+    table_->setSelectionMode(QAbstractItemView::ExtendedSelection);
+    table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+    table_->verticalHeader()->hide();
+    table_->horizontalHeader()->setStretchLastSection(true);
+    table_->setAlternatingRowColors(true);
+
+    filter_ = new QLineEdit;
+    filter_->setObjectName("runsFilter");
+    filter_->setPlaceholderText(tr("Filter: resnet34, fit, finished, snapshot…"));
+    filter_->setClearButtonEnabled(true);
+    connect(filter_, &QLineEdit::textChanged, proxy_, &QSortFilterProxyModel::setFilterFixedString);
+
+    load_button_ = new QPushButton(tr("Load this run's checkpoint"));
+    load_button_->setObjectName("loadRunCheckpoint");
+    load_button_->setToolTip(tr("Make the selected run's weights the project's learner (the Train, Inspect and Submit pages use it)"));
+    load_button_->setEnabled(false);
+    connect(load_button_, &QPushButton::clicked, this, &RunsPage::load_selected_checkpoint);
+    auto* refresh_button = new QPushButton(tr("Refresh"));
+    connect(refresh_button, &QPushButton::clicked, this, &RunsPage::refresh);
+
+    summary_ = new QLabel;
+    details_ = new QLabel;
+    details_->setWordWrap(true);
+    details_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+
+    curves_ = make_plot(tr("Epoch curves of the selected runs (validation loss; training loss dashed)"));
+    curves_->setObjectName("runsCurves");
+    curves_->xAxis->setLabel(tr("epoch"));
+    curves_->yAxis->setLabel(tr("loss"));
+    cv_plot_ = make_plot(tr("Validation log loss against the public leaderboard score"));
+    cv_plot_->setObjectName("cvLeaderboardPlot");
+    cv_plot_->xAxis->setLabel(tr("validation log loss"));
+    cv_plot_->yAxis->setLabel(tr("public score"));
+    cv_plot_->legend->setVisible(false);   // the title says what the points are; labels name their runs
+    // Whole epochs on the curves' axis.
+    curves_->xAxis->setTicker(QSharedPointer<QCPAxisTickerFixed>::create());
+    qSharedPointerCast<QCPAxisTickerFixed>(curves_->xAxis->ticker())->setTickStep(1.0);
+    qSharedPointerCast<QCPAxisTickerFixed>(curves_->xAxis->ticker())->setScaleStrategy(QCPAxisTickerFixed::ssMultiples);
+
+    auto* top = new QHBoxLayout;
+    top->addWidget(filter_, 1);
+    top->addWidget(load_button_);
+    top->addWidget(refresh_button);
+    auto* upper = new QWidget;
+    auto* upper_layout = new QVBoxLayout(upper);
+    upper_layout->setContentsMargins(0, 0, 0, 0);
+    upper_layout->addLayout(top);
+    upper_layout->addWidget(table_, 1);
+    upper_layout->addWidget(summary_);
+    upper_layout->addWidget(details_);
+    auto* plots = new QSplitter(Qt::Horizontal);
+    plots->addWidget(curves_);
+    plots->addWidget(cv_plot_);
+    plots->setStretchFactor(0, 3);
+    plots->setStretchFactor(1, 2);
+    auto* split = new QSplitter(Qt::Vertical);
+    split->addWidget(upper);
+    split->addWidget(plots);
+    split->setStretchFactor(0, 3);
+    split->setStretchFactor(1, 2);
+    auto* layout = new QVBoxLayout(this);
+    layout->addWidget(split);
+
+    connect(table_->selectionModel(), &QItemSelectionModel::selectionChanged, this, &RunsPage::selection_changed);
+    watcher_ = new QFileSystemWatcher(this);
+    connect(watcher_, &QFileSystemWatcher::directoryChanged, this, &RunsPage::refresh);
+}
+
+RunsPage::~RunsPage() = default;
+
+void RunsPage::set_project(const std::filesystem::path& project) {
+    project_ = project;
+    if (!watcher_->directories().isEmpty()) watcher_->removePaths(watcher_->directories());
+    std::error_code ec;
+    std::filesystem::create_directories(project / "runs", ec);   // watched before the first run
+    watcher_->addPath(QString::fromStdString((project / "runs").string()));
+    refresh();
+}
+
+void RunsPage::refresh() {
+    const auto keep = selected_runs();
+    records_->runs = project_.empty() ? std::vector<project::RunRecord>{} : project::list_runs(project_);
+    records_->scores = project_.empty() ? std::vector<project::SubmissionScore>{} : project::submission_scores(project_);
+    std::map<int, std::string> public_scores;
+    for (const auto& s : records_->scores)
+        if (!s.public_score.empty()) public_scores[s.run] = s.public_score;
+    model_->removeRows(0, model_->rowCount());
+    for (const auto& r : records_->runs) {
+        QList<QStandardItem*> row;
+        auto* n = number_item(r.number, 0);
+        row << n << text_item(project::run_kind_name(r.kind)) << text_item(QString::fromStdString(r.status))
+            << text_item(QString::fromStdString(r.started.substr(0, 16)));
+        QString model = r.kind == project::RunKind::Ensemble ? tr("ensemble of %1").arg(r.members.size())
+                        : r.arch.empty()                    ? QStringLiteral("-")
+                                                            : QString("%1 %2px bs%3").arg(QString::fromStdString(r.arch)).arg(r.size).arg(r.batch_size);
+        row << text_item(model) << number_item(r.fits.empty() ? NAN : static_cast<double>(r.epochs()), 0);
+        double val = NAN, acc = NAN, ll = NAN;
+        if (const auto e = r.best_epoch()) {
+            val = e->val_loss;
+            acc = e->accuracy;
+            ll = e->log_loss;
+        } else if (const auto v = r.validation()) {
+            acc = v->accuracy;
+            ll = v->log_loss;
+        }
+        row << number_item(val, 4) << number_item(acc, 4) << number_item(ll, 4);
+        const auto pub = public_scores.find(r.number);
+        row << (pub == public_scores.end() ? number_item(NAN, 0) : number_item(std::stod(pub->second), 5));
+        auto* time = text_item(duration(r.wall_seconds));
+        time->setData(r.wall_seconds, Qt::UserRole);
+        row << time;
+        QString from = "-";
+        if (r.parent) from = r.resumed ? tr("resumes #%1").arg(r.parent) : QString("#%1").arg(r.parent);
+        row << text_item(from);
+        QString output = QString::fromStdString(r.checkpoint);
+        if (!r.submission.empty()) output += (output.isEmpty() ? "" : ", ") + QString::fromStdString(r.submission);
+        int snapshots = 0;
+        for (const auto& f : r.fits) snapshots += static_cast<int>(f.snapshots.size());
+        if (snapshots) output += tr(" + %1 snapshots").arg(snapshots);
+        row << text_item(output);
+        if (r.status == "failed" || r.status == "interrupted")
+            for (auto* item : row) item->setForeground(QColor(170, 40, 40));
+        model_->appendRow(row);
+    }
+    table_->resizeColumnsToContents();
+    summary_->setText(records_->runs.empty() ? tr("No runs recorded yet: every fit, LR sweep, recipe, prediction and "
+                                                  "ensemble adds one, from the workbench or whisker-cli.")
+                                             : tr("%1 runs; select several to overlay their curves").arg(records_->runs.size()));
+    select_runs(keep);
+    draw_cv_plot();
+    selection_changed();
+}
+
+void RunsPage::select_runs(const std::vector<int>& numbers) {
+    QItemSelection selection;
+    for (int row = 0; row < proxy_->rowCount(); ++row) {
+        const int n = proxy_->index(row, Number).data(Qt::UserRole).toInt();
+        if (std::find(numbers.begin(), numbers.end(), n) != numbers.end())
+            selection.select(proxy_->index(row, 0), proxy_->index(row, ColumnCount - 1));
+    }
+    table_->selectionModel()->select(selection, QItemSelectionModel::ClearAndSelect);
+}
+
+std::vector<int> RunsPage::selected_runs() const {
+    std::vector<int> out;
+    for (const auto& index : table_->selectionModel()->selectedRows(Number)) out.push_back(index.data(Qt::UserRole).toInt());
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+void RunsPage::selection_changed() {
+    const auto chosen = selected_runs();
+    const project::RunRecord* one = chosen.size() == 1 ? records_->find(chosen[0]) : nullptr;
+    load_button_->setEnabled(one && !one->checkpoint.empty() && train_ != nullptr);
+    if (one) {
+        QStringList lines;
+        for (const auto& [key, value] : project::run_settings(*one))
+            lines << QString("<b>%1</b> %2").arg(QString::fromStdString(key).toHtmlEscaped(), QString::fromStdString(value).toHtmlEscaped());
+        details_->setText(lines.join(" &nbsp;·&nbsp; "));
+    } else {
+        details_->setText(chosen.empty() ? QString() : tr("%1 runs selected").arg(chosen.size()));
+    }
+    draw_curves();
+}
+
+void RunsPage::draw_curves() {
+    curves_->clearGraphs();
+    int colour = 0;
+    double top = 0;
+    for (int n : selected_runs()) {
+        const auto* r = records_->find(n);
+        if (!r) continue;
+        const auto epochs = r->all_epochs();
+        if (epochs.empty()) continue;
+        QVector<double> x, val, trn;
+        for (std::size_t i = 0; i < epochs.size(); ++i) {
+            x << static_cast<double>(i + 1);
+            val << epochs[i].val_loss;
+            trn << epochs[i].trn_loss;
+            if (std::isfinite(epochs[i].val_loss)) top = std::max(top, epochs[i].val_loss);
+            if (std::isfinite(epochs[i].trn_loss)) top = std::max(top, epochs[i].trn_loss);
+        }
+        const QColor c = kColours[colour++ % 8];
+        auto* g = curves_->addGraph();
+        g->setName(QString("#%1 %2").arg(n).arg(QString::fromStdString(r->arch)));
+        g->setPen(QPen(c, 2));
+        g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, 5));
+        g->setData(x, val);
+        auto* t = curves_->addGraph();
+        t->setPen(QPen(c, 1, Qt::DashLine));
+        t->setData(x, trn);
+        t->removeFromLegend();
+    }
+    curves_->rescaleAxes();
+    curves_->xAxis->setRange(0.5, std::max(2.0, curves_->xAxis->range().upper + 0.5));
+    curves_->yAxis->setRange(0, top > 0 ? top * 1.1 : 1);
+    curves_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+void RunsPage::draw_cv_plot() {
+    cv_plot_->clearGraphs();
+    cv_plot_->clearItems();
+    QVector<double> x, y;
+    for (const auto& s : records_->scores) {
+        if (!s.public_value || !s.validation) continue;
+        x << s.validation->log_loss;
+        y << *s.public_value;
+        auto* label = new QCPItemText(cv_plot_);
+        label->position->setCoords(s.validation->log_loss, *s.public_value);
+        label->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
+        label->setText(QString(" #%1").arg(s.run));
+        label->setFont(QFont(font().family(), 8));
+    }
+    auto* g = cv_plot_->addGraph();
+    g->setName(tr("scored submissions (%1)").arg(x.size()));
+    g->setLineStyle(QCPGraph::lsNone);
+    g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, QColor(214, 39, 40), 8));
+    g->setData(x, y, false);
+    if (!x.isEmpty()) {
+        // A little room around the points (a single point gets a window of its own).
+        const auto [xmin, xmax] = std::minmax_element(x.begin(), x.end());
+        const auto [ymin, ymax] = std::minmax_element(y.begin(), y.end());
+        const double dx = std::max(0.02, (*xmax - *xmin) * 0.2), dy = std::max(0.02, (*ymax - *ymin) * 0.2);
+        cv_plot_->xAxis->setRange(*xmin - dx, *xmax + dx);
+        cv_plot_->yAxis->setRange(*ymin - dy, *ymax + dy);
+    }
+    cv_plot_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+void RunsPage::load_selected_checkpoint() {
+    const auto chosen = selected_runs();
+    const project::RunRecord* r = chosen.size() == 1 ? records_->find(chosen[0]) : nullptr;
+    if (!r || r->checkpoint.empty() || !train_) return;
+    const QString name = QString::fromStdString(r->checkpoint);
+    LearnerSettings settings;
+    settings.project = QString::fromStdString(project_.string());
+    settings.arch = QString::fromStdString(r->arch);
+    settings.size = r->size;
+    settings.batch_size = r->batch_size;
+    settings.pretrained = r->pretrained;
+    settings.augment = QString::fromStdString(r->augment_preset.empty() ? std::string("side-on") : r->augment_preset);
+    settings.max_zoom = r->max_zoom;
+    settings.no_flip = r->no_flip;
+    settings.trivial_augment = r->trivial_augment;
+    settings.random_erasing = r->random_erasing;
+    // The checkpoint fits a learner of its own architecture and size: one is made first when
+    // the project's learner is another (its trained weights are kept as a checkpoint).
+    std::optional<project::LearnerSpec> spec;
+    try {
+        spec = project::LearnerSpec::read(project_);
+    } catch (const std::exception&) {
+    }
+    const bool same = spec && spec->arch == r->arch && spec->size == r->size;
+    const bool started = train_->run_on_worker(tr("Loading %1…").arg(name), [settings, name, same](TrainingWorker* w) {
+        if (!same) w->create_learner(settings);
+        w->load(name);
+    });
+    if (!started) {
+        QMessageBox::information(this, tr("Busy"), tr("The learner is busy (see the Train page): wait for it, or stop it, and try again."));
+        return;
+    }
+    Q_EMIT log(tr("Loading run #%1's checkpoint %2").arg(r->number).arg(name));
+}
+
+}  // namespace whisker::ui
