@@ -159,22 +159,6 @@ VitParts vit_parts(nn::Module& body) {
     return p;
 }
 
-// torchvision's interpolate_embeddings (as models/vit.cpp): the 14 x 14 grid resized bicubic
-// (align_corners=True) to the input's patch grid, the class token's embedding kept.
-at::Tensor position_embedding(const at::Tensor& pos, int64_t grid_h, int64_t grid_w) {
-    const int64_t seq = pos.size(1) - 1, dim = pos.size(2);
-    const auto side = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(seq))));
-    if (grid_h == side && grid_w == side) return pos;
-    at::Tensor token = pos.narrow(1, 0, 1);
-    at::Tensor grid = pos.narrow(1, 1, seq).permute({0, 2, 1}).reshape({1, dim, side, side});
-    grid = nn::functional::interpolate(grid, nn::functional::InterpolateFuncOptions()
-                                                 .size(std::vector<int64_t>{grid_h, grid_w})
-                                                 .mode(torch::kBicubic)
-                                                 .align_corners(true));
-    grid = grid.reshape({1, dim, grid_h * grid_w}).permute({0, 2, 1});
-    return at::cat({token, grid}, 1);
-}
-
 }  // namespace
 
 at::Tensor grad_cam_of(const at::Tensor& feature_map, const std::function<at::Tensor(const at::Tensor&)>& scores_of,
@@ -220,7 +204,7 @@ ModelCams class_activation_maps(models::ClassifierModel& model, const at::Tensor
             at::NoGradGuard no_grad;
             at::Tensor x = vit.conv_proj->forward(input).reshape({n, dim, gh * gw}).permute({0, 2, 1});
             x = at::cat({vit.class_token.expand({n, -1, -1}), x}, 1);
-            x = x + position_embedding(vit.pos_embedding, gh, gw);
+            x = x + models::detail::vit_position_embedding(vit.pos_embedding, gh, gw);
             for (auto it = vit.layers->begin(); it != last; ++it) x = it->forward(x);
             tokens = x;
         }

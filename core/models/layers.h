@@ -87,4 +87,9 @@ void trunc_normal_(at::Tensor t, double std, double mean = 0.0, double a = -2.0,
 // below 90% of v.
 int make_divisible(double v, int divisor, int min_value = -1);
 
+// ViT's position embedding for a grid_h x grid_w patch grid: torchvision's
+// interpolate_embeddings() — the class token's embedding kept, the square grid resized bicubic
+// (align_corners=True), differentiably; `pos_embedding` itself at its own grid (vit.cpp).
+at::Tensor vit_position_embedding(const at::Tensor& pos_embedding, int64_t grid_h, int64_t grid_w);
+
 }  // namespace whisker::models::detail

@@ -112,22 +112,7 @@ public:
         return ln(x);
     }
 
-    // torchvision's interpolate_embeddings(): the class token's embedding kept, the 14x14 grid
-    // resized bicubic (align_corners=True) to the input's patch grid.
-    at::Tensor position_embedding(int64_t grid_h, int64_t grid_w) {
-        const int64_t seq = pos_embedding.size(1) - 1, dim = pos_embedding.size(2);
-        const auto side = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(seq))));
-        TORCH_CHECK(side * side == seq, "the position embedding's grid is not square");
-        if (grid_h == side && grid_w == side) return pos_embedding;
-        at::Tensor token = pos_embedding.narrow(1, 0, 1);
-        at::Tensor grid = pos_embedding.narrow(1, 1, seq).permute({0, 2, 1}).reshape({1, dim, side, side});
-        grid = nn::functional::interpolate(grid, nn::functional::InterpolateFuncOptions()
-                                                     .size(std::vector<int64_t>{grid_h, grid_w})
-                                                     .mode(torch::kBicubic)
-                                                     .align_corners(true));
-        grid = grid.reshape({1, dim, grid_h * grid_w}).permute({0, 2, 1});
-        return at::cat({token, grid}, 1);
-    }
+    at::Tensor position_embedding(int64_t grid_h, int64_t grid_w) { return vit_position_embedding(pos_embedding, grid_h, grid_w); }
 
     at::Tensor pos_embedding;
     nn::Sequential layers{nullptr};
@@ -135,6 +120,27 @@ public:
     LayerNormLastDim ln{nullptr};
 };
 TORCH_MODULE(Encoder);
+
+}  // namespace
+
+// torchvision's interpolate_embeddings(): the class token's embedding kept, the 14x14 grid
+// resized bicubic (align_corners=True) to the input's patch grid.
+at::Tensor vit_position_embedding(const at::Tensor& pos_embedding, int64_t grid_h, int64_t grid_w) {
+    const int64_t seq = pos_embedding.size(1) - 1, dim = pos_embedding.size(2);
+    const auto side = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(seq))));
+    TORCH_CHECK(side * side == seq, "the position embedding's grid is not square");
+    if (grid_h == side && grid_w == side) return pos_embedding;
+    at::Tensor token = pos_embedding.narrow(1, 0, 1);
+    at::Tensor grid = pos_embedding.narrow(1, 1, seq).permute({0, 2, 1}).reshape({1, dim, side, side});
+    grid = nn::functional::interpolate(grid, nn::functional::InterpolateFuncOptions()
+                                                 .size(std::vector<int64_t>{grid_h, grid_w})
+                                                 .mode(torch::kBicubic)
+                                                 .align_corners(true));
+    grid = grid.reshape({1, dim, grid_h * grid_w}).permute({0, 2, 1});
+    return at::cat({token, grid}, 1);
+}
+
+namespace {
 
 class VisionTransformer : public ImageNetModel {
 public:

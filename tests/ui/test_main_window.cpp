@@ -56,10 +56,11 @@ private Q_SLOTS:
         MainWindow w;
         w.show();
         QVERIFY(QTest::qWaitForWindowExposed(&w));
-        QCOMPARE(w.navigation()->count(), 4);
-        for (int i = 0; i < 4; ++i) QVERIFY(w.navigation()->item(i)->flags() & Qt::ItemIsEnabled);
+        QCOMPARE(w.navigation()->count(), 5);
+        for (int i = 0; i < 5; ++i) QVERIFY(w.navigation()->item(i)->flags() & Qt::ItemIsEnabled);
         QVERIFY(w.navigation()->item(0)->text().contains("Data"));
         QVERIFY(w.navigation()->item(3)->text().contains("Submit"));
+        QVERIFY(w.navigation()->item(4)->text().contains("Runs"));
         QVERIFY(w.findChild<QLabel*>("deviceLabel")->text().contains("CPU") ||
                 w.findChild<QLabel*>("deviceLabel")->text().contains("GPU"));
         QVERIFY(w.grab().save(screenshot_dir() + "/empty_window.png"));
