@@ -5,11 +5,12 @@
 // joins the group its environment describes (launch_local_workers sets torchrun's variables)
 // and runs one scenario; results go to files in OUT, which the tests compare.
 //
-// Exactness: the 2-process runs use bn_freeze (every BatchNorm in eval mode) and no dropout,
+// Exactness: most 2-process runs use bn_freeze (every BatchNorm in eval mode) and no dropout,
 // because with BatchNorm in training mode the batch statistics are per rank (as in PyTorch's
-// DDP), which is a different computation from one process's over the whole batch (the head's
-// dropout is exact: its masks are drawn for the global batch, see the "dropout" scenario). With those, 2 processes with 4 images each and 1 process with
-// 8 compute the same thing up to the order of float additions. The synchronised-BatchNorm
+// DDP), which is a different computation from one process's over the whole batch. The head's
+// dropout is exact either way (its masks are drawn per row of the global batch; the "dropout"
+// scenario checks it). With those, 2 processes with 4 images each and 1 process with 8 compute
+// the same thing up to the order of float additions. The synchronised-BatchNorm
 // scenarios ("syncbn", "syncbn-module") train BatchNorm in training mode instead: with
 // --sync-bn its statistics are the global batch's, so 2 processes again match one.
 #include "test_support.h"
