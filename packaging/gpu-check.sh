@@ -87,16 +87,19 @@ peer() {  # arch mode precision [--channels-last]
     --size 224 --bs "$bs" --steps "$steps" --threads "$jobs" "${@:4}" 2>/dev/null |
     sed -n 's/.*"images_per_second": \([0-9.]*\).*/\1/p'
 }
-ours() {  # arch mode precision [--channels-last]
+ours() {  # arch mode precision [--channels-last | --no-channels-last]
   ((built)) || return 0
   "$cli" -q bench "$2" --arch "$1" --size 224 --bs "$bs" --steps "$steps" --precision "$3" --no-record --json "${@:4}" 2>/dev/null |
     sed -n 's/.*"images_per_second":\([0-9.]*\).*/\1/p'
 }
 ratio() { [[ -n "$1" && -n "$2" ]] && awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }' || echo "-"; }
+say "whisker, PyTorch: contiguous (NCHW) weights and batch; c-last: channels-last (NHWC); PyT fp32: contiguous"
 printf '%-14s %-8s %-6s %12s %12s %7s %14s %12s %7s\n' arch mode prec whisker PyTorch ratio "whisker c-last" "PyTorch c-last" "PyT fp32"
 for arch in resnet50 convnext_tiny; do
   for mode in train predict; do
-    w=$(ours "$arch" "$mode" "$precision"); p=$(peer "$arch" "$mode" "$precision")
+    # Contiguous against contiguous, channels-last against channels-last: the bench's default
+    # format is the one a fit would use, so both are named.
+    w=$(ours "$arch" "$mode" "$precision" --no-channels-last); p=$(peer "$arch" "$mode" "$precision")
     wcl=$(ours "$arch" "$mode" "$precision" --channels-last); pcl=$(peer "$arch" "$mode" "$precision" --channels-last)
     p32=$(peer "$arch" "$mode" fp32)
     printf '%-14s %-8s %-6s %12s %12s %7s %14s %12s %7s\n' "$arch" "$mode" "$precision" "${w:--}" "${p:--}" \

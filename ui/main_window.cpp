@@ -92,6 +92,11 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     runs_page_ = new RunsPage(train_page_);
     pages_->addWidget(runs_page_);
     connect(runs_page_, &RunsPage::log, this, &MainWindow::log);
+    // An ensemble computed on the Runs page goes to the Submit page (its checks, one-click submit).
+    connect(runs_page_, &RunsPage::send_to_submit, this, [this](const PredictionSet& p) {
+        submit_page_->show_predictions(p);
+        nav_->setCurrentRow(SubmitPageIndex);
+    });
     connect(train_page_, &TrainPage::log, this, &MainWindow::log);
     connect(inspect_page_, &InspectPage::log, this, &MainWindow::log);
     connect(submit_page_, &SubmitPage::log, this, &MainWindow::log);
@@ -151,7 +156,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     dock->setObjectName("logDock");
     dock->setWidget(log_);
     addDockWidget(Qt::BottomDockWidgetArea, dock);
-    resizeDocks({dock}, {130}, Qt::Vertical);
+    resizeDocks({dock}, {100}, Qt::Vertical);   // five lines: a laptop's plots need the height
 
     build_menus();
     build_status_bar();
@@ -163,6 +168,11 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     // "What the model sees" at the learner's size.
     connect(train_page_->worker(), &TrainingWorker::session_changed, this, [this](const SessionView& v) {
         if (v.has_learner && fs::path(v.project.toStdString()) == project_) data_page_->set_model_size(v.settings.size);
+        // The device and, once a learner exists, the precision its passes use ("CPU: 2 threads · bf16").
+        static const QString device = QString::fromStdString(detect_compute_device().describe());
+        const QString precision = v.precision.section(' ', 0, 0);
+        device_label_->setText(v.has_learner && !precision.isEmpty() ? tr("%1 · %2").arg(device, precision) : device);
+        device_label_->setToolTip(v.precision);
     });
     connect(train_page_, &TrainPage::busy_changed, this, &MainWindow::page_busy);
     connect(job_, &BackgroundJob::succeeded, this, [this] {

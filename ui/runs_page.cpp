@@ -1,5 +1,6 @@
 #include "runs_page.h"
 
+#include "ensemble_dialog.h"
 #include "train_page.h"
 #include "training_worker.h"
 #include "whisker/project/runs.h"
@@ -109,6 +110,12 @@ RunsPage::RunsPage(TrainPage* train, QWidget* parent) : QWidget(parent), train_(
     load_button_->setToolTip(tr("Make the selected run's weights the project's learner (the Train, Inspect and Submit pages use it)"));
     load_button_->setEnabled(false);
     connect(load_button_, &QPushButton::clicked, this, &RunsPage::load_selected_checkpoint);
+    ensemble_button_ = new QPushButton(tr("&Ensemble…"));
+    ensemble_button_->setObjectName("ensembleRuns");
+    ensemble_button_->setToolTip(tr("Average the predictions of the selected runs: weights, mix, TTA, their validation scores, "
+                                    "then the Submit page"));
+    ensemble_button_->setEnabled(false);
+    connect(ensemble_button_, &QPushButton::clicked, this, &RunsPage::open_ensemble_dialog);
     auto* refresh_button = new QPushButton(tr("Refresh"));
     connect(refresh_button, &QPushButton::clicked, this, &RunsPage::refresh);
 
@@ -134,6 +141,7 @@ RunsPage::RunsPage(TrainPage* train, QWidget* parent) : QWidget(parent), train_(
     auto* top = new QHBoxLayout;
     top->addWidget(filter_, 1);
     top->addWidget(load_button_);
+    top->addWidget(ensemble_button_);
     top->addWidget(refresh_button);
     auto* upper = new QWidget;
     auto* upper_layout = new QVBoxLayout(upper);
@@ -157,7 +165,12 @@ RunsPage::RunsPage(TrainPage* train, QWidget* parent) : QWidget(parent), train_(
 
     connect(table_->selectionModel(), &QItemSelectionModel::selectionChanged, this, &RunsPage::selection_changed);
     watcher_ = new QFileSystemWatcher(this);
-    connect(watcher_, &QFileSystemWatcher::directoryChanged, this, &RunsPage::refresh);
+    connect(watcher_, &QFileSystemWatcher::directoryChanged, this, [this](const QString& dir) {
+        // The runs folder, or the project's (a new score in submissions.json, written by rename).
+        if (std::filesystem::path(dir.toStdString()) == project_ / "runs") return refresh();
+        std::error_code ec;
+        if (std::filesystem::last_write_time(project_ / "submissions.json", ec) != history_time_ && !ec) refresh();
+    });
 }
 
 RunsPage::~RunsPage() = default;
@@ -168,12 +181,16 @@ void RunsPage::set_project(const std::filesystem::path& project) {
     std::error_code ec;
     std::filesystem::create_directories(project / "runs", ec);   // watched before the first run
     watcher_->addPath(QString::fromStdString((project / "runs").string()));
+    if (!project.empty()) watcher_->addPath(QString::fromStdString(project.string()));
+    if (ensemble_dialog_) ensemble_dialog_->close();   // its members were the previous project's
     refresh();
 }
 
 void RunsPage::refresh() {
     const auto keep = selected_runs();
     records_->runs = project_.empty() ? std::vector<project::RunRecord>{} : project::list_runs(project_);
+    std::error_code ec;
+    history_time_ = std::filesystem::last_write_time(project_ / "submissions.json", ec);
     records_->scores = project_.empty() ? std::vector<project::SubmissionScore>{} : project::submission_scores(project_);
     std::map<int, std::string> public_scores;
     for (const auto& s : records_->scores)
@@ -185,6 +202,7 @@ void RunsPage::refresh() {
         row << n << text_item(project::run_kind_name(r.kind)) << text_item(QString::fromStdString(r.status))
             << text_item(QString::fromStdString(r.started.substr(0, 16)));
         QString model = r.kind == project::RunKind::Ensemble ? tr("ensemble of %1").arg(r.members.size())
+                        : r.kaggle                          ? tr("to Kaggle: %1").arg(QString::fromStdString(r.kaggle->competition))
                         : r.arch.empty()                    ? QStringLiteral("-")
                                                             : QString("%1 %2px bs%3").arg(QString::fromStdString(r.arch)).arg(r.size).arg(r.batch_size);
         row << text_item(model) << number_item(r.fits.empty() ? NAN : static_cast<double>(r.epochs()), 0);
@@ -198,8 +216,19 @@ void RunsPage::refresh() {
             ll = v->log_loss;
         }
         row << number_item(val, 4) << number_item(acc, 4) << number_item(ll, 4);
+        // A submission run's own score; a run whose predictions were sent, the latest of theirs.
         const auto pub = public_scores.find(r.number);
-        row << (pub == public_scores.end() ? number_item(NAN, 0) : number_item(std::stod(pub->second), 5));
+        std::string public_score = pub == public_scores.end() ? std::string() : pub->second;
+        if (r.kaggle) public_score = r.kaggle->public_score;
+        double public_value = NAN;
+        try {
+            if (!public_score.empty()) public_value = std::stod(public_score);
+        } catch (const std::exception&) {
+        }
+        auto* public_item = number_item(public_value, 5);
+        if (std::isfinite(public_value)) public_item->setText(QString::fromStdString(public_score));   // as Kaggle gave it
+        else if (r.kaggle) public_item->setText(QString::fromStdString(r.kaggle->status));             // PENDING, ERROR…
+        row << public_item;
         auto* time = text_item(duration(r.wall_seconds));
         time->setData(r.wall_seconds, Qt::UserRole);
         row << time;
@@ -246,6 +275,7 @@ void RunsPage::selection_changed() {
     const auto chosen = selected_runs();
     const project::RunRecord* one = chosen.size() == 1 ? records_->find(chosen[0]) : nullptr;
     load_button_->setEnabled(one && !one->checkpoint.empty() && train_ != nullptr);
+    ensemble_button_->setEnabled(!chosen.empty() && train_ != nullptr);
     if (one) {
         QStringList lines;
         for (const auto& [key, value] : project::run_settings(*one))
@@ -295,14 +325,20 @@ void RunsPage::draw_cv_plot() {
     cv_plot_->clearGraphs();
     cv_plot_->clearItems();
     QVector<double> x, y;
+    // One label per point: the same predictions sent twice share it ("#3, #5").
+    std::map<std::pair<double, double>, QStringList> labels;
     for (const auto& s : records_->scores) {
         if (!s.public_value || !s.validation) continue;
         x << s.validation->log_loss;
         y << *s.public_value;
+        QStringList& runs = labels[{s.validation->log_loss, *s.public_value}];
+        if (!runs.contains(QString("#%1").arg(s.run))) runs << QString("#%1").arg(s.run);
+    }
+    for (const auto& [at, runs] : labels) {
         auto* label = new QCPItemText(cv_plot_);
-        label->position->setCoords(s.validation->log_loss, *s.public_value);
+        label->position->setCoords(at.first, at.second);
         label->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
-        label->setText(QString(" #%1").arg(s.run));
+        label->setText(" " + runs.join(", "));
         label->setFont(QFont(font().family(), 8));
     }
     auto* g = cv_plot_->addGraph();
@@ -319,6 +355,24 @@ void RunsPage::draw_cv_plot() {
         cv_plot_->yAxis->setRange(*ymin - dy, *ymax + dy);
     }
     cv_plot_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+EnsembleDialog* RunsPage::ensemble_dialog() const { return ensemble_dialog_.data(); }
+
+EnsembleDialog* RunsPage::open_ensemble_dialog() {
+    const auto chosen = selected_runs();
+    if (chosen.empty() || !train_) return nullptr;
+    if (ensemble_dialog_) ensemble_dialog_->close();   // one at a time, with the selection as it is now
+    std::vector<project::RunRecord> runs;
+    for (int n : chosen)
+        if (const auto* r = records_->find(n)) runs.push_back(*r);
+    auto* dialog = new EnsembleDialog(train_, project_, runs, this);
+    dialog->setAttribute(Qt::WA_DeleteOnClose);
+    connect(dialog, &EnsembleDialog::log, this, &RunsPage::log);
+    connect(dialog, &EnsembleDialog::send_to_submit, this, &RunsPage::send_to_submit);
+    ensemble_dialog_ = dialog;
+    dialog->show();
+    return dialog;
 }
 
 void RunsPage::load_selected_checkpoint() {

@@ -4,8 +4,14 @@
 // selected runs overlaid; "Load this run's checkpoint" (through the Train page's worker, which
 // holds the project's session and takes its lock); and CV against the leaderboard: the
 // validation log loss of every run whose submission Kaggle scored, against its public score.
+// "Ensemble…" opens the ensemble dialog (ensemble_dialog.h) with the selected runs as members;
+// its "Send to Submit" reaches the Submit page through send_to_submit. Submissions sent to
+// Kaggle are runs too (kind "submission", with their public score).
 // The page reads the records only (no lock) and follows new ones as they are written (a
 // file watcher on PROJECT/runs), by this program or another (whisker-cli).
+#include "training_worker.h"
+
+#include <QPointer>
 #include <QWidget>
 
 #include <filesystem>
@@ -23,6 +29,7 @@ class QTableView;
 
 namespace whisker::ui {
 
+class EnsembleDialog;
 class TrainPage;
 
 class RunsPage : public QWidget {
@@ -41,6 +48,9 @@ public:
     // Loads the selected run's checkpoint into the project's learner (a learner of the run's
     // architecture and size is created first when the current one differs).
     void load_selected_checkpoint();
+    // Opens the ensemble dialog with the selected runs (non-modal; nothing when none is selected).
+    EnsembleDialog* open_ensemble_dialog();
+    EnsembleDialog* ensemble_dialog() const;   // the open one, or nothing
 
     QTableView* table() const { return table_; }
     QStandardItemModel* model() const { return model_; }
@@ -49,9 +59,12 @@ public:
     QCustomPlot* curves() const { return curves_; }
     QCustomPlot* cv_plot() const { return cv_plot_; }
     QPushButton* load_button() const { return load_button_; }
+    QPushButton* ensemble_button() const { return ensemble_button_; }
 
 Q_SIGNALS:
     void log(const QString& line);
+    // An ensemble's test predictions for the Submit page.
+    void send_to_submit(const whisker::ui::PredictionSet& predictions);
 
 private:
     void selection_changed();
@@ -69,7 +82,10 @@ private:
     QCustomPlot* curves_ = nullptr;
     QCustomPlot* cv_plot_ = nullptr;
     QPushButton* load_button_ = nullptr;
+    QPushButton* ensemble_button_ = nullptr;
+    QPointer<EnsembleDialog> ensemble_dialog_;
     QFileSystemWatcher* watcher_ = nullptr;
+    std::filesystem::file_time_type history_time_{};   // of submissions.json when last read
     struct Records;   // the records as last read
     std::unique_ptr<Records> records_;
 };

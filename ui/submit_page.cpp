@@ -11,6 +11,7 @@
 #include "whisker/kaggle/submission_check.h"
 #include "whisker/kaggle/submission_history.h"
 #include "whisker/project/project_lock.h"
+#include "whisker/project/runs.h"
 
 #include "qcustomplot_include.h"
 
@@ -62,6 +63,20 @@ struct SubmitOutcome {
     kaggle::SubmissionRecord record;
     kaggle::Submission result;
 };
+
+// "weights/data" -> "data".
+QString data_part(const QString& state) { return state.section('/', 1); }
+
+// The run whose weights made predictions of learner state `state` when the predictions do
+// not say (a recipe's): the newest fit or recipe that ended in that state.
+int run_of_state(const fs::path& project, const QString& state) {
+    const std::string weights = state.section('/', 0, 0).toStdString();
+    if (weights.empty()) return 0;
+    const auto runs = project::list_runs(project);
+    for (auto r = runs.rbegin(); r != runs.rend(); ++r)
+        if ((r->kind == project::RunKind::Fit || r->kind == project::RunKind::Recipe) && r->end_state == weights) return r->number;
+    return 0;
+}
 }  // namespace
 
 SubmitPage::SubmitPage(TrainPage* train, QWidget* parent) : QWidget(parent), train_(train) {
@@ -157,6 +172,11 @@ SubmitPage::SubmitPage(TrainPage* train, QWidget* parent) : QWidget(parent), tra
     preview_->verticalHeader()->setVisible(false);
     rows_label_ = new QLabel;
     rows_label_->setObjectName("rowsLabel");
+    members_label_ = new QLabel;
+    members_label_->setObjectName("ensembleMembers");
+    members_label_->setWordWrap(true);
+    members_label_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    members_label_->setVisible(false);
     histogram_ = new QCustomPlot;
     histogram_->setObjectName("probabilityHistogram");
     histogram_->setMinimumHeight(150);
@@ -171,10 +191,16 @@ SubmitPage::SubmitPage(TrainPage* train, QWidget* parent) : QWidget(parent), tra
     bars->setWidth(0.045);
     bars->setPen(QPen(QColor(30, 60, 200)));
     bars->setBrush(QColor(80, 120, 230, 160));
-    history_ = new QTableWidget(0, 7);
+    history_ = new QTableWidget(0, 8);
     history_->setObjectName("submissionHistory");
-    history_->setHorizontalHeaderLabels({tr("date"), tr("status"), tr("public"), tr("private"), tr("message"), tr("model"), tr("checkpoint")});
+    history_->setHorizontalHeaderLabels(
+        {tr("date"), tr("status"), tr("public"), tr("private"), tr("message"), tr("model"), tr("checkpoint"), tr("run")});
     history_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+    // The long ones keep a sensible width (the whole text is in their tooltip).
+    for (int column : {5, 6}) {
+        history_->horizontalHeader()->setSectionResizeMode(column, QHeaderView::Interactive);
+        history_->setColumnWidth(column, 190);
+    }
     history_->horizontalHeader()->setStretchLastSection(true);
     history_->setEditTriggers(QAbstractItemView::NoEditTriggers);
     history_->verticalHeader()->setVisible(false);
@@ -193,6 +219,7 @@ SubmitPage::SubmitPage(TrainPage* train, QWidget* parent) : QWidget(parent), tra
     preview_split->addWidget(preview_, 1);
     preview_split->addWidget(histogram_, 1);
     pl->addWidget(rows_label_);
+    pl->addWidget(members_label_);
     pl->addLayout(preview_split, 1);
     auto* history_box = new QGroupBox(tr("This project's submissions"));
     auto* hl = new QVBoxLayout(history_box);
@@ -257,6 +284,7 @@ SubmitPage::SubmitPage(TrainPage* train, QWidget* parent) : QWidget(parent), tra
 void SubmitPage::set_project(const fs::path& project) {
     project_ = project;
     predictions_ = {};
+    seen_session_test_.reset();
     learner_state_.clear();
     has_learner_ = false;
     ema_->setEnabled(false);
@@ -268,6 +296,8 @@ void SubmitPage::set_project(const fs::path& project) {
     preview_->setRowCount(0);
     preview_->setColumnCount(0);
     rows_label_->clear();
+    members_label_->clear();
+    members_label_->setVisible(false);
     check_label_->clear();
     score_label_->clear();
     state_label_->clear();
@@ -292,9 +322,14 @@ void SubmitPage::show_session(const SessionView& v) {
     ema_->setEnabled(v.has_ema);
     if (!v.has_ema) ema_->setChecked(false);
     const PredictionSet& p = v.test;
-    if (p.valid() && (!predictions_.valid() || p.predictions != predictions_.predictions)) {
-        show_predictions(p);
-        return;
+    // New test predictions of the session replace what is shown; the same ones again do not
+    // (an ensemble sent here stays until the learner predicts anew).
+    if (p.valid() && p.predictions != seen_session_test_) {
+        seen_session_test_ = p.predictions;
+        if (!predictions_.valid() || p.predictions != predictions_.predictions) {
+            show_predictions(p);
+            return;
+        }
     }
     if (predictions_.valid() && !predictions_current()) {
         check_ok_ = false;
@@ -328,6 +363,12 @@ bool SubmitPage::predict() {
     return started;
 }
 
+bool SubmitPage::predictions_current() const {
+    if (!predictions_.valid()) return false;
+    if (predictions_.is_ensemble()) return !learner_state_.isEmpty() && data_part(predictions_.state) == data_part(learner_state_);
+    return predictions_.state == learner_state_;
+}
+
 QString SubmitPage::model_label_text() const { return predictions_label_->text(); }
 
 QString SubmitPage::model_description() const {
@@ -341,7 +382,25 @@ QString SubmitPage::model_description() const {
 void SubmitPage::show_predictions(const PredictionSet& p) {
     predictions_ = p;
     score_label_->clear();
-    predictions_label_->setText(tr("%1 test images predicted with %2.").arg(p.predictions->records.size()).arg(model_description()));
+    members_label_->setVisible(p.is_ensemble());
+    if (p.is_ensemble()) {
+        // The members (beside the preview, where there is room), and the ensemble's validation
+        // score as its run recorded it.
+        QString score;
+        if (const auto run = project::read_run(project_, p.run))
+            if (const auto v = run->validation())
+                score = tr(": validation log loss %1, accuracy %2").arg(v->log_loss, 0, 'f', 4).arg(v->accuracy, 0, 'f', 4);
+        QStringList members;
+        for (const auto& m : p.members) members << m.toHtmlEscaped();
+        members_label_->setText(tr("<b>%1</b>%2. Members: %3.")
+                                    .arg(model_description().toHtmlEscaped(), score, members.join(" &nbsp;·&nbsp; ")));
+        predictions_label_->setText(tr("%1 test images predicted by ensemble #%2 (its members are beside the preview).")
+                                        .arg(p.predictions->records.size())
+                                        .arg(p.run));
+    } else {
+        members_label_->clear();
+        predictions_label_->setText(tr("%1 test images predicted with %2.").arg(p.predictions->records.size()).arg(model_description()));
+    }
     labels_->setEnabled(true);
     rewrite_submission();
     Q_EMIT log(tr("Test predictions ready: %1 images").arg(p.predictions->records.size()));
@@ -599,12 +658,32 @@ bool SubmitPage::submit() {
                                                           : message_->text().trimmed().toStdString();
     record.model = model_description().toStdString();
     record.status = "UPLOADING";
-    if (predictions_current()) {
+    record.source_run = predictions_.run ? predictions_.run : run_of_state(project_, predictions_.state);
+    for (const auto& m : predictions_.members) record.members.push_back(m.toStdString());
+    if (predictions_.is_ensemble()) {
+        // Its members' checkpoints are the model (run-NNNN and snapshots are kept as they are).
+    } else if (predictions_current()) {
         const QString name = QString("submission-%1").arg(qstr(compact));
         if (train_->run_on_worker(tr("Saving the checkpoint %1…").arg(name), [name](TrainingWorker* w) { w->save(name); }))
             record.checkpoint = name.toStdString();
     }
-    if (record.checkpoint.empty()) record.model += " (no checkpoint: the learner changed or was busy)";
+    if (record.checkpoint.empty() && !predictions_.is_ensemble()) record.model += " (no checkpoint: the learner changed or was busy)";
+
+    // The submission is a run of the project: the kept file and its SHA-256, the run the
+    // predictions came from, the message and Kaggle's verdict, written as each arrives. The
+    // job's thread owns the recorder from here on.
+    auto run = std::make_shared<project::RunRecorder>(project_, "whisker");
+    project::RunKaggle sent{competition, record.message, {}, record.status, {}, {}, {}};
+    try {
+        record.run = run->begin(project::RunKind::Submission, *predictions_.dataset,
+                                "whisker (workbench): submit to " + competition + ": " + record.message);
+        run->set_device("Kaggle");
+        run->set_parent(record.source_run);
+        run->set_submission(kept);
+        run->set_kaggle(sent);
+    } catch (const std::exception& e) {
+        Q_EMIT log(tr("Cannot record the submission as a run: %1").arg(qstr(std::string(e.what()))));
+    }
 
     auto history = kaggle::SubmissionHistory::load(project_);
     history.competition = competition;
@@ -617,34 +696,59 @@ bool SubmitPage::submit() {
     auto outcome = std::make_shared<SubmitOutcome>();
     outcome->record = record;
     score_label_->clear();
-    const bool started = job_->start(tr("Submitting to Kaggle"), [outcome, competition, kept, poll, project](const ProgressFn& progress,
-                                                                                                   const std::atomic<bool>& cancel) {
-        const auto held = project::ProjectLock::acquire(project, "submit");
-        kaggle::ClientOptions co;
-        co.cancel = &cancel;
-        co.poll_interval_seconds = poll;
-        kaggle::Client client(kaggle::require_credentials(), co);
+    const bool started = job_->start(tr("Submitting to Kaggle"), [outcome, competition, kept, poll, project, run,
+                                                                   sent](const ProgressFn& progress, const std::atomic<bool>& cancel) mutable {
         auto& r = outcome->record;
+        auto verdict = [&] {
+            sent.ref = r.ref;
+            sent.status = r.status;
+            sent.public_score = r.public_score;
+            sent.private_score = r.private_score;
+            sent.error = r.error;
+            run->set_kaggle(sent);
+        };
         try {
-            r.ref = client.submit(competition, kept, r.message, [&](const Progress& p) {
-                progress({"Uploading " + kept.filename().string(), p.done, p.total});
+            const auto held = project::ProjectLock::acquire(project, "submit");
+            kaggle::ClientOptions co;
+            co.cancel = &cancel;
+            co.poll_interval_seconds = poll;
+            kaggle::Client client(kaggle::require_credentials(), co);
+            try {
+                r.ref = client.submit(competition, kept, r.message, [&](const Progress& p) {
+                    progress({"Uploading " + kept.filename().string(), p.done, p.total});
+                });
+            } catch (...) {
+                r.status = "UPLOAD FAILED";
+                throw;
+            }
+            r.status = "PENDING";
+            verdict();
+            progress({"Submitted; waiting for Kaggle to score it (PENDING)", 0, 0});
+            outcome->result = client.wait_for_result(competition, r.ref, r.message, [&](const kaggle::Submission& s) {
+                progress({"Kaggle: " + s.status, 0, 0});
             });
-        } catch (...) {
-            r.status = "UPLOAD FAILED";
+            r.status = outcome->result.status;
+            r.public_score = outcome->result.public_score;
+            r.private_score = outcome->result.private_score;
+            r.error = outcome->result.error_description;
+            if (r.ref.empty()) r.ref = outcome->result.ref;
+            verdict();
+            run->end(r.status == "ERROR" ? "Kaggle could not score the submission: " + r.error : std::string());
+        } catch (const Cancelled&) {
+            verdict();
+            run->end_stopped("stopped by the user before Kaggle scored it");
+            throw;
+        } catch (const std::exception& e) {
+            if (r.error.empty()) r.error = e.what();
+            verdict();
+            run->end(e.what());
             throw;
         }
-        r.status = "PENDING";
-        progress({"Submitted; waiting for Kaggle to score it (PENDING)", 0, 0});
-        outcome->result = client.wait_for_result(competition, r.ref, r.message, [&](const kaggle::Submission& s) {
-            progress({"Kaggle: " + s.status, 0, 0});
-        });
-        r.status = outcome->result.status;
-        r.public_score = outcome->result.public_score;
-        r.private_score = outcome->result.private_score;
-        r.error = outcome->result.error_description;
-        if (r.ref.empty()) r.ref = outcome->result.ref;
     });
-    if (!started) return false;
+    if (!started) {
+        run->end("the submission did not start (another Kaggle job was running)");
+        return false;
+    }
     Q_EMIT busy_changed(true);
     state_label_->setText(tr("Uploading…"));
     update_buttons();
@@ -697,6 +801,7 @@ bool SubmitPage::refresh_history() {
         h.competition = competition;
         h.merge(*list);
         h.save(project);
+        project::record_submission_verdicts(project);   // the submission runs learn their scores
         if (project == project_) fill_history();
         state_label_->setText(tr("%n submission(s) on Kaggle", nullptr, static_cast<int>(list->size())));
     });
@@ -717,12 +822,16 @@ void SubmitPage::fill_history() {
     int row = 0;
     for (auto it = h.submissions.rbegin(); it != h.submissions.rend(); ++it, ++row) {
         history_->insertRow(row);
+        QString run = it->run ? QString("#%1").arg(it->run) : QString();
+        if (it->source_run) run += (run.isEmpty() ? tr("from #%1") : tr(" from #%1")).arg(it->source_run);
+        QStringList members;
+        for (const auto& m : it->members) members << qstr(m);
         const QStringList cells{qstr(it->date), qstr(it->status) + (it->error.empty() ? "" : ": " + qstr(it->error)),
                                 qstr(it->public_score), qstr(it->private_score), qstr(it->message), qstr(it->model),
-                                qstr(it->checkpoint)};
+                                it->members.empty() ? qstr(it->checkpoint) : tr("members: %1").arg(members.join("; ")), run};
         for (int c = 0; c < cells.size(); ++c) {
             auto* item = cell(cells[c]);
-            item->setToolTip(qstr(it->file));
+            item->setToolTip(qstr(it->model) + "\n" + qstr(it->file) + (members.isEmpty() ? "" : "\n" + members.join("\n")));
             history_->setItem(row, c, item);
         }
     }

@@ -10,6 +10,11 @@
 // the public score; the history table lists the project's submissions
 // (PROJECT/submissions.json). Without Kaggle credentials, a dialog explains where to get the
 // key and saves kaggle.json (mode 0600).
+//
+// An ensemble's test predictions (the Runs page's Ensemble… dialog) come here too: the same
+// file, checks and one-click submit; the page names the members, and the history entry lists
+// them. Each submission is a run of the project (kind "submission": the kept file and its
+// SHA-256, the run or ensemble it came from, the message and Kaggle's verdict).
 
 #include "training_worker.h"
 
@@ -47,7 +52,8 @@ public:
     // written or sent) and its latest test predictions (a recipe makes them too).
     void show_session(const SessionView& view);
     // The predictions shown came from the learner as it is now.
-    bool predictions_current() const { return predictions_.valid() && predictions_.state == learner_state_; }
+    // An ensemble's stay current while the data is the same (they do not depend on the learner).
+    bool predictions_current() const;
     bool has_predictions() const { return predictions_.valid(); }
     // Writes the submission with the current settings (.csv, or gzip when it ends in .gz).
     bool export_to(const QString& file);
@@ -63,6 +69,8 @@ public:
     void set_poll_interval(double seconds) { poll_interval_ = seconds; }
     BackgroundJob* job() const { return job_; }
     std::filesystem::path submission_file() const { return project_ / "submission.csv"; }
+    // The predictions shown (for tests: an ensemble's carry its members).
+    const PredictionSet& predictions() const { return predictions_; }
 
     // For tests and keyboard users.
     QPushButton* predict_button() const { return predict_button_; }
@@ -77,6 +85,8 @@ public:
     QTableWidget* preview_table() const { return preview_; }
     QTableWidget* history_table() const { return history_; }
     QLabel* rows_label() const { return rows_label_; }
+    // An ensemble's members and validation score (hidden for one model's predictions).
+    QLabel* members_label() const { return members_label_; }
     QLabel* check_label() const { return check_label_; }
     QLabel* score_label() const { return score_label_; }
     QCustomPlot* histogram() const { return histogram_; }
@@ -103,6 +113,9 @@ private:
     TrainPage* train_;
     std::filesystem::path project_;
     PredictionSet predictions_;
+    // The session's latest test predictions as last seen: a newer set replaces what is shown
+    // (an ensemble's included), the same set again does not.
+    std::shared_ptr<const train::Predictions> seen_session_test_;
     QString learner_state_;
     bool has_learner_ = false;
     bool check_ok_ = false;
@@ -119,6 +132,7 @@ private:
     QCheckBox* labels_;
     QTableWidget* preview_;
     QLabel* rows_label_;
+    QLabel* members_label_;
     QCustomPlot* histogram_;
     QLabel* check_label_;
     QPushButton* export_button_;

@@ -14,6 +14,8 @@
 #include "qcustomplot_include.h"
 
 #include <QCheckBox>
+#include <QCoreApplication>
+#include <QEvent>
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFormLayout>
@@ -38,6 +40,7 @@
 #include <QTableWidget>
 #include <QVBoxLayout>
 
+#include <algorithm>
 #include <cmath>
 
 namespace whisker::ui {
@@ -46,21 +49,68 @@ namespace {
 QCustomPlot* make_plot(const QString& title) {
     auto* p = new QCustomPlot;
     p->setMinimumHeight(170);
+    // A header row above the axes: the title on the left, the legend on the right. The legend
+    // used to sit inside the axes, where on a laptop's short plots it covered the curves.
+    auto* header = new QCPLayoutGrid;
     p->plotLayout()->insertRow(0);
-    p->plotLayout()->addElement(0, 0, new QCPTextElement(p, title, QFont(p->font().family(), 9, QFont::Bold)));
+    p->plotLayout()->addElement(0, 0, header);
+    p->plotLayout()->setRowStretchFactor(0, 0.001);
+    p->plotLayout()->setRowSpacing(0);
+    auto* title_element = new QCPTextElement(p, title, QFont(p->font().family(), 9, QFont::Bold));
+    title_element->setTextFlags(Qt::AlignLeft | Qt::AlignVCenter);
+    title_element->setMargins(QMargins(8, 4, 8, 4));   // the row is as tall as this: room for the legend
+    header->addElement(0, 0, title_element);
     p->legend->setVisible(true);
-    // One row, so it stays small on a laptop's short plots.
+    p->axisRect()->insetLayout()->take(p->legend);
+    header->addElement(0, 1, p->legend);
+    header->setColumnStretchFactor(0, 1);
+    header->setColumnStretchFactor(1, 0.001);
+    p->legend->setLayer("legend");
+    // Three entries a row, so extra curves (the EMA weights') wrap instead of widening it.
     p->legend->setFillOrder(QCPLayoutGrid::foColumnsFirst);
+    p->legend->setWrap(3);
     p->legend->setIconSize(16, 8);
     p->legend->setRowSpacing(0);
     p->legend->setColumnSpacing(6);
-    p->legend->setMargins(QMargins(4, 1, 4, 1));
+    p->legend->setMargins(QMargins(4, 2, 4, 2));
     p->legend->setFont(QFont(p->font().family(), 8));
-    p->legend->setBrush(QColor(255, 255, 255, 200));
-    p->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
+    p->legend->setBorderPen(Qt::NoPen);
+    p->legend->setBrush(Qt::NoBrush);
+    p->legend->setMaximumSize(QWIDGETSIZE_MAX, QWIDGETSIZE_MAX);
+    const QFont small(p->font().family(), 8);
+    for (QCPAxis* axis : p->axisRect()->axes()) {
+        axis->setLabelFont(small);
+        axis->setTickLabelFont(small);
+    }
+    // As many ticks as the height has room for: five labels stacked in 30 pixels are unreadable.
+    QObject::connect(p, &QCustomPlot::beforeReplot, p, [p] {
+        const int height = p->axisRect()->height();
+        const int count = std::clamp(height / 28, 2, 6);
+        for (QCPAxis* axis : {p->yAxis, p->yAxis2})
+            if (axis->ticker()->tickCount() != count) axis->ticker()->setTickCount(count);
+    });
     p->setNoAntialiasingOnDrag(true);
     return p;
 }
+
+// A wheel turned over the settings column scrolls the column; it changes a spin box or a
+// combo box only after the user clicked into it. Otherwise scrolling down the settings on a
+// laptop silently edits whichever field passes under the mouse (Qt's default).
+class WheelScrollsColumn : public QObject {
+public:
+    WheelScrollsColumn(QScrollArea* column) : QObject(column), column_(column) {}
+
+protected:
+    bool eventFilter(QObject* watched, QEvent* event) override {
+        auto* field = qobject_cast<QWidget*>(watched);
+        if (event->type() != QEvent::Wheel || !field || field->hasFocus()) return false;
+        QCoreApplication::sendEvent(column_->verticalScrollBar(), event);
+        return true;
+    }
+
+private:
+    QScrollArea* column_;
+};
 
 // A worker job's name in the words of the log and status line.
 QString job_words(const QString& job) {
@@ -218,10 +268,14 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
 
     // ---- LR finder ----
     lr_find_ = new QPushButton(tr("&Find learning rate"));
-    lr_plot_ = make_plot(tr("LR finder: smoothed loss (click to choose)"));
+    lr_plot_ = make_plot(tr("Learning rate finder (click to choose)"));
     lr_plot_->setObjectName("lrPlot");
     lr_plot_->xAxis->setScaleType(QCPAxis::stLogarithmic);
     lr_plot_->xAxis->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
+    // 1e-4 rather than 0.0001: a short sweep (less than a decade) puts several ticks close
+    // together, and the long decimal labels then run into each other.
+    lr_plot_->xAxis->setNumberFormat("eb");
+    lr_plot_->xAxis->setNumberPrecision(0);
     lr_plot_->xAxis->setLabel(tr("learning rate"));
     lr_plot_->yAxis->setLabel(tr("loss"));
     lr_plot_->addGraph();
@@ -239,8 +293,13 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
         const double x = lr_plot_->xAxis->pixelToCoord(e->position().x());
         if (x > 0) choose_learning_rate(x);
     });
-    auto* finder = new QGroupBox(tr("Learning rate finder"));
+    // The finder's button sits on the plot's own row, not in a titled box: the plot's title
+    // says what it is, and a short screen needs the height for the curve.
+    auto* finder = new QWidget;
+    finder->setObjectName("lrFinder");
     auto* fl = new QVBoxLayout(finder);
+    fl->setContentsMargins(0, 0, 0, 0);
+    fl->setSpacing(2);
     fl->addWidget(lr_find_);
     fl->addWidget(lr_plot_, 1);
 
@@ -367,6 +426,16 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     ema_row->addWidget(label_smoothing_, 1);
     ff->addRow(tr("Weight EMA"), ema_row);
     ff->addRow(tr("Train"), trainable_);
+    // A body trained from scratch is random: fitting only the head on it learns little, and
+    // nothing else on the page would tell a new user why the accuracy stays near chance.
+    scratch_note_ = new QLabel(tr("From scratch: the body is random, so train everything "
+                                  "(or run the recipe, which does)."));
+    scratch_note_->setObjectName("scratchNote");
+    scratch_note_->setWordWrap(true);
+    scratch_note_->setStyleSheet("color: #a05a00");
+    scratch_note_->setVisible(false);
+    ff->addRow(scratch_note_);
+    connect(trainable_, &QComboBox::currentIndexChanged, this, &TrainPage::update_scratch_note);
     ff->addRow(precompute_);
     ff->addRow(bn_freeze_);
     auto* parallel_row = new QHBoxLayout;
@@ -386,7 +455,7 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     // ---- live ----
     progress_ = new QProgressBar;
     status_ = new QLabel(tr("Open a project with a dataset, then create a learner."));
-    loss_plot_ = make_plot(tr("Batch loss (raw, smoothed) and learning rate"));
+    loss_plot_ = make_plot(tr("Batch loss and learning rate"));
     loss_plot_->setObjectName("lossPlot");
     loss_plot_->addGraph();
     loss_plot_->graph(0)->setName(tr("batch loss"));
@@ -401,7 +470,7 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     loss_plot_->xAxis->setLabel(tr("batch"));
     loss_plot_->yAxis->setLabel(tr("loss"));
     loss_plot_->yAxis2->setLabel(tr("lr"));
-    metrics_plot_ = make_plot(tr("Epochs: train / valid loss, accuracy"));
+    metrics_plot_ = make_plot(tr("Epochs"));
     metrics_plot_->setObjectName("metricsPlot");
     for (const QColor& c : {QColor(30, 60, 200), QColor(200, 40, 40)}) {
         metrics_plot_->addGraph();
@@ -447,6 +516,12 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     left->setFrameShape(QFrame::NoFrame);
     left->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
     left->setMinimumWidth(left_content->minimumSizeHint().width() + left->verticalScrollBar()->sizeHint().width() + 4);
+    auto* wheel_guard = new WheelScrollsColumn(left);
+    for (QWidget* field : left_content->findChildren<QWidget*>()) {
+        if (!qobject_cast<QAbstractSpinBox*>(field) && !qobject_cast<QComboBox*>(field)) continue;
+        field->setFocusPolicy(Qt::StrongFocus);   // no focus by wheel, so the guard can tell
+        field->installEventFilter(wheel_guard);
+    }
     auto* right = new QWidget;
     auto* rl = new QVBoxLayout(right);
     rl->setContentsMargins(0, 0, 0, 0);
@@ -662,6 +737,7 @@ void TrainPage::show_session(const SessionView& v) {
     } else {
         learner_label_->setText(tr("No learner yet: choose the settings above and create one."));
     }
+    update_scratch_note();
     clear_plots();
     if (v.lr_curve.valid || !v.lr_curve.lrs.isEmpty()) show_lr_curve(v.lr_curve, false);
     add_points(v.batches);
@@ -832,6 +908,10 @@ void TrainPage::architecture_changed(const QString& arch) {
     } catch (const std::exception&) {
     }
     shown_arch_ = arch;
+}
+
+void TrainPage::update_scratch_note() {
+    scratch_note_->setVisible(view_.has_learner && !view_.settings.pretrained && trainable_->currentIndex() == 0);
 }
 
 void TrainPage::update_weights_state() {

@@ -113,6 +113,7 @@ private:
     void add_points(const QVector<LossPoint>& points);
     void add_epoch(const train::EpochRecord& r);
     void update_weights_state();
+    void update_scratch_note();   // the hint under "Train" for a from-scratch learner with its body frozen
     void architecture_changed(const QString& arch);
     void update_buttons();
     void clear_plots();
@@ -162,6 +163,7 @@ private:
     QPushButton* resize_;
     QCheckBox* precompute_;
     QComboBox* trainable_;
+    QLabel* scratch_note_;
     QCheckBox* bn_freeze_;
     QSpinBox* processes_;
     QCheckBox* all_gpus_;

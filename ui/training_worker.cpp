@@ -4,6 +4,7 @@
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
 #include "whisker/data/dataset.h"
+#include "whisker/project/ensemble.h"
 #include "whisker/project/runs.h"
 #include "whisker/train/distributed.h"
 #include "whisker/train/recipe.h"
@@ -12,9 +13,16 @@
 #include <exception>
 #include <QDir>
 
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+
 #include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
+
+namespace fs = std::filesystem;
 
 namespace whisker::ui {
 
@@ -24,6 +32,8 @@ void register_training_types() {
     qRegisterMetaType<LrCurve>();
     qRegisterMetaType<LearnerSettings>();
     qRegisterMetaType<PredictionSet>();
+    qRegisterMetaType<EnsembleRequest>();
+    qRegisterMetaType<EnsembleResult>();
     qRegisterMetaType<SessionView>();
     qRegisterMetaType<train::EpochRecord>();
     qRegisterMetaType<train::FitOptions>();
@@ -76,7 +86,13 @@ LrCurve curve_of(const train::LrFindResult& r) {
 }
 }  // namespace
 
-TrainingWorker::TrainingWorker() { register_training_types(); }
+// Each member's predictions, by what makes them: the checkpoint (its name and its weights
+// file's time), TTA, the data and the precision.
+struct TrainingWorker::MemberCache {
+    std::map<std::string, project::MemberPredictions> predictions;
+};
+
+TrainingWorker::TrainingWorker() : member_cache_(std::make_unique<MemberCache>()) { register_training_types(); }
 TrainingWorker::~TrainingWorker() = default;
 
 void TrainingWorker::flush_points(bool force) {
@@ -146,6 +162,7 @@ void TrainingWorker::open(const QString& project) {
     run_job("open", [&] {
         session_.reset();   // the old project's learner goes first (memory, GPU)
         pending_.clear();
+        member_cache_->predictions.clear();
         if (!project.isEmpty()) {
             project::SessionOptions o;
             o.base.precision = precision_;
@@ -315,7 +332,9 @@ void TrainingWorker::predict(int split, int tta, int mix, bool ema) {
         RecordedJob run(session(), project::RunKind::Predict, split == static_cast<int>(data::Split::Test) ? "predict test" : "predict valid");
         const auto& p = session().predict(static_cast<data::Split>(split), tta, mix ? train::TtaMix::Beta : train::TtaMix::Mean, &stop_);
         if (p.predictions) run->add_prediction(*p.predictions, p.split, p.tta, p.mix);
-        Q_EMIT predictions_ready(prediction_set(p, session().project()));
+        PredictionSet set = prediction_set(p, session().project());
+        set.run = run->number();
+        Q_EMIT predictions_ready(set);
         publish();
         Q_EMIT job_finished("predict", false, {});
     });
@@ -552,6 +571,116 @@ void TrainingWorker::load(const QString& name) {
         ps.load_checkpoint(name.toStdString());
         publish();
         Q_EMIT job_finished("load", false, name);
+    });
+}
+
+void TrainingWorker::ensemble(const EnsembleRequest& request) {
+    run_job("Ensemble", [&] {
+        auto& ps = session();
+        const auto lock = ps.lock("ensemble");
+        const data::Dataset& dataset = ps.dataset();
+        if (dataset.count(data::Split::Test) == 0)
+            throw UserError("the dataset has no test images to predict", "prepare the data with its test folder (Data page)");
+        if (request.members.isEmpty()) throw UserError("an ensemble needs members", "select runs with checkpoints");
+        if (!request.weights.isEmpty() && request.weights.size() != request.members.size())
+            throw UserError(fmt::format("{} weights for {} members", request.weights.size(), request.members.size()));
+        std::vector<double> weights(request.weights.begin(), request.weights.end());
+        double total = 0;
+        for (double w : weights) total += std::isfinite(w) && w > 0 ? w : 0;
+        if (!weights.empty() && !(total > 0))
+            throw UserError("the weights add up to 0", "give at least one member a positive weight");
+        const fs::path project = ps.project();
+        train::LearnerConfig base;
+        base.precision = precision_;
+        std::vector<project::EnsembleMember> members;
+        for (const auto& ref : request.members) members.push_back(project::resolve_member(project, ref.toStdString(), base));
+
+        std::string command = "whisker (workbench): ensemble of";
+        for (const auto& ref : request.members) command += " " + ref.toStdString();
+        project::RunRecorder recorder(project, "whisker");
+        recorder.begin(project::RunKind::Ensemble, dataset, command);
+        recorder.set_device(detect_compute_device().describe());
+        try {
+            const std::string data_state = ps.state().data;
+            std::vector<const project::MemberPredictions*> predicted;
+            std::vector<project::RunMember> recorded;
+            EnsembleResult result;
+            result.id = request.id;
+            for (std::size_t i = 0; i < members.size(); ++i) {
+                const auto& m = members[i];
+                std::error_code ec;
+                const auto weights_time = fs::last_write_time(project / "models" / (m.checkpoint + ".safetensors"), ec);
+                const std::string key = fmt::format("{}|{}|{}|{}|{}|{}", project.string(), m.checkpoint,
+                                                    ec ? 0 : weights_time.time_since_epoch().count(), request.tta, data_state,
+                                                    train::precision_name(precision_));
+                auto cached = member_cache_->predictions.find(key);
+                if (cached == member_cache_->predictions.end()) {
+                    const QString what = tr("Member %1 of %2: %3 (%4 at %5 px)")
+                                             .arg(i + 1)
+                                             .arg(members.size())
+                                             .arg(request.members[static_cast<int>(i)], QString::fromStdString(m.config.arch))
+                                             .arg(m.config.size);
+                    Q_EMIT progress(what, 0, 0);
+                    auto progress_of = [this, what](const std::string& stage, long done, long total) {
+                        const auto now = std::chrono::steady_clock::now();
+                        if (done < total && now - last_progress_ < std::chrono::milliseconds(150)) return;
+                        last_progress_ = now;
+                        Q_EMIT progress(what + " — " + QString::fromStdString(stage), done, total);
+                    };
+                    auto p = project::predict_member(project, dataset, m, request.tta, train::TtaMix::Mean, progress_of, &stop_);
+                    cached = member_cache_->predictions.emplace(key, std::move(p)).first;
+                }
+                predicted.push_back(&cached->second);
+                project::RunMember rm = project::run_member_of(m, weights.empty() ? 1.0 : weights[i]);
+                rm.accuracy = cached->second.valid ? cached->second.valid->accuracy() : NAN;
+                rm.log_loss = cached->second.valid ? cached->second.valid->log_loss() : NAN;
+                recorded.push_back(rm);
+                result.members.push_back({QString::fromStdString(rm.source), QString::fromStdString(rm.checkpoint),
+                                          QString::fromStdString(rm.arch), rm.size, rm.weight, rm.accuracy, rm.log_loss});
+            }
+            const auto mix = request.geometric ? project::EnsembleMix::Geometric : project::EnsembleMix::Mean;
+            const bool weighted =
+                !weights.empty() && std::adjacent_find(weights.begin(), weights.end(), std::not_equal_to<>()) != weights.end();
+            const std::string mix_name = project::ensemble_mix_name(mix, weighted);
+            recorder.set_members(recorded, mix_name);
+            std::vector<const train::Predictions*> valid, test;
+            for (const auto* p : predicted) {
+                if (p->valid) valid.push_back(&*p->valid);
+                if (p->test) test.push_back(&*p->test);
+            }
+            result.accuracy = result.log_loss = NAN;
+            if (valid.size() == members.size()) {
+                const auto ev = project::combine_predictions(valid, weights, mix, dataset.multi_label);
+                result.accuracy = ev.accuracy();
+                result.log_loss = ev.log_loss();
+                recorder.add_prediction(ev, data::Split::Valid, request.tta, train::TtaMix::Mean);
+            }
+            auto et = std::make_shared<train::Predictions>(project::combine_predictions(test, weights, mix, dataset.multi_label));
+            recorder.add_prediction(*et, data::Split::Test, request.tta, train::TtaMix::Mean);
+            result.run = recorder.number();
+            result.mix = QString::fromStdString(mix_name);
+            recorder.end();
+
+            PredictionSet& t = result.test;
+            t.predictions = et;
+            t.dataset = std::make_shared<const data::Dataset>(dataset);
+            t.project = QString::fromStdString(project.string());
+            t.split = static_cast<int>(data::Split::Test);
+            t.tta = request.tta;
+            t.state = QString::fromStdString("ensemble/" + data_state);
+            t.run = result.run;
+            t.model = tr("ensemble #%1 (%2) of %3 members").arg(result.run).arg(result.mix).arg(recorded.size());
+            for (const auto& m : recorded)
+                t.members << QString::fromStdString(fmt::format("{} {} at {} px, weight {:g}", m.source, m.arch, m.size, m.weight));
+            Q_EMIT ensemble_ready(result);
+        } catch (const Cancelled&) {
+            recorder.end_stopped("stopped by the user");
+            throw;
+        } catch (const std::exception& e) {
+            recorder.end(e.what());
+            throw;
+        }
+        Q_EMIT job_finished("Ensemble", false, {});
     });
 }
 

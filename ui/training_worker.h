@@ -15,6 +15,7 @@
 #include <QMetaType>
 #include <QObject>
 #include <QString>
+#include <QStringList>
 #include <QThread>
 #include <QVector>
 
@@ -49,7 +50,39 @@ struct PredictionSet {
     int mix = 0;                // train::TtaMix as int
     QString state;              // the learner state they came from (SessionView::state)
     QString model;              // "resnet34 at 224 px, 5 epochs" — where they came from
+    int run = 0;                // the run that made them (PROJECT/runs/; 0: not known)
+    // An ensemble's predictions (TrainingWorker::ensemble): its members, one line each
+    // ("#3 resnet18 at 32 px, weight 2"). They depend on the data, not on the learner: `state`
+    // is "ensemble/<data>", and they stay current until the data changes.
+    QStringList members;
+    bool is_ensemble() const { return !members.isEmpty(); }
     bool valid() const { return predictions != nullptr && dataset != nullptr; }
+};
+
+// What TrainingWorker::ensemble combines: members by run reference ("#3") or checkpoint name
+// ("snapshot-0004-2"), one weight each (non-negative, positive sum), the mix and TTA.
+struct EnsembleRequest {
+    int id = 0;                     // echoed in the result
+    QStringList members;
+    QVector<double> weights;
+    bool geometric = false;         // false: the (weighted) arithmetic mean
+    int tta = 0;                    // augmented passes besides the plain one, for every member
+};
+
+struct EnsembleMemberScore {
+    QString source, checkpoint, arch;
+    int size = 0;
+    double weight = 1;
+    double accuracy = 0, log_loss = 0;   // on the valid split; NaN without validation images
+};
+
+struct EnsembleResult {
+    int id = 0;
+    int run = 0;                    // the ensemble run recorded
+    QString mix;                    // "weighted mean"
+    QVector<EnsembleMemberScore> members;
+    double accuracy = 0, log_loss = 0;   // the ensemble's on the valid split (NaN: none)
+    PredictionSet test;             // its test predictions, for the Submit page
 };
 
 struct LearnerSettings {
@@ -147,6 +180,13 @@ public Q_SLOTS:
     // Gradient accumulation (batches per optimiser step) of the sweeps and recipes from now
     // on; a fit takes its own from FitOptions::accumulate.
     void set_accumulate(int batches);
+    // Predicts every member (its own learner, architecture and size, one at a time; the
+    // project's learner is left alone) on the valid and test splits, scores each and their
+    // combination, and records an ensemble run, as `whisker-cli ensemble` does; under the
+    // project's lock. Members' predictions are kept for the session, so computing again with
+    // other weights or mix predicts nothing anew. Emits ensemble_ready, then
+    // job_finished("Ensemble"); stoppable (request_stop).
+    void ensemble(const whisker::ui::EnsembleRequest& request);
 
 Q_SIGNALS:
     void session_changed(const whisker::ui::SessionView& view);
@@ -160,6 +200,7 @@ Q_SIGNALS:
     void recipe_step(int number, const QString& description);
     void failed(const QString& job, const QString& message);
     void predictions_ready(const whisker::ui::PredictionSet& predictions);
+    void ensemble_ready(const whisker::ui::EnsembleResult& result);
     // A line for the log (e.g. what a data-parallel worker printed on its standard error).
     void note(const QString& line);
 
@@ -183,6 +224,8 @@ private:
     bool in_lr_find_ = false;
     train::Precision precision_ = train::Precision::Auto;
     int accumulate_ = 1;
+    struct MemberCache;             // members' predictions, per checkpoint, TTA and data
+    std::unique_ptr<MemberCache> member_cache_;
 };
 
 // Registers the value types above for queued connections (call once, before use).
@@ -194,6 +237,8 @@ Q_DECLARE_METATYPE(whisker::ui::LossPoint)
 Q_DECLARE_METATYPE(whisker::ui::LrCurve)
 Q_DECLARE_METATYPE(whisker::ui::LearnerSettings)
 Q_DECLARE_METATYPE(whisker::ui::PredictionSet)
+Q_DECLARE_METATYPE(whisker::ui::EnsembleRequest)
+Q_DECLARE_METATYPE(whisker::ui::EnsembleResult)
 Q_DECLARE_METATYPE(whisker::ui::SessionView)
 Q_DECLARE_METATYPE(whisker::train::EpochRecord)
 Q_DECLARE_METATYPE(whisker::train::FitOptions)

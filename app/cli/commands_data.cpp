@@ -1,9 +1,17 @@
-// whisker-cli data prepare | report | materialize | resize | duplicates | map
+// whisker-cli data prepare | folds | report | materialize | resize | duplicates | map.
+// The cross-validation that uses the folds (`cv`, the fold jobs of fit/run) is commands_cv.cpp.
 #include "commands.h"
 #include "terminal_progress.h"
 
+#include "whisker/common/errors.h"
 #include "whisker/data/dataset.h"
+#include "whisker/data/folds.h"
 #include "whisker/data/prepare.h"
+#include "whisker/project/folds.h"
+#include "whisker/project/runs.h"
+#include "whisker/train/distributed.h"
+#include "whisker/train/learner.h"
+#include "whisker/train/recipe.h"
 #include "whisker/project/project_lock.h"
 #include "whisker/data/report.h"
 #include "whisker/data/resize_cache.h"
@@ -12,9 +20,11 @@
 #include "whisker/project/session.h"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <optional>
 #include <algorithm>
+#include <cmath>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -28,7 +38,69 @@ struct PrepareArgs {
     std::optional<int> valid_per_class;
     std::optional<double> valid_frac;
     std::uint64_t seed = 42;
+    std::optional<int> folds;
+    bool group_duplicates = false, no_group_duplicates = false;
 };
+
+// Near-duplicate groups for the folds (explain/duplicates.h), so that no copy of a fold's image
+// trains its model. They cost a decode of every image, so by default only when the project has
+// the duplicates finder's fingerprint cache (then only new or changed files are decoded);
+// `always` scans (and builds the cache), `never` deals every image on its own. `said` gets a
+// line for the user.
+data::FoldGrouper duplicate_grouper(const std::string& project, bool always, bool never, GlobalOptions& global,
+                                    std::string* said) {
+    return [project, always, never, &global, said](const data::Dataset& d, data::FoldOptions& fo) {
+        if (never) {
+            *said = "near-duplicates not grouped (--no-group-duplicates)";
+            return;
+        }
+        // The duplicates finder's cache (explain/duplicates.cpp keeps it there).
+        const bool cached = fs::exists(fs::path(project) / "cache" / "duplicates" / "fingerprints.bin");
+        if (!always && !cached) {
+            *said = "near-duplicates not grouped: no fingerprints yet (whisker-cli data duplicates " + project +
+                    " makes them, then deal again; or add --group-duplicates)";
+            return;
+        }
+        TerminalProgress bar(!global.quiet && isatty(2));
+        explain::DuplicateOptions o;
+        o.threads = global.threads;
+        o.progress = bar.callback();
+        const auto report = explain::find_duplicates(project, d, o);
+        bar.finish();
+        std::size_t kept = 0, images = 0;
+        for (const auto& g : report.groups) {
+            std::size_t labelled = 0;
+            for (std::size_t r : g.records) labelled += d.images[r].split != data::Split::Test && !d.images[r].labels.empty();
+            if (labelled < 2) continue;
+            fo.groups.push_back(g.records);
+            ++kept;
+            images += labelled;
+        }
+        fo.grouping = fmt::format("near-duplicate groups (similarity >= {:g})", o.threshold);
+        *said = fmt::format("{} group{} of near-duplicates ({} labelled images) kept in one fold each{}", kept, kept == 1 ? "" : "s",
+                            images, cached ? " (fingerprints from the cache)" : "");
+    };
+}
+
+// The folds as a table: images per fold and class.
+void print_folds(const data::Dataset& d) {
+    fmt::print("Folds: {}\n", data::describe_folds(d));
+    const auto members = data::fold_members(d);
+    const bool per_class = !d.multi_label && d.classes.size() <= 8;
+    fmt::print("  {:>4}  {:>7}", "fold", "images");
+    if (per_class)
+        for (const auto& c : d.classes) fmt::print("  {:>10}", c.size() > 10 ? c.substr(0, 9) + "…" : c);
+    fmt::print("\n");
+    for (std::size_t f = 0; f < members.size(); ++f) {
+        fmt::print("  {:>4}  {:>7}", f, members[f].size());
+        if (per_class) {
+            std::vector<std::size_t> n(d.classes.size(), 0);
+            for (std::size_t i : members[f]) ++n[static_cast<std::size_t>(d.images[i].labels.at(0))];
+            for (std::size_t c = 0; c < n.size(); ++c) fmt::print("  {:>10}", n[c]);
+        }
+        fmt::print("\n");
+    }
+}
 
 void add_prepare(CLI::App& data, GlobalOptions& global) {
     static PrepareArgs a;
@@ -40,6 +112,14 @@ void add_prepare(CLI::App& data, GlobalOptions& global) {
     per_class->excludes(frac);
     cmd->add_option("--seed", a.seed, "Seed of the validation split")->capture_default_str();
     cmd->add_option("--images", a.images, "Images folder for a labels CSV (default: train/ beside it)");
+    cmd->add_option("--folds", a.folds,
+                    "Also deal the labelled images (train and valid) into K cross-validation folds, stratified by class "
+                    "(0: none; default: the earlier manifest's K, if it had folds)")
+        ->option_text("K");
+    auto* group = cmd->add_flag("--group-duplicates", a.group_duplicates,
+                                "With folds: find near-duplicates now and keep each group in one fold (default: only when "
+                                "'data duplicates' has left its fingerprints)");
+    cmd->add_flag("--no-group-duplicates", a.no_group_duplicates, "With folds: deal every image on its own")->excludes(group);
     cmd->callback([&global] {
         const auto lock = project::ProjectLock::acquire(a.project, "prepare");
         TerminalProgress bar(!global.quiet && isatty(2));
@@ -52,14 +132,68 @@ void add_prepare(CLI::App& data, GlobalOptions& global) {
         o.csv_images = a.images;
         o.threads = global.threads;
         o.progress = bar.callback();
+        o.folds = a.folds;
+        std::string grouping;
+        o.fold_groups = duplicate_grouper(a.project, a.group_duplicates, a.no_group_duplicates, global, &grouping);
         const data::Dataset d = data::prepare_dataset(o);
         bar.finish();
         if (global.quiet) return;
         fmt::print("Prepared {}: {} classes, {} train, {} valid, {} test images; {} files skipped\n", a.project,
                    d.classes.size(), d.count(data::Split::Train), d.count(data::Split::Valid), d.count(data::Split::Test),
                    d.skipped.size());
+        if (d.folds() > 0) {
+            print_folds(d);
+            if (!a.folds) fmt::print("  (the earlier manifest's {} folds, dealt again; --folds 0 removes them)\n", d.folds());
+            if (!grouping.empty()) fmt::print("  {}\n", grouping);
+        }
         for (const auto& w : d.warnings) fmt::print("warning: {}\n", w);
         if (!d.skipped.empty()) fmt::print("See why with: whisker-cli data report {}\n", a.project);
+    });
+}
+
+void add_folds(CLI::App& data, GlobalOptions& global) {
+    static std::string project;
+    static std::optional<int> folds;
+    static std::optional<std::uint64_t> seed;
+    static bool group = false, no_group = false;
+    auto* cmd = data.add_subcommand("folds",
+                                    "Deal the labelled images (train and valid) into K cross-validation folds, stratified by "
+                                    "class, without preparing the data again; without --folds, show the folds");
+    cmd->add_option("PROJECT", project, "Project folder (prepared)")->required();
+    cmd->add_option("--folds", folds, "K, at least 2 (0: remove the folds)")->option_text("K");
+    cmd->add_option("--seed", seed, "Seed of the folds (default: the manifest's split seed)");
+    auto* g = cmd->add_flag("--group-duplicates", group,
+                            "Find near-duplicates now and keep each group in one fold (default: only when 'data "
+                            "duplicates' has left its fingerprints)");
+    cmd->add_flag("--no-group-duplicates", no_group, "Deal every image on its own")->excludes(g);
+    cmd->callback([&global] {
+        if (!folds) {
+            const auto d = data::Dataset::load(project);
+            if (d.folds() == 0)
+                throw UserError("the dataset has no cross-validation folds", "deal them: whisker-cli data folds " + project + " --folds 5");
+            print_folds(d);
+            return;
+        }
+        const auto lock = project::ProjectLock::acquire(project, "folds");
+        data::Dataset d = data::Dataset::load(project);
+        std::string grouping;
+        if (*folds == 0) {
+            data::clear_folds(d);
+        } else {
+            data::FoldOptions o;
+            o.folds = *folds;
+            o.seed = seed.value_or(d.split.seed);
+            duplicate_grouper(project, group, no_group, global, &grouping)(d, o);
+            data::assign_folds(d, o);
+        }
+        d.save(project);
+        if (global.quiet) return;
+        if (d.folds() == 0) {
+            fmt::print("Removed the folds of {}\n", project);
+            return;
+        }
+        print_folds(d);
+        if (!grouping.empty()) fmt::print("  {}\n", grouping);
     });
 }
 
@@ -231,11 +365,13 @@ void add_data_commands(CLI::App& app, GlobalOptions& global) {
     auto* data = app.add_subcommand("data", "Prepare and inspect a project's dataset");
     data->require_subcommand(1);
     add_prepare(*data, global);
+    add_folds(*data, global);
     add_report(*data, global);
     add_materialize(*data, global);
     add_resize(*data, global);
     add_duplicates(*data, global);
     add_map(*data, global);
+    add_cv_command(app, global);   // a command of its own: whisker-cli cv PROJECT (commands_cv.cpp)
 }
 
 }  // namespace whisker::cli

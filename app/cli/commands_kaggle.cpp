@@ -4,8 +4,10 @@
 
 #include "whisker/common/archive.h"
 #include "whisker/common/errors.h"
+#include "whisker/common/hash.h"
 #include "whisker/data/dataset.h"
 #include "whisker/project/project_lock.h"
+#include "whisker/project/runs.h"
 #include "whisker/kaggle/client.h"
 #include "whisker/kaggle/submission_check.h"
 #include "whisker/kaggle/submission_history.h"
@@ -41,6 +43,20 @@ std::string human_bytes(std::uint64_t n) {
     if (n >= 1ull << 20) return fmt::format("{:.1f} MiB", static_cast<double>(n) / (1ull << 20));
     if (n >= 1ull << 10) return fmt::format("{:.1f} KiB", static_cast<double>(n) / (1ull << 10));
     return fmt::format("{} B", n);
+}
+
+// A submission's source in words for the history ("ensemble #5 (mean) of 2", "resnet34 at
+// 224 px, run #3"), and an ensemble's members, one line each.
+void describe_source(const fs::path& project, int run, kaggle::SubmissionRecord& record) {
+    const auto r = run > 0 ? project::read_run(project, run) : std::nullopt;
+    if (!r) return;
+    if (r->kind == project::RunKind::Ensemble) {
+        record.model = fmt::format("ensemble #{} ({}) of {}", r->number, r->ensemble_mix, r->members.size());
+        for (const auto& m : r->members)
+            record.members.push_back(fmt::format("{} {} at {} px, weight {:g}", m.source, m.arch, m.size, m.weight));
+    } else if (!r->arch.empty()) {
+        record.model = fmt::format("{} at {} px, run #{}", r->arch, r->size, r->number);
+    }
 }
 
 }  // namespace
@@ -133,17 +149,54 @@ void add_kaggle_commands(CLI::App& app, GlobalOptions& global) {
             fmt::print("warning: no sample_submission.csv to check against (use --sample or --project)\n");
         }
         auto client = make_client(k, global.quiet);
-        TerminalProgress bar(!global.quiet && isatty(2));
-        const std::string ref = client.submit(sub_comp, sub_file, sub_message, bar.callback());
-        bar.finish();
-        if (!global.quiet) fmt::print("Submitted {}{}\n", sub_file, ref.empty() ? "" : " (ref " + ref + ")");
-        // With --project, the submission joins the project's history (the workbench shows it).
         kaggle::SubmissionRecord record;
         record.date = kaggle::local_timestamp();
         record.file = fs::absolute(sub_file).string();
         record.message = sub_message;
+        // With --project the submission is a run of the project (kind "submission"): the file
+        // and its SHA-256, the run that wrote it, the message and Kaggle's verdict.
+        std::unique_ptr<project::RunRecorder> run;
+        project::RunKaggle sent{sub_comp, sub_message, {}, "UPLOADING", {}, {}, {}};
+        if (!sub_project.empty()) {
+            record.source_run = project::run_that_wrote(sub_project, sha256_file(sub_file));
+            describe_source(sub_project, record.source_run, record);
+            data::Dataset dataset;
+            try {
+                dataset = data::Dataset::load(sub_project);
+            } catch (const std::exception&) {   // a project without a dataset still records the run
+            }
+            std::string command = "whisker-cli";
+            for (const auto& a : global.args) command += " " + a;
+            run = std::make_unique<project::RunRecorder>(sub_project, "whisker-cli");
+            record.run = run->begin(project::RunKind::Submission, dataset, command);
+            run->set_device("Kaggle");
+            run->set_parent(record.source_run);
+            run->set_submission(sub_file);
+            run->set_kaggle(sent);
+        }
+        TerminalProgress bar(!global.quiet && isatty(2));
+        std::string ref;
+        try {
+            ref = client.submit(sub_comp, sub_file, sub_message, bar.callback());
+        } catch (const std::exception& e) {
+            if (run) {
+                sent.status = "UPLOAD FAILED";
+                sent.error = e.what();
+                run->set_kaggle(sent);
+                run->end(e.what());
+            }
+            throw;
+        }
+        bar.finish();
+        if (!global.quiet)
+            fmt::print("Submitted {}{}{}\n", sub_file, ref.empty() ? "" : " (ref " + ref + ")",
+                       record.run ? fmt::format("; recorded as run #{}", record.run) : "");
+        // With --project, the submission joins the project's history (the workbench shows it).
         record.ref = ref;
         record.status = "PENDING";
+        sent.ref = ref;
+        sent.status = "PENDING";
+        if (run) run->set_kaggle(sent);
         auto remember = [&] {
             if (sub_project.empty()) return;
             const auto lock = project::ProjectLock::acquire(sub_project, "submit");
@@ -153,7 +206,10 @@ void add_kaggle_commands(CLI::App& app, GlobalOptions& global) {
             history.save(sub_project);
         };
         remember();
-        if (sub_no_wait) return;
+        if (sub_no_wait) {
+            if (run) run->end();   // its score comes in later (the workbench's Refresh scores)
+            return;
+        }
         std::string last_status;
         const auto s = client.wait_for_result(sub_comp, ref, sub_message, [&](const kaggle::Submission& s) {
             if (s.status != last_status && !global.quiet) fmt::print("status: {}\n", s.status);
@@ -165,6 +221,11 @@ void add_kaggle_commands(CLI::App& app, GlobalOptions& global) {
         record.error = s.error_description;
         if (record.ref.empty()) record.ref = s.ref;
         remember();
+        if (run) {
+            sent = {sub_comp, sub_message, record.ref, s.status, s.public_score, s.private_score, s.error_description};
+            run->set_kaggle(sent);
+            run->end(s.status == "ERROR" ? "Kaggle could not score the submission: " + s.error_description : std::string());
+        }
         if (s.status == "ERROR")
             throw UserError("Kaggle could not score the submission: " +
                             (s.error_description.empty() ? std::string("no reason given") : s.error_description));

@@ -11,6 +11,7 @@
 #include "whisker/common/errors.h"
 #include "whisker/data/dataset.h"
 #include "whisker/project/ensemble.h"
+#include "whisker/project/folds.h"
 #include "whisker/project/project_lock.h"
 #include "whisker/project/runs.h"
 #include "whisker/train/precision.h"
@@ -22,6 +23,7 @@
 #include <cmath>
 #include <csignal>
 #include <map>
+#include <optional>
 #include <unistd.h>
 
 namespace fs = std::filesystem;
@@ -50,6 +52,7 @@ std::string model_of(const project::RunRecord& r) {
 // What the run left behind: its checkpoint, or the file it wrote.
 std::string output_of(const project::RunRecord& r) {
     std::string out = r.checkpoint;
+    if (r.folds > 0) out = fmt::format("fold {}/{}{}{}", r.fold, r.folds, out.empty() ? "" : " ", out);
     if (!r.submission.empty()) out += (out.empty() ? "" : ", ") + r.submission;
     std::size_t snapshots = 0;
     for (const auto& f : r.fits) snapshots += f.snapshots.size();
@@ -129,6 +132,7 @@ void print_show(const project::RunRecord& r, const std::filesystem::path& projec
     if (const auto v = r.validation()) fmt::print("  validation score: log loss {}, accuracy {} ({})\n", metric(v->log_loss), metric(v->accuracy), v->from);
     if (!r.checkpoint.empty())
         fmt::print("  checkpoint: {} (whisker-cli load {} {})\n", r.checkpoint, project.string(), r.checkpoint);
+    if (!r.oof.empty()) fmt::print("  out-of-fold predictions of fold {}: {} (whisker-cli cv {})\n", r.fold, r.oof, project.string());
 }
 
 void print_compare(const std::vector<project::RunRecord>& runs) {
@@ -295,8 +299,11 @@ void add_run_commands(CLI::App& app, GlobalOptions& global) {
     ens->add_option("PROJECT", ens_project, "Project folder")->required();
     ens->add_option("--from", ens_from,
                     "Members: run numbers (their checkpoint, architecture and size) or checkpoint names, e.g. --from 3 "
-                    "--from 7 --from snapshot-0007-2")
-        ->required();
+                    "--from 7 --from snapshot-0007-2");
+    static bool ens_folds = false;
+    ens->add_flag("--folds", ens_folds,
+                  "Members: the cross-validation's fold runs (one per fold, as whisker-cli cv lists them); an ensemble "
+                  "of fold runs is scored out of fold");
     ens->add_option("--weights", ens_weights, "One weight per member, in the order of --from (default: equal)");
     ens->add_option("--tta", ens_tta, "Test-time augmentation for every member: augmented passes besides the plain one")
         ->check(CLI::Range(0, 64));
@@ -309,7 +316,9 @@ void add_run_commands(CLI::App& app, GlobalOptions& global) {
     ens->callback([&global] {
         std::signal(SIGINT, on_ensemble_sigint);
         const fs::path project = ens_project;
-        if (!ens_weights.empty() && ens_weights.size() != ens_from.size())
+        if (ens_from.empty() && !ens_folds)
+            throw UserError("an ensemble needs members", "give them with --from (runs or checkpoints), or --folds");
+        if (!ens_weights.empty() && !ens_folds && ens_weights.size() != ens_from.size())
             throw UserError(fmt::format("{} weights for {} members", ens_weights.size(), ens_from.size()),
                             "give one --weights value per --from, in the same order");
         const auto lock = project::ProjectLock::acquire(project, "ensemble");
@@ -321,7 +330,26 @@ void add_run_commands(CLI::App& app, GlobalOptions& global) {
         base.precision = train::parse_precision(ens_precision);
         train::resolve_precision(base.precision, detect_compute_device().cuda);   // fp16 on a CPU: say so first
         std::vector<project::EnsembleMember> members;
-        for (const auto& ref : ens_from) members.push_back(project::resolve_member(project, ref, base));
+        std::vector<std::string> refs = ens_from;
+        if (ens_folds) {   // the fold runs `whisker-cli cv` counts
+            const auto cv = project::cross_validation_summary(project, dataset);
+            std::string missing;
+            for (int f : cv.missing_folds()) missing += (missing.empty() ? "" : ", ") + std::to_string(f);
+            if (!cv.complete())
+                throw UserError("fold" + std::string(cv.missing_folds().size() == 1 ? " " : "s ") + missing + " of the " +
+                                    std::to_string(cv.folds) + " folds have no finished run",
+                                "train them first: whisker-cli run " + ens_project + " --folds");
+            for (const auto& f : cv.per_fold) refs.push_back(std::to_string(f.run));
+        }
+        for (const auto& ref : refs) members.push_back(project::resolve_member(project, ref, base));
+        // Fold runs trained on most of the valid split: they are scored out of fold instead
+        // (project/ensemble.h), from their saved predictions, before any member predicts.
+        const bool out_of_fold = std::any_of(members.begin(), members.end(),
+                                             [&](const auto& m) { return project::member_folds(project, m) > 0; });
+        std::optional<project::OutOfFoldEnsemble> oof;
+        if (out_of_fold)
+            oof = project::out_of_fold_ensemble(project, dataset, members, ens_weights,
+                                                ens_geometric ? project::EnsembleMix::Geometric : project::EnsembleMix::Mean);
 
         project::RunRecorder recorder(project, "whisker-cli");
         std::string command = "whisker-cli";
@@ -341,17 +369,11 @@ void add_run_commands(CLI::App& app, GlobalOptions& global) {
             if (!global.quiet)
                 fmt::print(stderr, "Member {} of {}: {} ({} at {} px, checkpoint {})\n", i + 1, members.size(), m.source,
                            m.config.arch, m.config.size, m.checkpoint);
-            predicted.push_back(project::predict_member(project, dataset, m, ens_tta, tta_mix, progress, &g_ensemble_stop));
+            predicted.push_back(project::predict_member(project, dataset, m, ens_tta, tta_mix, progress, &g_ensemble_stop, !oof));
             bar.finish();
-            project::RunMember rm;
-            rm.source = m.run ? fmt::format("#{}", m.run) : m.source;
-            if (m.run && m.source.rfind("snapshot-", 0) == 0) rm.source = m.source;
-            rm.checkpoint = m.checkpoint;
-            rm.arch = m.config.arch;
-            rm.size = m.config.size;
-            rm.weight = ens_weights.empty() ? 1.0 : ens_weights[i];
-            rm.accuracy = predicted.back().valid ? predicted.back().valid->accuracy() : NAN;
-            rm.log_loss = predicted.back().valid ? predicted.back().valid->log_loss() : NAN;
+            project::RunMember rm = project::run_member_of(m, ens_weights.empty() ? 1.0 : ens_weights[i]);
+            rm.accuracy = oof ? oof->member_accuracy[i] : predicted.back().valid ? predicted.back().valid->accuracy() : NAN;
+            rm.log_loss = oof ? oof->member_log_loss[i] : predicted.back().valid ? predicted.back().valid->log_loss() : NAN;
             recorded.push_back(rm);
         }
         const auto mix = ens_geometric ? project::EnsembleMix::Geometric : project::EnsembleMix::Mean;
@@ -368,7 +390,14 @@ void add_run_commands(CLI::App& app, GlobalOptions& global) {
         for (const auto& m : recorded)
             fmt::print("{:<20} {:<16} {:>5}  {:>7g}  {:>9}  {:>8}\n", m.source, m.arch, m.size, m.weight, metric(m.accuracy),
                        metric(m.log_loss));
-        if (valid.size() == members.size()) {
+        if (oof) {
+            fmt::print("{:<20} {:<16} {:>5}  {:>7}  {:>9}  {:>8}\n", "ensemble", project::ensemble_mix_name(mix, weighted), "", "",
+                       metric(oof->predictions.accuracy()), metric(oof->predictions.log_loss()));
+            if (!global.quiet)
+                fmt::print("(out of fold: each member on its own fold, the ensemble on all {} labelled images)\n",
+                           oof->predictions.records.size());
+            recorder.add_prediction(oof->predictions, data::Split::Valid, std::max(0, oof->predictions.passes - 1), tta_mix);
+        } else if (valid.size() == members.size()) {
             const auto ev = project::combine_predictions(valid, ens_weights, mix, dataset.multi_label);
             fmt::print("{:<20} {:<16} {:>5}  {:>7}  {:>9}  {:>8}\n", "ensemble", project::ensemble_mix_name(mix, weighted), "", "",
                        metric(ev.accuracy()), metric(ev.log_loss()));

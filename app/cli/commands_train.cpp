@@ -13,6 +13,7 @@
 #include "whisker/common/local_time.h"
 #include "whisker/models/arch_stats.h"
 #include "whisker/models/weights.h"
+#include "whisker/project/folds.h"
 #include "whisker/project/project_lock.h"
 #include "whisker/project/runs.h"
 #include "whisker/project/session.h"
@@ -68,6 +69,7 @@ struct LearnerArgs {
     std::optional<double> random_erasing;   // --random-erasing P
     std::optional<double> val_resize;       // --val-resize R
     std::string precision = "auto";         // --precision
+    std::string precompute_dtype = "auto";  // --precompute-dtype
 };
 
 // The augmentation named by --aug; UserError for an unknown name.
@@ -115,6 +117,10 @@ void add_learner_options(CLI::App* cmd, LearnerArgs& a) {
     cmd->add_option("--precision", a.precision,
                     "Arithmetic of the forward passes: auto (bf16 on CPUs with bf16 instructions and recent GPUs, "
                     "fp16 on older GPUs, else fp32), fp32, bf16, fp16 (GPU)")
+        ->capture_default_str();
+    cmd->add_option("--precompute-dtype", a.precompute_dtype,
+                    "Storage of precomputed activations: auto (bf16/fp16 under that precision, else fp32), fp32, "
+                    "fp16 or bf16 (half the size; the head still trains in fp32)")
         ->capture_default_str();
     cmd->add_option("--val-resize", a.val_resize,
                     "Validation/test view, when the learner is created: scale the shorter side to R x size, then "
@@ -365,6 +371,7 @@ Session open_session(const LearnerArgs& a, const GlobalOptions& g, bool fall_bac
     so.base.threads = g.threads;
     so.base.distributed = group;
     so.base.precision = train::parse_precision(a.precision);
+    so.base.precompute_dtype = train::parse_precompute_dtype(a.precompute_dtype);
     if (dist) {
         so.base.sync_batch_norm = dist->sync_bn;
         so.base.accumulate = dist->accumulate;
@@ -574,24 +581,39 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     static DistArgs fit_dist;
     add_dist_options(fit, fit_dist);
     add_batch_options(fit, fit_dist);
+    static std::optional<int> fit_fold;
+    fit->add_option("--fold", fit_fold,
+                    "Cross-validation: train fold I's own learner (the other folds are its training data, fold I its "
+                    "validation; see data prepare --folds), leaving the project's learner alone")
+        ->option_text("I");
     fit->callback([&global] {
         train::check_training_options(fit_extra);   // bad values before anything starts
+        if (fit_fold) check_fold_option(fa.project, *fit_fold, fit_dist.nproc > 1);   // commands_data.cpp
         if (launch_workers_if_asked(fit_dist, global, fa.project, "fit")) return;
         Session s = open_session(fa, global, false, "fit", &fit_dist);
         const bool quiet = global.quiet || !s.learner->is_main_process();
+        // Cross-validation: the fold's own learner trains instead of the project's.
+        const auto fold = fit_fold ? open_fold_learner(*s.state, *fit_fold, s.bar.get(), quiet) : nullptr;
+        train::Learner& learner = fold ? fold->learner() : *s.learner;
         auto printer = std::make_shared<TablePrinter>();
         printer->bar = s.bar.get();
         printer->json_lines = fit_json || global.json;
-        s.learner->add_callback(printer);
+        learner.add_callback(printer);
         if (fit_snapshots && (fs_args.resume || !(fs_args.cycle_len > 0) || fs_args.one_cycle))
             throw UserError("--snapshots keeps a checkpoint per SGDR cycle: it needs --cycle-len (and no --one-cycle or --resume)");
-        const auto runs = record_run(*s.learner, fa.project, project::RunKind::Fit, global);   // runs.h
+        const auto runs = record_run(learner, fa.project, project::RunKind::Fit, global);   // runs.h
+        if (fold) runs->set_fold(fold->fold(), fold->folds(), fold->autosave_reference());
         train::FitResult r;
         if (fs_args.resume) {
-            runs->expect_resume("autosave");
-            r = s.learner->resume("autosave", &g_stop);
+            if (fold && !fold->has_interrupted_fit())
+                throw UserError(fmt::format("fold {}'s learner has no interrupted fit to continue", fold->fold()), "start a new fit");
+            runs->expect_resume(fold ? fold->autosave_reference() : "autosave");
+            if (const auto own = learner.interrupted_fit_precision("autosave"); own && *own != learner.precision() && !quiet)
+                fmt::print(stderr, "note: the interrupted fit ran in {}; it continues in {} (not {}) so it resumes exactly\n",
+                           train::precision_name(*own), train::precision_name(*own), train::precision_name(learner.precision()));
+            r = learner.resume("autosave", &g_stop);
         } else {
-            apply_state_flags(*s.learner, fs_args);
+            apply_state_flags(learner, fs_args);
             train::FitOptions o;
             o.lrs = parse_lrs(fs_args.lrs);
             if (o.lrs.empty()) o.lrs = {1e-2};
@@ -610,13 +632,14 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
             if (const std::string extra = train::describe_training_options(o); !extra.empty() && !quiet)
                 fmt::print(stderr, "Training with {}\n", extra);
             runs->expect_fit(o, fit_snapshots);
-            r = s.learner->fit(o, &g_stop);
+            r = learner.fit(o, &g_stop);
         }
         s.bar->finish();
-        s.state->persist();
+        if (fold) finish_fold_fit(*s.state, *fold, *runs, r.stopped, quiet);   // its out-of-fold predictions
+        else s.state->persist();
         runs->end();
-        if (!quiet) report_load_failures(*s.learner);
-        print_fit_end(r, fa.project, quiet);
+        if (!quiet) report_load_failures(learner);
+        if (!fold) print_fit_end(r, fa.project, quiet);
         if (r.stopped && r.stop_reason.find("NaN") != std::string::npos) {
             if (!s.learner->is_main_process()) throw QuietExit{1};   // rank 0 says why
             throw UserError(r.stop_reason);
@@ -652,7 +675,7 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
         if (!p_mistakes.empty() && *split != data::Split::Valid) throw UserError("--mistakes needs --split valid");
         if (p_ema) s.learner->use_ema_weights(true);
         const auto runs = record_run(*s.learner, pa.project,
-                                     *split == data::Split::Valid ? project::RunKind::Predict : project::RunKind::Submission, global);
+                                     project::RunKind::Predict, global);   // a submission is what goes to Kaggle
         const auto& p = *s.state->predict(*split, p_tta, p_beta ? train::TtaMix::Beta : train::TtaMix::Mean, &g_stop).predictions;
         s.bar->finish();
         if (!s.learner->is_main_process()) return;   // every rank has all rows; rank 0 reports and writes
@@ -739,7 +762,18 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
     static DistArgs run_dist;
     add_dist_options(run, run_dist);
     add_batch_options(run, run_dist);
+    static std::optional<int> run_fold;
+    static bool run_folds = false;
+    auto* run_fold_option = run->add_option("--fold", run_fold,
+                                            "Cross-validation: run the recipe on fold I's own learner (trained on the other "
+                                            "folds; the project's learner is left alone)")
+                                ->option_text("I");
+    run->add_flag("--folds", run_folds,
+                  "Cross-validation: run the recipe on every fold in turn, skipping folds it has done and continuing an "
+                  "interrupted one, then print the out-of-fold score (see docs/runs.md)")
+        ->excludes(run_fold_option);
     run->callback([&global] {
+        if (run_fold || run_folds) check_fold_option(ra.project, run_fold.value_or(-1), run_dist.nproc > 1);   // commands_data.cpp
         if (launch_workers_if_asked(run_dist, global, ra.project, "run")) return;
         std::string recipe = recipe_file.empty() ? std::string() : read_file(recipe_file);
         Session s = open_session(ra, global, true, "run", &run_dist);
@@ -779,6 +813,11 @@ void add_train_commands(CLI::App& app, GlobalOptions& global) {
             else
                 fmt::print("Wrote the submission {} ({} rows)\n", written.string(), p.records.size());
         };
+        if (run_fold || run_folds) {   // cross-validation: each fold's own learner, resumable
+            run_fold_recipes(*s.state, recipe, ev, printer, s.bar.get(), run_fold ? std::vector<int>{*run_fold} : std::vector<int>{},
+                             global, &g_stop);
+            return;
+        }
         const auto runs = record_run(*s.learner, ra.project, project::RunKind::Recipe, global);   // runs.h
         const auto r = s.state->run_recipe(recipe, runs->recipe_events(recipe, ev), &g_stop);
         s.state->persist();
@@ -810,6 +849,7 @@ void add_network_bench(CLI::App& bench, bool training) {
         std::string arch = "resnet34";
         int size = 0, bs = 16, steps = 10;
         bool json_out = false, no_record = false;
+        bool channels_last = false, contiguous = false;   // --channels-last / --no-channels-last
         std::string precision = "auto";
     };
     static Args train_args, predict_args;
@@ -824,6 +864,10 @@ void add_network_bench(CLI::App& bench, bool training) {
     cmd->add_flag("--json", a.json_out);
     cmd->add_flag("--no-record", a.no_record, "Do not keep the result for the architecture table");
     cmd->add_option("--precision", a.precision, "auto, fp32, bf16 or fp16 (GPU), as for fit")->capture_default_str();
+    auto* cl = cmd->add_flag("--channels-last", a.channels_last,
+                             "Weights and images in channels-last (NHWC) memory format (default: the format fit uses, "
+                             "contiguous NCHW; the result names it)");
+    cmd->add_flag("--no-channels-last", a.contiguous, "Contiguous (NCHW) weights and images")->excludes(cl);
     cmd->callback([&a, training] {
         const ComputeDevice dev = detect_compute_device();
         const models::Arch arch = models::parse_arch(a.arch);
@@ -831,11 +875,19 @@ void add_network_bench(CLI::App& bench, bool training) {
         models::check_input_size(arch, size);
         if (a.bs < 1 || a.steps < 1) throw UserError("--bs and --steps must be at least 1");
         const train::Precision precision = train::resolve_precision(train::parse_precision(a.precision), dev.cuda);
+        // The default is the memory format a fit would use here (prefer_channels_last: on a GPU
+        // with 16-bit arithmetic); the flags measure either on any device.
+        const bool channels_last = a.channels_last || (!a.contiguous && train::prefer_channels_last(precision, dev.cuda));
+        const auto memory_format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+        const char* format_name = channels_last ? "channels-last" : "contiguous";
         torch::manual_seed(0);
         models::ClassifierModel model(arch, 2);
         const at::Device device = dev.cuda ? at::Device(at::kCUDA) : at::Device(at::kCPU);
         model.to(device);
-        const at::Tensor x = at::randn({a.bs, 3, size, size}).to(device);
+        if (channels_last)   // as the Learner does: the 4-d weights (convolutions) in NHWC
+            for (auto& p : model.parameters())
+                if (p.dim() == 4) p.set_data(p.data().contiguous(memory_format));
+        const at::Tensor x = at::randn({a.bs, 3, size, size}).to(device).contiguous(memory_format);
         const at::Tensor y = at::randint(0, 2, {a.bs}, at::kLong).to(device);
         std::function<double()> step;
         std::unique_ptr<torch::optim::SGD> opt;
@@ -870,16 +922,18 @@ void add_network_bench(CLI::App& bench, bool training) {
         const double rate = a.steps * a.bs / secs;
         if (!a.no_record)
             models::record_speed(a.arch, training ? "train" : "predict",
-                                 {rate, size, a.bs, dev.describe() + ", " + train::precision_name(precision),
+                                 {rate, size, a.bs,
+                                  dev.describe() + ", " + train::precision_name(precision) + (channels_last ? ", channels-last" : ""),
                                   local_time_text("%Y-%m-%d %H:%M")});
         if (a.json_out)
             fmt::print("{}\n", json{{"arch", a.arch}, {"mode", training ? "train" : "predict"}, {"size", size}, {"bs", a.bs},
                                     {"images_per_second", rate}, {"threads", dev.cpu_threads}, {"device", dev.describe()},
-                                    {"precision", train::precision_name(precision)}}
+                                    {"precision", train::precision_name(precision)}, {"channels_last", channels_last},
+                                    {"memory_format", format_name}}
                                    .dump());
         else
-            fmt::print("{} {} at {} px, batch {}, {} on {}: {:.1f} images/s\n", training ? "train" : "predict", a.arch,
-                       size, a.bs, train::precision_name(precision), dev.describe(), rate);
+            fmt::print("{} {} at {} px, batch {}, {}, {} on {}: {:.1f} images/s\n", training ? "train" : "predict", a.arch,
+                       size, a.bs, train::precision_name(precision), format_name, dev.describe(), rate);
     });
 }
 

@@ -1,12 +1,11 @@
 #include "whisker/data/dataset.h"
 
-#include <map>
-
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <map>
 
 namespace fs = std::filesystem;
@@ -53,6 +52,11 @@ std::string Dataset::to_json() const {
     if (split.valid_frac) sp["valid_frac"] = *split.valid_frac;
     sp["seed"] = split.seed;
     sp["from_source"] = split.from_source;
+    if (split.folds > 0) {
+        sp["folds"] = split.folds;
+        sp["fold_seed"] = split.fold_seed;
+        sp["fold_grouping"] = split.fold_grouping;
+    }
     j["split"] = sp;
     json imgs = json::array();
     for (const auto& im : images) {
@@ -60,6 +64,7 @@ std::string Dataset::to_json() const {
                {"width", im.width}, {"height", im.height}, {"format", im.format}};
         if (im.excluded) e["excluded"] = true;
         if (!im.original_labels.empty()) e["relabelled_from"] = im.original_labels;
+        if (im.fold >= 0) e["fold"] = im.fold;
         imgs.push_back(std::move(e));
     }
     j["images"] = std::move(imgs);
@@ -96,6 +101,12 @@ Dataset Dataset::from_json(const std::string& text) {
         if (sp.contains("valid_frac")) d.split.valid_frac = sp["valid_frac"].get<double>();
         d.split.seed = sp.value("seed", std::uint64_t{42});
         d.split.from_source = sp.value("from_source", false);
+        d.split.folds = sp.value("folds", 0);
+        d.split.fold_seed = sp.value("fold_seed", std::uint64_t{0});
+        d.split.fold_grouping = sp.value("fold_grouping", "");
+        if (d.split.folds < 0 || d.split.folds == 1)
+            throw UserError("the dataset manifest has " + std::to_string(d.split.folds) + " folds",
+                            "assign them again: whisker-cli data folds PROJECT --folds 5");
         for (const auto& e : j.at("images")) {
             ImageRecord im;
             im.path = e.at("path").get<std::string>();
@@ -111,6 +122,11 @@ Dataset Dataset::from_json(const std::string& text) {
             im.format = e.value("format", "");
             im.excluded = e.value("excluded", false);
             im.original_labels = e.value("relabelled_from", std::vector<int>{});
+            im.fold = e.value("fold", -1);
+            if (im.fold < -1 || im.fold >= std::max(d.split.folds, 0) || (im.fold >= 0 && im.split == Split::Test))
+                throw UserError("fold " + std::to_string(im.fold) + " of " + im.path + " is not one of the manifest's " +
+                                    std::to_string(d.split.folds) + " folds",
+                                "assign the folds again: whisker-cli data folds PROJECT --folds K");
             d.images.push_back(std::move(im));
         }
         for (const auto& e : j.at("skipped")) d.skipped.push_back({e.at("path"), e.at("reason")});

@@ -7,6 +7,8 @@
 #include "whisker/common/random.h"
 #include "whisker/data/image_decode.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -349,6 +351,8 @@ Dataset prepare_dataset(const PrepareOptions& o) {
         throw UserError("--valid-frac must be in [0, 1), got " + std::to_string(*o.valid_frac));
     if (o.valid_per_class && *o.valid_per_class < 0)
         throw UserError("--valid-per-class must be >= 0");
+    if (o.folds && (*o.folds == 1 || *o.folds < 0))
+        throw UserError(fmt::format("--folds {}: cross-validation needs at least 2 folds (0: none)", *o.folds), "use e.g. --folds 5");
     std::error_code ec;
     fs::create_directories(o.project, ec);
     if (ec) throw UserError("cannot create project folder '" + o.project.string() + "': " + ec.message());
@@ -429,13 +433,23 @@ Dataset prepare_dataset(const PrepareOptions& o) {
         d.sample_submission = "sample_submission.csv";
     }
 
-    // Keep the user's marks (exclusions, corrected labels) from an earlier manifest.
+    // Keep the user's marks (exclusions, corrected labels) from an earlier manifest, and its folds' K.
+    std::optional<Dataset> earlier;
     if (Dataset::exists(o.project)) {
         try {
-            d.keep_marks_of(Dataset::load(o.project));
+            earlier = Dataset::load(o.project);
+            d.keep_marks_of(*earlier);
         } catch (const UserError&) {
             // A damaged old manifest is simply replaced.
         }
+    }
+    const int folds = o.folds ? *o.folds : earlier ? earlier->folds() : 0;
+    if (folds != 0) {
+        FoldOptions fo;
+        fo.folds = folds;
+        fo.seed = o.seed;
+        if (o.fold_groups) o.fold_groups(d, fo);
+        assign_folds(d, fo);
     }
     std::sort(d.skipped.begin(), d.skipped.end(), [](const SkippedFile& a, const SkippedFile& b) { return a.path < b.path; });
     d.save(o.project);

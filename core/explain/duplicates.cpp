@@ -1,5 +1,7 @@
 #include "whisker/explain/duplicates.h"
 
+#include "../common/union_find.h"
+
 #include "whisker/common/csv.h"
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
@@ -122,20 +124,6 @@ void write_cache(const fs::path& file, const std::vector<std::pair<std::string, 
     }
     write_file_atomically(file, out);
 }
-
-struct UnionFind {
-    std::vector<std::size_t> parent;
-    explicit UnionFind(std::size_t n) : parent(n) { std::iota(parent.begin(), parent.end(), std::size_t{0}); }
-    std::size_t find(std::size_t x) {
-        while (parent[x] != x) x = parent[x] = parent[parent[x]];
-        return x;
-    }
-    void join(std::size_t a, std::size_t b) {
-        a = find(a);
-        b = find(b);
-        if (a != b) parent[std::max(a, b)] = std::min(a, b);
-    }
-};
 
 std::string label_text(const data::Dataset& d, const data::ImageRecord& im) {
     if (im.labels.empty()) return "-";

@@ -36,6 +36,9 @@ SubmissionHistory SubmissionHistory::load(const fs::path& project) {
             r.public_score = e.value("public_score", "");
             r.private_score = e.value("private_score", "");
             r.error = e.value("error", "");
+            r.run = e.value("run", 0);
+            r.source_run = e.value("source_run", 0);
+            r.members = e.value("members", std::vector<std::string>{});
             h.submissions.push_back(std::move(r));
         }
     } catch (const json::exception& e) {
@@ -46,10 +49,15 @@ SubmissionHistory SubmissionHistory::load(const fs::path& project) {
 
 void SubmissionHistory::save(const fs::path& project) const {
     json subs = json::array();
-    for (const auto& r : submissions)
-        subs.push_back({{"date", r.date}, {"file", r.file}, {"message", r.message}, {"checkpoint", r.checkpoint},
-                        {"model", r.model}, {"ref", r.ref}, {"status", r.status}, {"public_score", r.public_score},
-                        {"private_score", r.private_score}, {"error", r.error}});
+    for (const auto& r : submissions) {
+        json e{{"date", r.date}, {"file", r.file}, {"message", r.message}, {"checkpoint", r.checkpoint},
+               {"model", r.model}, {"ref", r.ref}, {"status", r.status}, {"public_score", r.public_score},
+               {"private_score", r.private_score}, {"error", r.error}};
+        if (r.run > 0) e["run"] = r.run;
+        if (r.source_run > 0) e["source_run"] = r.source_run;
+        if (!r.members.empty()) e["members"] = r.members;
+        subs.push_back(std::move(e));
+    }
     write_file_atomically(project / kFileName, json{{"competition", competition}, {"submissions", subs}}.dump(1));
 }
 

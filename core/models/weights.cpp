@@ -73,7 +73,7 @@ fs::path ensure_pretrained_weights(Arch arch, const DownloadOptions& options) {
         throw;
     } catch (const UserError& e) {
         throw UserError(std::string("the pretrained weights for ") + info.name + " are not available: " + e.what(),
-                        put_it + "; or train without them (--no-pretrained)");
+                        put_it + "; or train without them (whisker-cli: --no-pretrained; the workbench: untick \"ImageNet weights\")");
     }
     return dest;
 }

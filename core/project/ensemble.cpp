@@ -2,7 +2,9 @@
 
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
+#include "whisker/data/folds.h"
 #include "whisker/data/transforms.h"
+#include "whisker/project/folds.h"
 #include "whisker/project/runs.h"
 #include "whisker/project/session.h"
 
@@ -85,6 +87,17 @@ train::Predictions combine_predictions(const std::vector<const train::Prediction
     return out;
 }
 
+RunMember run_member_of(const EnsembleMember& m, double weight) {
+    RunMember rm;
+    rm.source = m.run ? fmt::format("#{}", m.run) : m.source;
+    if (m.run && m.source.rfind("snapshot-", 0) == 0) rm.source = m.source;
+    rm.checkpoint = m.checkpoint;
+    rm.arch = m.config.arch;
+    rm.size = m.config.size;
+    rm.weight = weight;
+    return rm;
+}
+
 EnsembleMember resolve_member(const fs::path& project, const std::string& reference, const train::LearnerConfig& base) {
     EnsembleMember m;
     m.source = reference;
@@ -98,6 +111,8 @@ EnsembleMember resolve_member(const fs::path& project, const std::string& refere
             throw UserError(fmt::format("run #{} ({}) produced no checkpoint", *n, run_kind_name(run->kind)),
                             "ensemble fit or recipe runs, or checkpoints by name");
         m.run = *n;
+        m.fold = run->fold;
+        m.folds = run->folds;
         m.checkpoint = run->checkpoint;
         m.config.arch = run->arch;
         m.config.size = run->size;
@@ -133,6 +148,8 @@ EnsembleMember resolve_member(const fs::path& project, const std::string& refere
         }
         if (run && run->arch == m.config.arch) {
             m.run = run->number;
+            m.fold = run->fold;
+            m.folds = run->folds;
             if (const auto preset = data::parse_augment_preset(run->augment_preset)) m.config.augment = *preset;
             m.config.max_zoom = run->max_zoom;
             m.config.no_flip = run->no_flip;
@@ -159,13 +176,64 @@ EnsembleMember resolve_member(const fs::path& project, const std::string& refere
 
 MemberPredictions predict_member(const fs::path& project, const data::Dataset& dataset, const EnsembleMember& member,
                                  int tta, train::TtaMix mix, const train::ProgressCallback& progress,
-                                 const std::atomic<bool>* stop) {
-    train::Learner learner(project, dataset, member.config, progress);
+                                 const std::atomic<bool>* stop, bool predict_valid) {
+    // A fold run's checkpoint knows the split it trained on (its fit's schedule): it is loaded
+    // with that fold's view, whose test images are the same.
+    const bool fold_member = member.fold >= 0 && member.folds == dataset.folds();
+    train::Learner learner(project, fold_member ? data::fold_view(dataset, member.fold) : dataset, member.config, progress);
     learner.autosave = false;
     learner.load(member.checkpoint);
     MemberPredictions out;
-    if (dataset.count(data::Split::Valid) > 0) out.valid = learner.predict(data::Split::Valid, tta, mix, stop);
+    if (predict_valid && dataset.count(data::Split::Valid) > 0) out.valid = learner.predict(data::Split::Valid, tta, mix, stop);
     if (dataset.count(data::Split::Test) > 0) out.test = learner.predict(data::Split::Test, tta, mix, stop);
+    return out;
+}
+
+int member_folds(const fs::path&, const EnsembleMember& member) { return member.folds; }
+
+OutOfFoldEnsemble out_of_fold_ensemble(const fs::path& project, const data::Dataset& dataset,
+                                       const std::vector<EnsembleMember>& members, const std::vector<double>& weights,
+                                       EnsembleMix mix) {
+    data::check_fold(dataset, 0);
+    const int k = dataset.folds();
+    if (!weights.empty() && weights.size() != members.size())
+        throw UserError(fmt::format("{} weights for {} members", weights.size(), members.size()),
+                        "give one weight per member, in the order of --from");
+    OutOfFoldEnsemble out;
+    std::vector<std::vector<train::Predictions>> per_fold(static_cast<std::size_t>(k));
+    std::vector<std::vector<double>> fold_weights(static_cast<std::size_t>(k));
+    for (std::size_t m = 0; m < members.size(); ++m) {
+        const auto run = members[m].run ? read_run(project, members[m].run) : std::nullopt;
+        if (!run || run->folds <= 0)
+            throw UserError(fmt::format("member {} ({}) is not a cross-validation fold run, and the others are", m + 1,
+                                        members[m].source),
+                            "an ensemble is scored either on the valid split (no fold runs) or out of fold (only fold runs)");
+        if (run->folds != k)
+            throw UserError(fmt::format("member {} (run #{}) is a fold of {} folds, and the dataset has {} now", m + 1, run->number,
+                                        run->folds, k),
+                            "use the fold runs of the dataset's folds (whisker-cli cv PROJECT lists them)");
+        std::string why;
+        auto p = read_oof(project, dataset, *run, &why);
+        if (!p) throw UserError("ensemble member " + std::to_string(m + 1) + ": " + why, "train that fold again, or leave the member out");
+        out.member_accuracy.push_back(p->accuracy());
+        out.member_log_loss.push_back(p->log_loss());
+        per_fold[static_cast<std::size_t>(run->fold)].push_back(std::move(*p));
+        fold_weights[static_cast<std::size_t>(run->fold)].push_back(weights.empty() ? 1.0 : weights[m]);
+    }
+    std::vector<train::Predictions> combined;
+    for (int f = 0; f < k; ++f) {
+        const auto& parts = per_fold[static_cast<std::size_t>(f)];
+        if (parts.empty())
+            throw UserError(fmt::format("no member validated fold {}: the out-of-fold score needs every one of the {} folds", f, k),
+                            fmt::format("add a run of fold {} (whisker-cli cv {} lists them), or train it: whisker-cli run {} --fold {}",
+                                        f, project.string(), project.string(), f));
+        std::vector<const train::Predictions*> ptrs;
+        for (const auto& p : parts) ptrs.push_back(&p);
+        combined.push_back(combine_predictions(ptrs, fold_weights[static_cast<std::size_t>(f)], mix, dataset.multi_label));
+    }
+    std::vector<const train::Predictions*> ptrs;
+    for (const auto& p : combined) ptrs.push_back(&p);
+    out.predictions = concat_predictions(ptrs);
     return out;
 }
 

@@ -179,6 +179,15 @@ json to_json(const RunRecord& r) {
            {"ensemble_mix", r.ensemble_mix}, {"checkpoint", r.checkpoint}, {"submission", r.submission},
            {"submission_sha256", r.submission_sha256}, {"start_state", r.start_state}, {"end_state", r.end_state},
            {"parent", r.parent}, {"resumed", r.resumed}};
+    if (r.folds > 0) {
+        j["fold"] = r.fold;
+        j["folds"] = r.folds;
+        j["oof"] = r.oof;
+    }
+    if (r.kaggle)
+        j["kaggle"] = {{"competition", r.kaggle->competition}, {"message", r.kaggle->message}, {"ref", r.kaggle->ref},
+                       {"status", r.kaggle->status}, {"public_score", r.kaggle->public_score},
+                       {"private_score", r.kaggle->private_score}, {"error", r.kaggle->error}};
     if (!r.recipe.empty()) {
         try {
             j["recipe"] = json::parse(r.recipe);
@@ -295,10 +304,18 @@ RunRecord from_json(const json& j) {
     r.checkpoint = j.value("checkpoint", "");
     r.submission = j.value("submission", "");
     r.submission_sha256 = j.value("submission_sha256", "");
+    if (j.contains("kaggle") && j["kaggle"].is_object()) {
+        const json& k = j["kaggle"];
+        r.kaggle = RunKaggle{k.value("competition", ""), k.value("message", ""), k.value("ref", ""), k.value("status", ""),
+                             k.value("public_score", ""), k.value("private_score", ""), k.value("error", "")};
+    }
     r.start_state = j.value("start_state", "");
     r.end_state = j.value("end_state", "");
     r.parent = j.value("parent", 0);
     r.resumed = j.value("resumed", false);
+    r.fold = j.value("fold", -1);
+    r.folds = j.value("folds", 0);
+    r.oof = j.value("oof", "");
     if (j.contains("recipe")) r.recipe = j["recipe"].is_string() ? j["recipe"].get<std::string>() : j["recipe"].dump(1);
     return r;
 }
@@ -500,6 +517,7 @@ std::vector<std::pair<std::string, std::string>> run_settings(const RunRecord& r
     add("data", fmt::format("{} (train {}, valid {}, test {}, {} marked)", r.data_sha256.substr(0, 12), r.train_images,
                             r.valid_images, r.test_images, r.marked_images));
     add("parent", r.parent ? fmt::format("#{}{}", r.parent, r.resumed ? " (resumed)" : "") : "-");
+    if (r.folds > 0) add("fold", fmt::format("{} of {} (folds 0-{})", r.fold, r.folds, r.folds - 1));
     for (std::size_t i = 0; i < r.fits.size(); ++i) {
         const auto& f = r.fits[i];
         const std::string p = r.fits.size() == 1 ? "fit: " : fmt::format("fit {}: ", i + 1);
@@ -537,6 +555,11 @@ std::vector<std::pair<std::string, std::string>> run_settings(const RunRecord& r
         add("members", m);
         add("mix", r.ensemble_mix);
     }
+    if (r.kaggle) {
+        add("sent to", r.kaggle->competition + ": " + r.kaggle->message);
+        add("kaggle", r.kaggle->status + (r.kaggle->public_score.empty() ? "" : ", public " + r.kaggle->public_score) +
+                          (r.kaggle->error.empty() ? "" : ": " + r.kaggle->error));
+    }
     return s;
 }
 
@@ -559,6 +582,9 @@ struct RunRecorder::Open {
     // Recipes.
     json recipe_steps = json::array();
     double found_lr = 0;
+    // The checkpoint (relative to PROJECT/models) the learner autosaves to: a fold's learner
+    // keeps its own (set_fold).
+    std::string autosave = "autosave";
 };
 
 RunRecorder::RunRecorder(fs::path project, std::string program) : project_(std::move(project)), program_(std::move(program)) {}
@@ -840,6 +866,34 @@ void RunRecorder::set_submission(const fs::path& file) {
     write();
 }
 
+void RunRecorder::set_kaggle(const RunKaggle& kaggle) {
+    if (!open_) return;
+    open_->rec.kaggle = kaggle;
+    write();
+}
+
+void RunRecorder::set_parent(int run) {
+    if (!open_) return;
+    open_->rec.parent = run;
+    write();
+}
+
+void RunRecorder::set_fold(int fold, int folds, const std::string& autosave) {
+    if (!open_) return;
+    open_->rec.fold = fold;
+    open_->rec.folds = folds;
+    open_->autosave = autosave;
+    std::error_code ec;
+    fs::create_directories(project_ / "models", ec);   // the links go there (and "models/.." must exist)
+    write();
+}
+
+void RunRecorder::set_oof(const fs::path& file) {
+    if (!open_) return;
+    open_->rec.oof = relative_or_absolute(file, project_);
+    write();
+}
+
 void RunRecorder::set_device(const std::string& device) {
     if (!open_) return;
     open_->rec.device = device;
@@ -913,7 +967,7 @@ void RunRecorder::after_epoch(train::Learner& learner, const train::EpochRecord&
         const auto it = std::find(o.cycle_ends.begin(), o.cycle_ends.end(), r.epoch);
         if (it != o.cycle_ends.end() && learner.autosave) {
             const std::string name = fmt::format("snapshot-{:04d}-{}", o.rec.number, (it - o.cycle_ends.begin()) + 1);
-            if (link_checkpoint(project_, "autosave", name)) f.snapshots.push_back(name);
+            if (link_checkpoint(project_, o.autosave, name)) f.snapshots.push_back(name);
         }
     }
     write();
@@ -932,8 +986,8 @@ void RunRecorder::after_fit(train::Learner& learner, const train::FitResult& res
     o.last_state = learner.state_id();
     // The run's checkpoint: the weights it ended with, as the autosave holds them.
     const std::string name = run_checkpoint_name(o.rec.number);
-    if (learner.autosave && checkpoint_state(project_, "autosave") == learner.state_id() &&
-        link_checkpoint(project_, "autosave", name))
+    if (learner.autosave && checkpoint_state(project_, o.autosave) == learner.state_id() &&
+        link_checkpoint(project_, o.autosave, name))
         o.rec.checkpoint = name;
     write();
 }
@@ -954,6 +1008,7 @@ std::vector<SubmissionScore> submission_scores(const fs::path& project) {
     const auto runs = list_runs(project);
     std::map<std::string, const RunRecord*> by_hash;
     for (const auto& r : runs) {
+        if (r.kaggle) continue;   // a run that sent the file, not the one that made it
         if (!r.submission_sha256.empty()) by_hash[r.submission_sha256] = &r;
         for (const auto& p : r.predictions)
             if (!p.file_sha256.empty() && !by_hash.count(p.file_sha256)) by_hash[p.file_sha256] = &r;
@@ -971,16 +1026,22 @@ std::vector<SubmissionScore> submission_scores(const fs::path& project) {
         } catch (const std::exception&) {
             continue;   // the kept copy is gone
         }
-        const auto it = by_hash.find(hash);
-        if (it == by_hash.end()) continue;
+        // The run the history names as the predictions' source (the workbench's submissions,
+        // whose file is written from predictions no run wrote to a file), else the file's maker.
+        const RunRecord* source = s.source_run > 0 ? by_number(s.source_run) : nullptr;
+        if (!source) {
+            const auto it = by_hash.find(hash);
+            if (it == by_hash.end()) continue;
+            source = it->second;
+        }
         SubmissionScore sc;
-        sc.run = it->second->number;
+        sc.run = source->number;
         sc.file = s.file;
         sc.date = s.date;
         sc.message = s.message;
         sc.status = s.status;
-        sc.validation = it->second->validation();
-        for (const RunRecord* r = it->second; !sc.validation && r && r->parent; ) {
+        sc.validation = source->validation();
+        for (const RunRecord* r = source; !sc.validation && r && r->parent; ) {
             r = by_number(r->parent);
             if (r) sc.validation = r->validation();
         }
@@ -992,6 +1053,62 @@ std::vector<SubmissionScore> submission_scores(const fs::path& project) {
         out.push_back(std::move(sc));
     }
     return out;
+}
+
+int run_that_wrote(const fs::path& project, const std::string& sha256) {
+    if (sha256.empty()) return 0;
+    const auto runs = list_runs(project);
+    for (auto r = runs.rbegin(); r != runs.rend(); ++r) {
+        if (r->kaggle) continue;
+        if (r->submission_sha256 == sha256) return r->number;
+        for (const auto& p : r->predictions)
+            if (p.file_sha256 == sha256) return r->number;
+    }
+    return 0;
+}
+
+bool update_submission_run(const fs::path& project, int number, const RunKaggle& kaggle) {
+    for (const auto& [n, file] : run_files(project)) {
+        if (n != number) continue;
+        try {
+            json j = json::parse(read_file(file));
+            RunRecord r = from_json(j);
+            settle_status(r);
+            if (r.status == "running") return false;   // its own process writes it
+            j["kaggle"] = {{"competition", kaggle.competition}, {"message", kaggle.message}, {"ref", kaggle.ref},
+                           {"status", kaggle.status}, {"public_score", kaggle.public_score},
+                           {"private_score", kaggle.private_score}, {"error", kaggle.error}};
+            write_file_atomically(file, j.dump(1));
+            return true;
+        } catch (const std::exception&) {
+            return false;
+        }
+    }
+    return false;
+}
+
+void record_submission_verdicts(const fs::path& project) {
+    kaggle::SubmissionHistory history;
+    try {
+        history = kaggle::SubmissionHistory::load(project);
+    } catch (const std::exception&) {
+        return;
+    }
+    for (const auto& s : history.submissions) {
+        if (s.run <= 0) continue;
+        const auto run = read_run(project, s.run);
+        if (!run || run->kind != RunKind::Submission) continue;
+        RunKaggle k = run->kaggle.value_or(RunKaggle{history.competition, s.message, {}, {}, {}, {}, {}});
+        if (k.ref == s.ref && k.status == s.status && k.public_score == s.public_score && k.private_score == s.private_score &&
+            k.error == s.error)
+            continue;
+        k.ref = s.ref;
+        k.status = s.status;
+        k.public_score = s.public_score;
+        k.private_score = s.private_score;
+        k.error = s.error;
+        update_submission_run(project, s.run, k);
+    }
 }
 
 }  // namespace whisker::project

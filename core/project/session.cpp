@@ -256,21 +256,23 @@ void Session::set_precision(train::Precision precision) {
     options_.base.precision = precision;
 }
 
-train::LearnerConfig Session::config_of(const LearnerSpec& spec) const {
-    train::LearnerConfig c = options_.base;
-    c.arch = spec.arch;
-    c.size = spec.size;
-    c.batch_size = spec.batch_size;
-    c.pretrained = spec.pretrained;
-    c.seed = spec.seed;
-    c.augment = spec.augment;
-    c.max_zoom = spec.max_zoom;
-    c.no_flip = spec.no_flip;
-    c.trivial_augment = spec.trivial_augment;
-    c.random_erasing = spec.random_erasing;
-    c.val_resize = spec.val_resize;
+train::LearnerConfig LearnerSpec::config(const train::LearnerConfig& base) const {
+    train::LearnerConfig c = base;
+    c.arch = arch;
+    c.size = size;
+    c.batch_size = batch_size;
+    c.pretrained = pretrained;
+    c.seed = seed;
+    c.augment = augment;
+    c.max_zoom = max_zoom;
+    c.no_flip = no_flip;
+    c.trivial_augment = trivial_augment;
+    c.random_erasing = random_erasing;
+    c.val_resize = val_resize;
     return c;
 }
+
+train::LearnerConfig Session::config_of(const LearnerSpec& spec) const { return spec.config(options_.base); }
 
 void Session::attach(std::unique_ptr<train::Learner> learner) {
     learner_ = std::move(learner);

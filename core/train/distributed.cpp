@@ -364,6 +364,17 @@ struct Distributed::Impl {
 #ifdef WHISKER_LIVENESS_PROBE
     std::vector<std::optional<sockaddr_in>> liveness_peers;
 #endif
+    // The first failure of a collective (see fail()). The group is of no use after it: a
+    // collective issued later would wait the whole timeout again for peers that will never
+    // join it (and the probe would run again), so a rank that went on to another collective -
+    // a clean-up, a caller that caught the error - could take several timeouts to end. Later
+    // collectives raise this error at once instead. Set from any thread (autograd's, too).
+    mutable std::mutex failure_mutex;
+    std::optional<PeerFailure> failure;
+    void throw_if_failed() const {
+        std::lock_guard<std::mutex> lock(failure_mutex);
+        if (failure) throw *failure;
+    }
 
     ~Impl() {
 #ifdef WHISKER_LIVENESS_PROBE
@@ -374,6 +385,7 @@ struct Distributed::Impl {
 #if defined(USE_DISTRIBUTED)
     // Waits for a collective; any failure becomes the rank/timeout error.
     void wait(const WorkPtr& work, const char* what) {
+        throw_if_failed();
         try {
             if (!work->wait(options.timeout))
                 self->fail(what, "the operation did not complete");
@@ -385,6 +397,7 @@ struct Distributed::Impl {
     }
     template <class F>
     WorkPtr issue(const char* what, F&& f) {
+        throw_if_failed();
         try {
             return f();
         } catch (const std::exception& e) {
@@ -407,6 +420,7 @@ int Distributed::cuda_device() const { return impl_->cuda_device; }
 int Distributed::threads() const { return impl_->threads; }
 
 void Distributed::fail(const std::string& what, const std::string& detail) const {
+    impl_->throw_if_failed();   // the error of the first failure, at once
     const int r = rank(), n = world_size();
     const std::chrono::milliseconds budget = std::min<std::chrono::milliseconds>(std::chrono::seconds(2), timeout() / 4);
     // Which peers ended, cannot be reached, or are alive but silent (the probe never throws;
@@ -462,10 +476,16 @@ void Distributed::fail(const std::string& what, const std::string& detail) const
     std::string message = fmt::format("rank {} of {}: {} stopped answering or failed during {} (timeout {:g} s): {}", r, n, peer,
                                       what, secs, detail);
     if (!finding.empty()) message += " (liveness check: " + finding + ")";
-    throw PeerFailure(message, !unreachable.empty()
-                                   ? "check the network link of the machine(s) that cannot be reached; a rank that is only slow "
-                                     "needs a longer --dist-timeout"
-                                   : "the other ranks' messages say why; a rank that is only slow needs a longer --dist-timeout");
+    PeerFailure failure(message, !unreachable.empty()
+                                     ? "check the network link of the machine(s) that cannot be reached; a rank that is only slow "
+                                       "needs a longer --dist-timeout"
+                                     : "the other ranks' messages say why; a rank that is only slow needs a longer --dist-timeout");
+    {
+        std::lock_guard<std::mutex> lock(impl_->failure_mutex);
+        if (impl_->failure) throw *impl_->failure;   // another thread failed first
+        impl_->failure = failure;
+    }
+    throw failure;
 }
 
 std::shared_ptr<Distributed> Distributed::from_environment(const DistributedOptions& options) {

@@ -94,9 +94,6 @@ Learner::Learner(fs::path project, data::Dataset dataset, LearnerConfig config, 
         models::load_torchvision_weights(model_->body(), weights);
     }
     model_->to(device());
-    if (dev.cuda && config_.channels_last)
-        for (auto& p : model_->parameters())
-            if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
     if (auto* d = distributed()) {
         // Every rank starts from rank 0's weights (the same seed gives the same ones anyway).
         std::vector<at::Tensor> state;
@@ -105,6 +102,11 @@ Learner::Learner(fs::path project, data::Dataset dataset, LearnerConfig config, 
     }
     freeze();
     set_precision(config_.precision);
+    // The memory format is chosen once, for the precision the learner starts in.
+    channels_last_ = dev.cuda && config_.channels_last.value_or(prefer_channels_last(precision_, dev.cuda));
+    if (channels_last_)
+        for (auto& p : model_->parameters())
+            if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
     state_id_ = new_state_id();
 }
 
@@ -238,6 +240,12 @@ void Learner::ensure_precomputed() {
         ident += "eval" + std::to_string(eval_resize) + "|";
     // Activations computed in 16 bits differ in their last digits from fp32 ones.
     if (precision_ != Precision::FP32) ident += std::string(precision_name(precision_)) + "|";
+    // Stored in 16 bits: another cache (fp32 ones keep the key they had before the choice existed).
+    const PrecomputeDtype storage = precompute_dtype();
+    const at::ScalarType storage_type = storage == PrecomputeDtype::FP16   ? at::kHalf
+                                        : storage == PrecomputeDtype::BF16 ? at::kBFloat16
+                                                                           : at::kFloat;
+    if (storage != PrecomputeDtype::FP32) ident += std::string("stored-") + precompute_dtype_name(storage) + "|";
     for (const auto& im : dataset_.images) {
         if (im.excluded) continue;
         FileStamp st;
@@ -270,7 +278,12 @@ void Learner::ensure_precomputed() {
         std::map<std::string, std::string> meta;
         try {
             const auto sd = models::read_safetensors(file, &meta);
-            if (meta["key"] == key) {
+            // The file names its dtype (files from before: fp32), and its activations must have it.
+            const std::string dtype = meta.count("dtype") ? meta["dtype"] : "fp32";
+            bool typed = dtype == precompute_dtype_name(storage);
+            for (const auto& [name, t] : sd)
+                if (name == "train_x" || name == "valid_x" || name == "test_x") typed = typed && t.scalar_type() == storage_type;
+            if (meta["key"] == key && typed) {
                 for (const auto& [name, t] : sd) {
                     if (name == "train_x") acts->train_x = t;
                     else if (name == "train_y") acts->train_y = t;
@@ -327,6 +340,10 @@ void Learner::ensure_precomputed() {
                 records.assign(c.data_ptr<std::int64_t>(), c.data_ptr<std::int64_t>() + c.numel());
             }
         }
+        if (x.defined() && storage_type == at::kHalf && x.numel() > 0 && x.abs().max().item<double>() > 65504.0)
+            throw UserError("the body's activations exceed float16's range (65504) and cannot be stored in fp16",
+                            "use --precompute-dtype bf16 (fp32's range) or fp32");
+        if (x.defined()) x = x.to(storage_type);   // after the gather: the group sends float32
     };
     compute(data::View::Fix, acts->train_x, acts->train_y, acts->train_records, "precomputing train activations");
     compute(data::View::Valid, acts->valid_x, acts->valid_y, acts->valid_records, "precomputing valid activations");
@@ -348,7 +365,8 @@ void Learner::ensure_precomputed() {
         sd.emplace_back("test_records", as_tensor(acts->test_records));
     }
     if (is_main_process())
-        models::write_safetensors(file, sd, {{"key", key}, {"arch", config_.arch}, {"size", std::to_string(config_.size)}});
+        models::write_safetensors(file, sd, {{"key", key}, {"arch", config_.arch}, {"size", std::to_string(config_.size)},
+                                             {"dtype", precompute_dtype_name(storage)}});
     activations_ = std::move(acts);
 }
 
@@ -593,7 +611,7 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                     const at::Tensor idx = at::tensor(std::vector<std::int64_t>(order.begin() + static_cast<long>(begin),
                                                                                 order.begin() + static_cast<long>(end)),
                                                       at::kLong);
-                    x = activations_->train_x.index_select(0, idx).to(device());
+                    x = activations_->train_x.index_select(0, idx).to(device(), at::kFloat);   // stored maybe 16-bit
                     y = activations_->train_y.index_select(0, idx).to(device());
                 } else {
                     auto b = loader(data::View::Train).next();
@@ -607,7 +625,7 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                     if (b->images.size(0) > 0) {
                         x = b->images.to(device(), /*non_blocking=*/true);
                         y = b->labels.to(device(), true);
-                        if (config_.channels_last && device().is_cuda()) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+                        if (channels_last_) x = x.contiguous(at::MemoryFormat::ChannelsLast);
                     }
                 }
                 const bool have = x.defined();
@@ -619,7 +637,7 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                                             static_cast<std::uint64_t>(st.batch), dist ? static_cast<std::uint64_t>(dist->rank()) : 0));
                     mix = draw_mix(mix_options(st.options), x.size(0), x.size(2), x.size(3), mix_rng);
                     x = mix_images(x, mix);
-                    if (config_.channels_last && device().is_cuda()) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+                    if (channels_last_) x = x.contiguous(at::MemoryFormat::ChannelsLast);
                 }
                 const bool user_stop = stop && stop->load();
                 if (!dist) {
@@ -754,8 +772,12 @@ FitResult Learner::run_fit(FitState& st, const std::atomic<bool>* stop) {
                     batches_.push_back(rec);
                 }
                 for (auto& cb : callbacks_) cb->after_batch(*this, rec);
-                if (progress_)
-                    progress_(st.finder ? "lr_find" : "epoch " + std::to_string(st.epoch + 1) + "/" + std::to_string(st.total_epochs),
+                // The sweep reports its steps over all its epochs (a small dataset's sweep runs
+                // several), so the bar fills once instead of restarting every epoch.
+                if (progress_ && st.finder)
+                    progress_("lr_find", std::min<long>(st.step, steps_in_schedule), steps_in_schedule);
+                else if (progress_)
+                    progress_("epoch " + std::to_string(st.epoch + 1) + "/" + std::to_string(st.total_epochs),
                               static_cast<long>(st.batch + 1), st.batches_per_epoch);
             }
             // An epoch whose loader gave fewer batches than planned still ends its last group.
@@ -848,7 +870,7 @@ void Learner::validate(EpochRecord& rec) {
         for (std::int64_t b = first; b < last; b += bs) {
             const auto len = std::min<std::int64_t>(bs, last - b);
             AutocastScope autocast(precision_, device().is_cuda());
-            account(model_->forward_head(activations_->valid_x.narrow(0, b, len).to(device())).to(at::kFloat),
+            account(model_->forward_head(activations_->valid_x.narrow(0, b, len).to(device(), at::kFloat)).to(at::kFloat),
                     activations_->valid_y.narrow(0, b, len).to(device()));
         }
     } else if (dataset_.count(data::Split::Valid) > 0) {

@@ -189,6 +189,7 @@ void Learner::save_with_fit_state(const std::string& name, const FitState* st) {
         f["loader_epoch_base"] = st->loader_epoch_base;
         f["seconds"] = st->seconds;
         f["size"] = st->size;
+        f["precision"] = precision_name(precision_);   // fixed during a fit: the fit's own
         json done = json::array();
         for (const auto& e : st->done) done.push_back(epoch_json(e));
         f["done"] = done;
@@ -292,6 +293,7 @@ void Learner::load(const std::string& name) {
         st->loader_epoch_base = f.at("loader_epoch_base");
         st->seconds = f.at("seconds");
         st->size = f.value("size", j.value("size", config_.size));
+        if (f.contains("precision")) st->precision = parse_precision(f.at("precision").get<std::string>());
         for (const auto& e : f.at("done")) st->done.push_back(epoch_from(e));
         build_optimizer(*st);
         torch::serialize::InputArchive archive;
@@ -335,8 +337,25 @@ FitResult Learner::resume(const std::string& name, const std::atomic<bool>* stop
                             " px (whisker-cli resize-learner PROJECT --size " + std::to_string(pending_->size) + ") to resume it");
     if (pending_->options.ema_decay > 0 && !ema_)
         throw UserError("checkpoint '" + name + "' has no EMA weights for its fit with --ema", "start a new fit instead");
+    // The fit continues in the precision it began in (bf16 steps after fp32 ones would not
+    // continue it exactly), unless this device cannot run it (an fp16 fit from a GPU on a CPU).
+    if (pending_->precision && *pending_->precision != precision_ &&
+        (*pending_->precision != Precision::FP16 || device().is_cuda()))
+        set_precision(*pending_->precision);
     auto st = std::move(pending_);
     return run_fit(*st, stop);
+}
+
+std::optional<Precision> Learner::interrupted_fit_precision(const std::string& name) const {
+    try {
+        const json j = json::parse(read_file(models_dir(project_) / (name + ".json")));
+        if (!j.contains("fit") || !j["fit"].contains("precision")) return std::nullopt;
+        const Precision p = parse_precision(j["fit"]["precision"].get<std::string>());
+        if (p == Precision::FP16 && !device().is_cuda()) return std::nullopt;
+        return p;
+    } catch (const std::exception&) {
+        return std::nullopt;   // no such checkpoint or a damaged one: resume() itself says so
+    }
 }
 
 }  // namespace whisker::train

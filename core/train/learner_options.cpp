@@ -23,6 +23,41 @@ void Learner::set_precision(Precision requested) {
     activations_.reset();   // the precompute cache is keyed by precision
 }
 
+const char* precompute_dtype_name(PrecomputeDtype d) {
+    switch (d) {
+        case PrecomputeDtype::Auto: return "auto";
+        case PrecomputeDtype::FP32: return "fp32";
+        case PrecomputeDtype::FP16: return "fp16";
+        case PrecomputeDtype::BF16: return "bf16";
+    }
+    return "auto";
+}
+
+PrecomputeDtype parse_precompute_dtype(const std::string& name) {
+    for (PrecomputeDtype d : {PrecomputeDtype::Auto, PrecomputeDtype::FP32, PrecomputeDtype::FP16, PrecomputeDtype::BF16})
+        if (name == precompute_dtype_name(d)) return d;
+    throw UserError("unknown precompute dtype '" + name + "'",
+                    "use auto (the type the body computes in: 16-bit under mixed precision, else fp32), fp32, fp16 "
+                    "or bf16 (half the size of fp32)");
+}
+
+PrecomputeDtype resolve_precompute_dtype(PrecomputeDtype requested, Precision precision) {
+    if (requested != PrecomputeDtype::Auto) return requested;
+    switch (precision) {
+        case Precision::BF16: return PrecomputeDtype::BF16;
+        case Precision::FP16: return PrecomputeDtype::FP16;
+        default: return PrecomputeDtype::FP32;
+    }
+}
+
+void Learner::set_precompute_dtype(PrecomputeDtype requested) {
+    if (active_) throw UserError("cannot change the precompute dtype during a fit", "stop the fit first");
+    if (requested == config_.precompute_dtype) return;
+    const bool same = resolve_precompute_dtype(requested, precision_) == precompute_dtype();
+    config_.precompute_dtype = requested;
+    if (!same) activations_.reset();   // the cache is keyed by its dtype: reloaded or recomputed on next use
+}
+
 void Learner::set_accumulate(int batches) {
     if (active_) throw UserError("cannot change gradient accumulation during a fit", "stop the fit first");
     if (batches < 1)

@@ -53,6 +53,7 @@ struct Learner::FitState {
     std::vector<EpochRecord> done;
     double seconds = 0;
     int size = 0;                        // the image size the fit runs at (resume needs the same)
+    std::optional<Precision> precision;  // a resumed fit's own (checkpoints before it: none)
     // lr_find
     double best = 1e9;
     std::vector<double> found_lrs, found_losses;

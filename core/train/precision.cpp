@@ -31,6 +31,10 @@ Precision parse_precision(const std::string& name) {
                     "bf16 or fp16 (GPU only)");
 }
 
+bool prefer_channels_last(Precision resolved, bool cuda) {
+    return cuda && (resolved == Precision::BF16 || resolved == Precision::FP16);
+}
+
 Precision resolve_precision(Precision requested, bool cuda) {
     if (requested == Precision::FP16 && !cuda)
         throw UserError("fp16 needs a GPU (a CPU computes float16 slowly and without loss scaling)",

@@ -173,8 +173,10 @@ std::string describe_step(const std::string& step_json, double found) {
     return step.dump();
 }
 
-RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const RecipeEvents& ev,
-                        const std::atomic<bool>* stop) {
+namespace {
+
+// The recipe's steps, each of a known kind; UserError otherwise.
+json parse_recipe(const std::string& recipe_json) {
     json recipe;
     try {
         recipe = json::parse(recipe_json);
@@ -188,13 +190,33 @@ RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const 
             throw UserError("recipe step " + std::to_string(i + 1) + " (" + recipe[i].dump() + ") is not a known step",
                             "steps: precompute, unfreeze, freeze, bn_freeze, lr_find, fit, predict, size");
     }
+    return recipe;
+}
+
+}  // namespace
+
+int recipe_steps(const std::string& recipe_json) { return static_cast<int>(parse_recipe(recipe_json).size()); }
+
+std::string recipe_step_kind(const std::string& recipe_json, int number) {
+    const json recipe = parse_recipe(recipe_json);
+    if (number < 1 || number > static_cast<int>(recipe.size())) return "";
+    return recipe[static_cast<std::size_t>(number - 1)].value("step", "");
+}
+
+RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const RecipeEvents& ev,
+                        const std::atomic<bool>* stop, const RecipeOptions& options) {
+    const json recipe = parse_recipe(recipe_json);
+    const int first = options.steps_done;
+    if (first < 0 || first > static_cast<int>(recipe.size()))
+        throw std::invalid_argument("run_recipe: steps_done " + std::to_string(first) + " out of range");
     // The steps' own values, checked before anything runs, following precompute through the
-    // recipe: MixUp/CutMix need images.
+    // recipe from where it starts: MixUp/CutMix need images.
     bool precompute = learner.precompute();
     for (std::size_t i = 0; i < recipe.size(); ++i) {
         const json& step = recipe[i];
         const std::string kind = step.value("step", "");
         const std::string where = "recipe step " + std::to_string(i + 1) + " (" + step.dump() + "): ";
+        const bool ahead = static_cast<int>(i) >= first;
         try {
             if (kind == "precompute") precompute = step.value("on", true);
             else if (kind == "unfreeze") precompute = false;
@@ -204,7 +226,7 @@ RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const 
                 FitOptions o;
                 training_options_of(step, o);
                 check_training_options(o);
-                if (precompute && mix_options(o).enabled())
+                if (ahead && precompute && mix_options(o).enabled())
                     throw UserError("MixUp/CutMix mix images, and precompute is on at this step",
                                     "add {\"step\": \"precompute\", \"on\": false} before it");
             }
@@ -216,17 +238,22 @@ RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const 
     }
 
     RecipeResult result;
-    double found = 1e-2;
-    bool found_set = false;
-    int n = 0;
-    for (const auto& step : recipe) {
+    double found = options.found_lr > 0 ? options.found_lr : 1e-2;
+    bool found_set = options.found_lr > 0;
+    int n = first;
+    result.steps_done = first;
+    for (std::size_t index = static_cast<std::size_t>(first); index < recipe.size(); ++index) {
+        const json& step = recipe[index];
         if (stop && stop->load()) {
             result.stopped = true;
             result.stop_reason = "stopped by the user";
             break;
         }
         ++n;
-        if (ev.step_started) ev.step_started(n, static_cast<int>(recipe.size()), describe_step(step.dump(), found));
+        const bool resuming_fit = n == first + 1 && !options.resume_fit_from.empty() && step.value("step", "") == "fit";
+        if (ev.step_started)
+            ev.step_started(n, static_cast<int>(recipe.size()),
+                            describe_step(step.dump(), found) + (resuming_fit ? " (continuing the interrupted fit)" : ""));
         const std::string kind = step.value("step", "");
         if (kind == "precompute") {
             const bool on = step.value("on", true);
@@ -263,7 +290,7 @@ RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const 
             o.one_cycle = step.value("one_cycle", false);
             if (step.contains("wd")) o.wds = {step["wd"].get<double>()};
             training_options_of(step, o);
-            const FitResult r = learner.fit(o, stop);
+            const FitResult r = resuming_fit ? learner.resume(options.resume_fit_from, stop) : learner.fit(o, stop);
             result.epochs.insert(result.epochs.end(), r.epochs.begin(), r.epochs.end());
             if (ev.fit_done) ev.fit_done(r);
             if (r.stopped) {
@@ -275,7 +302,17 @@ RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const 
         } else if (kind == "predict") {
             const auto split = data::parse_split(step.value("split", "test"));
             if (!split || *split == data::Split::Train) throw UserError("predict steps take split test or valid");
-            if (learner.dataset().count(*split) == 0) continue;
+            if (*split == data::Split::Test && !options.skip_test_predictions.empty()) {
+                if (ev.adjusted) ev.adjusted(options.skip_test_predictions);
+                result.steps_done = n;
+                if (ev.step_done) ev.step_done(n, found_set ? found : 0.0);
+                continue;
+            }
+            if (learner.dataset().count(*split) == 0) {
+                result.steps_done = n;
+                if (ev.step_done) ev.step_done(n, found_set ? found : 0.0);
+                continue;
+            }
             const auto p = learner.predict(*split, step.value("tta", 0), TtaMix::Mean, stop);
             std::filesystem::path written;
             if (*split == data::Split::Test) {
@@ -284,7 +321,15 @@ RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const 
             }
             if (ev.predicted) ev.predicted(p, *split, written);
         }
+        // A sweep or prediction cut short by the stop flag is not done: a resume repeats it.
+        // (A fit says itself whether it stopped, above.)
+        if (kind != "fit" && stop && stop->load()) {
+            result.stopped = true;
+            result.stop_reason = "stopped by the user";
+            return result;
+        }
         result.steps_done = n;
+        if (ev.step_done) ev.step_done(n, found_set ? found : 0.0);
     }
     return result;
 }

@@ -129,6 +129,10 @@ netns_launch() {
   local n=${#NETNS_HOSTS[@]}
   local nodes
   nodes=$(IFS=,; echo "${NETNS_HOSTS[*]}")
+  # Emptied here, not by the background job's redirections (they run later): a caller that
+  # waits for a line in OUT_PREFIX.out must never read an earlier run's.
+  : >"$out.out"
+  : >"$out.err"
   ip netns exec "${NETNS_HOSTS[rank]}" env -u RANK -u WORLD_SIZE -u LOCAL_RANK -u LOCAL_WORLD_SIZE \
     -u TORCHELASTIC_RUN_ID -u WHISKER_LAUNCHED -u WHISKER_PROJECT_LOCK_PARENT \
     SLURM_JOB_ID="$$" SLURM_STEP_ID=0 SLURM_PROCID="$rank" SLURM_LOCALID=0 SLURM_NODEID="$rank" \

@@ -291,8 +291,19 @@ int run_worker(const std::string& scenario, const fs::path& project, const fs::p
         try {
             l.fit(o50);
         } catch (const UserError& e) {
+            const double at = now_seconds();
+            // The group is spent: a later collective raises the same error at once instead of
+            // waiting another timeout (and probing again) for a peer that will never join.
+            std::string again = "(no error)";
+            try {
+                dist->barrier();
+            } catch (const PeerFailure& later) {
+                again = later.what();
+            }
             write_file_atomically(out / ("error-" + std::to_string(rank)),
-                                  json{{"message", e.what()}, {"at", now_seconds()}}.dump());
+                                  json{{"message", e.what()}, {"at", at}, {"again_message", again},
+                                       {"again_seconds", now_seconds() - at}}
+                                      .dump());
             return 3;
         }
     } else {
@@ -622,6 +633,8 @@ void expect_peer_failure(const fs::path& out, const LocalLaunchResult& r, const 
     const double waited = e["at"].get<double>() - std::stod(read_file(out / "misbehaved-1"));
     std::fprintf(stderr, "%s: rank 0 failed %.1f s after rank 1: %s\n", how, waited, msg.c_str());
     EXPECT_LT(waited, kTimeoutSeconds + 5.0) << "within the timeout";
+    EXPECT_EQ(e["again_message"].get<std::string>(), msg) << "a collective after the failure";
+    EXPECT_LT(e["again_seconds"].get<double>(), 0.5) << "a collective after the failure waited instead of failing at once";
 }
 }  // namespace
 

@@ -25,12 +25,13 @@ py=/usr/bin/python3
 # 1: resnet18, SGDR 1+2+4 epochs with snapshots.
 "$cli" --threads 2 fit "$p" --arch resnet18 --size 32 --bs 8 --no-pretrained --lr 1e-2 --cycles 3 --cycle-len 1 \
   --cycle-mult 2 --snapshots --json >"$work/fit1.json" 2>/dev/null
-# 2: lr-find; 3: valid prediction; 4: submission.
+# 2: lr-find; 3: valid prediction; 4: test prediction writing a submission file (kind predict:
+# a submission run is what goes to Kaggle).
 "$cli" -q --threads 2 lr-find "$p" >/dev/null 2>&1
 "$cli" -q --threads 2 predict "$p" --split valid >/dev/null
 "$cli" -q --threads 2 predict "$p" --out "$work/sub1.csv"
 ls "$p/runs" | sort >"$work/files"
-diff <(printf '0001-fit.json\n0002-lr_find.json\n0003-predict.json\n0004-submission.json\n') "$work/files" \
+diff <(printf '0001-fit.json\n0002-lr_find.json\n0003-predict.json\n0004-predict.json\n') "$work/files" \
   || fail "run files: $(cat "$work/files")"
 for n in 1 2 3; do test -f "$p/models/snapshot-0001-$n.safetensors" || fail "snapshot $n missing"; done
 test -f "$p/models/snapshot-0001-4.json" && fail "a fourth snapshot"
@@ -52,7 +53,7 @@ assert run["fits"][0]["snapshots"] == ["snapshot-0001-1", "snapshot-0001-2", "sn
 assert run["learner"]["arch"] == "resnet18" and run["data"]["valid"] == 10
 PY
 "$cli" runs "$p" show 4 --json | $py -c 'import json,sys; r=json.load(sys.stdin); assert r["parent"]==1 and r["submission"].endswith("sub1.csv"), r' \
-  || fail "the submission is not linked to run 1"
+  || fail "the submission file's prediction is not linked to run 1"
 
 # 5: a fit killed mid-way is interrupted; 6: its resume is a second run linked to it.
 "$cli" --threads 2 fit "$p" --lr 1e-3 --cycles 200 >"$work/long.out" 2>&1 &

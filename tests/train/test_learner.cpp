@@ -311,8 +311,14 @@ TEST_F(LearnerTest, ResumeIsExact) {
     ASSERT_EQ(rb.epochs.size(), 1u);
     EXPECT_FALSE(same(wa, weights(*b)));
 
+    // C is set to bf16 (as `--precision auto` on a bf16 CPU would): the fit still finishes in
+    // the fp32 it began in, else its weights would end ~1e-3 away.
     auto c = make();
+    c->set_precision(Precision::BF16);
+    ASSERT_EQ(c->interrupted_fit_precision("autosave"), Precision::FP32);
+    EXPECT_FALSE(c->interrupted_fit_precision("nope").has_value());
     const FitResult rc = c->resume("autosave");
+    EXPECT_EQ(c->precision(), Precision::FP32);
     ASSERT_EQ(rc.epochs.size(), 1u);
     EXPECT_EQ(rc.epochs[0].epoch, 1);
     const auto wc = weights(*c);

@@ -589,7 +589,7 @@ private Q_SLOTS:
             w.resize(size);
             w.show();
             QVERIFY(open_and_wait(w, root / "project"));
-            for (int page = 0; page < 4; ++page) {
+            for (int page = 0; page < w.navigation()->count(); ++page) {
                 w.navigation()->setCurrentRow(page);
                 QTest::qWait(50);
                 const QSize need = w.minimumSizeHint();

@@ -31,6 +31,10 @@ struct ImageRecord {
     // Set when the user corrected a wrong label (Inspect page): the labels the source gave,
     // kept for undo. Empty = never relabelled. Training uses `labels`.
     std::vector<int> original_labels;
+    // The cross-validation fold of a labelled image (data/folds.h): 0..K-1, or -1 when the
+    // dataset has no folds (and always for test images). Key "fold"; absent in manifests
+    // written before folds existed.
+    int fold = -1;
 
     bool relabelled() const { return !original_labels.empty(); }
 
@@ -49,6 +53,12 @@ struct SplitSettings {
     std::optional<double> valid_frac;
     std::uint64_t seed = 42;
     bool from_source = false;      // the source had its own valid/ folder; no random split
+    // Cross-validation folds (data/folds.h): K, 0 when the dataset has none. Key "folds" with
+    // "fold_seed" and "fold_grouping" (how images that must share a fold were found: "" when
+    // every image was dealt on its own).
+    int folds = 0;
+    std::uint64_t fold_seed = 0;
+    std::string fold_grouping;
 };
 
 struct Dataset {
@@ -68,6 +78,8 @@ struct Dataset {
     // Indices into `images` of the usable (not excluded) images of one split, in manifest order.
     std::vector<std::size_t> indices(Split split) const;
     std::size_t count(Split split) const { return indices(split).size(); }
+    // K of the cross-validation folds; 0 when none were assigned (data prepare --folds K).
+    int folds() const { return split.folds; }
 
     // JSON round trip; save() writes atomically. load() throws UserError with a hint when
     // the project has no manifest or it is unreadable.

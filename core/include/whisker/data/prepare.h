@@ -16,6 +16,7 @@
 
 #include "whisker/common/parallel.h"
 #include "whisker/data/dataset.h"
+#include "whisker/data/folds.h"
 
 #include <atomic>
 #include <filesystem>
@@ -30,6 +31,12 @@ struct PrepareOptions {
     std::optional<double> valid_frac;      // e.g. 0.2 (the default when neither is given)
     std::uint64_t seed = 42;
     std::filesystem::path csv_images;      // images folder for a labels CSV
+    // Cross-validation folds (data/folds.h), seeded by `seed`: K >= 2 assigns them, 0 removes
+    // them; nothing keeps the K of the previous manifest (if it had folds: dealt again, so the
+    // same data and seed give the same folds). `fold_groups` may name images that must share a
+    // fold (near-duplicate groups).
+    std::optional<int> folds;
+    FoldGrouper fold_groups;
     int threads = 0;                       // 0 = all cores
     ProgressFn progress;
     const std::atomic<bool>* cancel = nullptr;
@@ -37,7 +44,8 @@ struct PrepareOptions {
 
 // Builds the manifest, saves it as PROJECT/dataset.json, and returns it. Exclusion marks of a
 // previous manifest are kept for files that are still there. Throws UserError when the source
-// cannot be used (naming what was expected), Cancelled when cancelled.
+// cannot be used (naming what was expected) or the folds cannot be dealt (a class with fewer
+// images than K; nothing is saved then), Cancelled when cancelled.
 Dataset prepare_dataset(const PrepareOptions& options);
 
 // Label of a Kaggle-style file name "<class>.<id>.<ext>" ("cat.12.jpg" -> "cat"); "" if the

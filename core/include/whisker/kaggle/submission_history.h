@@ -2,8 +2,8 @@
 // The project's record of what was sent to Kaggle: PROJECT/submissions.json.
 //
 // Each submission keeps the exact file that was uploaded (a copy under PROJECT/submissions/),
-// the message, the checkpoint the predictions came from, and Kaggle's verdict once it is
-// scored. The workbench's Submit page and `whisker-cli kaggle submit --project` both append to
+// the message, the checkpoint the predictions came from (or an ensemble's members), the runs
+// it belongs to, and Kaggle's verdict once it is scored. The workbench's Submit page and `whisker-cli kaggle submit --project` both append to
 // it; merge() brings in scores Kaggle computed later, and submissions made elsewhere.
 // Plain values; load/save are not synchronised (one writer at a time, saves are atomic).
 
@@ -26,6 +26,13 @@ struct SubmissionRecord {
     std::string public_score;
     std::string private_score;
     std::string error;           // Kaggle's error description
+    // Where it came from (PROJECT/runs/, whisker/project/runs.h): the submission's own run
+    // (kind "submission", 0 for older records and submissions made elsewhere), and the run
+    // whose predictions were sent (a predict or ensemble run; 0 when not known).
+    int run = 0;
+    int source_run = 0;
+    // An ensemble's members, one line each: "#3 resnet18 at 32 px, weight 2" (empty: one model).
+    std::vector<std::string> members;
 };
 
 struct SubmissionHistory {

@@ -43,6 +43,7 @@ train::Predictions combine_predictions(const std::vector<const train::Prediction
 struct EnsembleMember {
     std::string source;             // as given: "3", "#3", "run-0003", "snapshot-0004-2"
     int run = 0;                    // the run it came from, 0 for a bare checkpoint
+    int fold = -1, folds = 0;       // a cross-validation fold run's fold and K (it predicts on that fold's view)
     std::string checkpoint;         // PROJECT/models/<checkpoint>.*
     train::LearnerConfig config;    // arch, size, batch, augmentation, resize
 };
@@ -52,14 +53,43 @@ struct EnsembleMember {
 EnsembleMember resolve_member(const std::filesystem::path& project, const std::string& reference,
                               const train::LearnerConfig& base);
 
+struct RunMember;   // runs.h
+// How an ensemble run records `member` ("#3", or "snapshot-0004-2" for a run's snapshot), with
+// its weight; the caller adds the member's validation scores.
+RunMember run_member_of(const EnsembleMember& member, double weight);
+
 struct MemberPredictions {
     std::optional<train::Predictions> valid, test;   // each when the split has images
 };
 
 // Builds the member's learner, loads its checkpoint and predicts the valid and test splits
-// with `tta` augmented passes; the learner is freed before returning.
+// with `tta` augmented passes (the valid split only with `predict_valid`); the learner is freed
+// before returning.
 MemberPredictions predict_member(const std::filesystem::path& project, const data::Dataset& dataset,
                                  const EnsembleMember& member, int tta, train::TtaMix mix,
-                                 const train::ProgressCallback& progress = {}, const std::atomic<bool>* stop = nullptr);
+                                 const train::ProgressCallback& progress = {}, const std::atomic<bool>* stop = nullptr,
+                                 bool predict_valid = true);
+
+// ---- ensembles of cross-validation folds (project/folds.h) ----
+// A fold run trained on the other folds, which include most of the project's valid split: its
+// score there means nothing. An ensemble of fold runs is scored out of fold instead: for each
+// fold, the out-of-fold predictions of the members that validated on it, combined as
+// combine_predictions combines (with their weights), then the folds one after another — every
+// usable labelled image once, each predicted only by members that did not train on it. (Members
+// may repeat folds: two architectures' K runs make 2K members.)
+
+// Whether a member is a fold run, and of how many folds (0: not one).
+int member_folds(const std::filesystem::path& project, const EnsembleMember& member);
+
+struct OutOfFoldEnsemble {
+    train::Predictions predictions;               // rows fold by fold
+    std::vector<double> member_accuracy, member_log_loss;   // each member on its own fold
+};
+// UserError when a member is not a fold run of the dataset's K folds, when a fold has no member
+// (naming it and how to train it), or when a member's predictions do not cover its fold as the
+// dataset has it now.
+OutOfFoldEnsemble out_of_fold_ensemble(const std::filesystem::path& project, const data::Dataset& dataset,
+                                       const std::vector<EnsembleMember>& members, const std::vector<double>& weights,
+                                       EnsembleMix mix);
 
 }  // namespace whisker::project

@@ -111,6 +111,16 @@ struct RunMember {
     double accuracy = 0, log_loss = 0;  // on the valid split
 };
 
+// What a submission run sent to Kaggle (runs of kind Submission made by `whisker-cli kaggle
+// submit --project` or the workbench's Submit page; a `predict` run that only wrote a file has
+// none) and Kaggle's verdict once it is known (update_submission_run brings in later scores).
+struct RunKaggle {
+    std::string competition, message;
+    std::string ref;                    // Kaggle's reference ("" while uploading)
+    std::string status;                 // UPLOADING, PENDING, COMPLETE, ERROR, UPLOAD FAILED
+    std::string public_score, private_score, error;
+};
+
 struct RunRecord {
     int number = 0;
     RunKind kind = RunKind::Fit;
@@ -155,6 +165,14 @@ struct RunRecord {
     std::string checkpoint;             // the checkpoint the run produced ("" none)
     std::string submission;             // the submission file it wrote ("" none)
     std::string submission_sha256;
+    std::optional<RunKaggle> kaggle;    // submissions sent to Kaggle (see RunKaggle)
+
+    // Cross-validation (project/folds.h): the fold this run validated on, of `folds` (-1 and 0
+    // for runs on the project's own train/valid split), and the file of its out-of-fold
+    // predictions (relative to the project; "" until the run finished its fold). Keys "fold",
+    // "folds", "oof", written only for fold runs.
+    int fold = -1, folds = 0;
+    std::string oof;
 
     // Lineage.
     std::string start_state, end_state; // Learner::state_id before and after
@@ -203,6 +221,17 @@ struct SubmissionScore {
 };
 std::vector<SubmissionScore> submission_scores(const std::filesystem::path& project);
 
+// The newest run that wrote (or predicted into) a file with this SHA-256, not counting the runs
+// that sent it to Kaggle; 0 when none did.
+int run_that_wrote(const std::filesystem::path& project, const std::string& sha256);
+// Rewrites the Kaggle verdict of submission run `number` once Kaggle has scored it (the run
+// has ended: its program may be long gone). False when there is no such run, or when it is
+// still open in a live process (that process writes it).
+bool update_submission_run(const std::filesystem::path& project, int number, const RunKaggle& kaggle);
+// Brings the verdicts PROJECT/submissions.json holds (after SubmissionHistory::merge) into the
+// submission runs its records name.
+void record_submission_verdicts(const std::filesystem::path& project);
+
 // The run a reference names: "7", "#7" or "run-0007"; nothing when it is not a run reference.
 std::optional<int> parse_run_reference(const std::string& text);
 
@@ -250,8 +279,19 @@ public:
     void add_prediction(const train::Predictions& predictions, data::Split split, int tta, train::TtaMix mix,
                         const std::filesystem::path& written = {});
     void set_submission(const std::filesystem::path& file);
+    // Submission runs: what was sent to Kaggle and its verdict so far; the run the sent
+    // predictions came from (a predict or ensemble run).
+    void set_kaggle(const RunKaggle& kaggle);
+    void set_parent(int run);
     void set_members(const std::vector<RunMember>& members, const std::string& mix);
     void set_device(const std::string& device);   // runs begun without a learner
+    // This run trains cross-validation fold `fold` of `folds` with a learner that keeps its
+    // checkpoints in the fold's own folder: `autosave` names that learner's autosave relative
+    // to PROJECT/models ("../folds/k5/fold-2/models/autosave"), and the run's checkpoint
+    // run-<NNNN> (and its snapshots) are linked from there instead of PROJECT/models/autosave.
+    void set_fold(int fold, int folds, const std::string& autosave);
+    // The fold run's out-of-fold predictions, once written (project/folds.h).
+    void set_oof(const std::filesystem::path& file);
 
     void before_fit(train::Learner& learner) override;
     void after_batch(train::Learner& learner, const train::BatchRecord& batch) override;

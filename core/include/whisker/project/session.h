@@ -63,6 +63,9 @@ struct LearnerSpec {
                augment == o.augment && max_zoom == o.max_zoom && no_flip == o.no_flip &&
                trivial_augment == o.trivial_augment && random_erasing == o.random_erasing && val_resize == o.val_resize;
     }
+    // The learner these settings describe, on top of the program's `base` (threads, precision,
+    // data-parallel group…).
+    train::LearnerConfig config(const train::LearnerConfig& base) const;
 };
 
 // Where a result came from: the learner's weights (Learner::state_id) and the data it saw

@@ -32,6 +32,8 @@
 //   - Metrics are all-reduced: every rank gets the same numbers. Only rank 0 writes files.
 //   - A collective that does not complete within `timeout` (a peer died or hangs) throws
 //     UserError naming this rank, the peer and the timeout; so does a refused rendezvous.
+//     After that first failure the group is spent: every later collective throws the same
+//     error at once (no second timeout), so a rank ends within one timeout of losing a peer.
 //     The peer is found by a liveness probe: every rank listens on a TCP port of its own
 //     (published as liveness/<rank> in the store, never accepted on), and fail() connects to
 //     all of them at once for at most min(2 s, timeout / 4): refused = that process ended, no

@@ -42,6 +42,20 @@ class Distributed;   // whisker/train/distributed.h
 
 class WeightEma;     // whisker/train/training_options.h
 
+// How precomputed activations are stored, in memory and in PROJECT/cache/precompute/ (the head
+// always trains in float32: each batch is converted on its way to the head).
+// Auto: the type the body computed them in — bf16 under bf16 precision, fp16 under fp16, else
+// fp32 — which loses nothing and halves the cache whenever mixed precision is on.
+// FP16/BF16 under fp32 precision round each activation to 11/8 significant bits (relative
+// error at most 2^-11 / 2^-8); post-ReLU pooled features lie well inside float16's range, so
+// fp16 is the more accurate of the two there (measured on the sample: docs/training.md).
+enum class PrecomputeDtype { Auto, FP32, FP16, BF16 };
+const char* precompute_dtype_name(PrecomputeDtype d);   // "auto", "fp32", "fp16", "bf16"
+// UserError naming the choices for an unknown name.
+PrecomputeDtype parse_precompute_dtype(const std::string& name);
+// What `requested` means at a (resolved) precision: never Auto.
+PrecomputeDtype resolve_precompute_dtype(PrecomputeDtype requested, Precision precision);
+
 struct LearnerConfig {
     std::string arch = "resnet34";
     int size = 224;
@@ -64,7 +78,9 @@ struct LearnerConfig {
     int threads = 0;               // loader threads (0 = all cores)
     models::HeadOptions head;
     Precision precision = Precision::FP32;   // the programs pass the user's choice (default auto)
-    bool channels_last = false;    // CUDA only
+    // Convolutions in NHWC (CUDA only). Unset: prefer_channels_last(precision, device).
+    std::optional<bool> channels_last;
+    PrecomputeDtype precompute_dtype = PrecomputeDtype::Auto;   // set_precompute_dtype
     // Data-parallel training (distributed.h); nullptr: this process alone. With a group,
     // batch_size is the global batch (each rank takes batch_size / world_size), every rank
     // must construct the Learner and call the same methods in the same order, and only rank 0
@@ -244,7 +260,12 @@ public:
     void load(const std::string& name);
     bool has_checkpoint(const std::string& name) const;
     // Continues the fit recorded in checkpoint `name` (by default the autosave).
+    // The fit keeps the precision it began in (it switches this learner's), so a resume is exact
+    // whatever --precision says; only an fp16 fit resumed without a GPU runs in this learner's.
     FitResult resume(const std::string& name = "autosave", const std::atomic<bool>* stop = nullptr);
+    // The precision the interrupted fit in checkpoint `name` ran in, when it is recorded and this
+    // device can run it; nullopt otherwise. Lets a program say which one resume() will use.
+    std::optional<Precision> interrupted_fit_precision(const std::string& name = "autosave") const;
 
     // Replaces the dataset (e.g. after the user marked images as excluded or relabelled them):
     // the loaders and precomputed activations are rebuilt from it on next use. The classes
@@ -269,6 +290,10 @@ public:
     // The precision of forward passes from now on (not during a fit); what it resolved to.
     void set_precision(Precision requested);
     Precision precision() const { return precision_; }
+    // The storage of precomputed activations from now on (not during a fit); a different
+    // dtype than the cache's recomputes it on next use. What it resolves to at the precision.
+    void set_precompute_dtype(PrecomputeDtype requested);
+    PrecomputeDtype precompute_dtype() const { return resolve_precompute_dtype(config_.precompute_dtype, precision_); }
     // The gradient accumulation of fits and lr_find that do not give their own (at least 1;
     // UserError otherwise; not during a fit).
     void set_accumulate(int batches);
@@ -337,6 +362,7 @@ private:
     bool bn_freeze_ = false;
     bool precompute_ = false;
     Precision precision_ = Precision::FP32;   // resolved: never Auto
+    bool channels_last_ = false;              // weights and training batches in NHWC (CUDA only)
     struct Activations;
     std::unique_ptr<Activations> activations_;
     std::vector<BatchRecord> batches_;

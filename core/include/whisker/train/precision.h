@@ -22,6 +22,13 @@ Precision resolve_precision(Precision requested, bool cuda);
 // What it resolved to and why, for messages: "bf16 (auto: this CPU has AVX512-BF16/AMX)".
 std::string describe_precision(Precision requested, bool cuda);
 
+// Whether convolutions should run in channels-last (NHWC) memory at a resolved precision:
+// on CUDA with 16-bit arithmetic (the tensor cores' layout; PyTorch's own advice), nowhere else.
+// Not on the CPU: measured there with bf16 it is 1.2x faster for resnet50's training step
+// but slower for resnet34 and mixed for prediction — not a rule to apply unasked
+// (`whisker-cli bench train|predict --channels-last` measures it on a given machine).
+bool prefer_channels_last(Precision resolved, bool cuda);
+
 // Autocast at `precision` (already resolved) for the forward passes in its scope; nothing for
 // fp32. Outputs may be 16-bit: convert them with .to(at::kFloat) before losses and softmax.
 class AutocastScope {

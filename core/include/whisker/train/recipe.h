@@ -52,6 +52,24 @@ struct RecipeEvents {
     std::function<void(const LrFindResult& result, double chosen_lr, bool chosen)> lr_found;
     std::function<void(const FitResult& result)> fit_done;
     std::function<void(const Predictions& predictions, data::Split split, const std::filesystem::path& written)> predicted;
+    // Step `number` (1-based) is done; `found_lr` is the rate "found" stands for from now on
+    // (0 while no sweep chose one). What a caller keeps to resume the recipe (RecipeOptions).
+    std::function<void(int number, double found_lr)> step_done;
+};
+
+// Where a recipe starts, and what it leaves out. The defaults run every step from the first.
+// Resuming an interrupted recipe: the learner holds the state after `steps_done` steps (a
+// checkpoint the caller saved at step_done), `found_lr` is what step_done last reported, and
+// when the interrupted step was a fit, `resume_fit_from` names the checkpoint holding its fit
+// in progress (the learner's "autosave"): that step continues it (Learner::resume) instead of
+// starting it over.
+struct RecipeOptions {
+    int steps_done = 0;
+    double found_lr = 0;
+    std::string resume_fit_from;
+    // Non-empty: "predict" steps of the test split are skipped, and `adjusted` says this
+    // (e.g. cross-validation folds, whose test predictions come from the ensemble of folds).
+    std::string skip_test_predictions;
 };
 
 struct RecipeResult {
@@ -61,8 +79,13 @@ struct RecipeResult {
     int steps_done = 0;
 };
 
-// Validates the whole recipe first (UserError naming the bad step), then runs it.
+// Validates the whole recipe first (UserError naming the bad step), then runs it from
+// options.steps_done on. RecipeResult::steps_done counts the steps done before as well.
 RecipeResult run_recipe(Learner& learner, const std::string& recipe_json, const RecipeEvents& events = {},
-                        const std::atomic<bool>* stop = nullptr);
+                        const std::atomic<bool>* stop = nullptr, const RecipeOptions& options = {});
+// The number of steps of a recipe, its kinds checked (UserError as run_recipe's).
+int recipe_steps(const std::string& recipe_json);
+// The kind of step `number` (1-based) of a valid recipe: "fit", "predict", …; "" out of range.
+std::string recipe_step_kind(const std::string& recipe_json, int number);
 
 }  // namespace whisker::train
