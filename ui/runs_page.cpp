@@ -318,6 +318,7 @@ void RunsPage::draw_curves() {
     curves_->rescaleAxes();
     curves_->xAxis->setRange(0.5, std::max(2.0, curves_->xAxis->range().upper + 0.5));
     curves_->yAxis->setRange(0, top > 0 ? top * 1.1 : 1);
+    curves_->legend->setVisible(curves_->legend->itemCount() > 0);   // no empty box before a selection
     curves_->replot(QCustomPlot::rpQueuedReplot);
 }
 

@@ -24,9 +24,10 @@ std::string describe_precision(Precision requested, bool cuda);
 
 // Whether convolutions should run in channels-last (NHWC) memory at a resolved precision:
 // on CUDA with 16-bit arithmetic (the tensor cores' layout; PyTorch's own advice), nowhere else.
-// Not on the CPU: measured there with bf16 it is 1.2x faster for resnet50's training step
-// but slower for resnet34 and mixed for prediction — not a rule to apply unasked
-// (`whisker-cli bench train|predict --channels-last` measures it on a given machine).
+// Not on the CPU yet: on a 2-core EPYC with AVX512-BF16, bf16, 224 px, batch 16, resnet34/50
+// ran 6-12 % faster training steps and ~25 % faster predictions in NHWC, but PyTorch's own
+// resnet34 step was slower there, and depthwise-convolution networks are unmeasured — not a
+// rule to apply unasked (`whisker-cli bench train|predict --channels-last` measures a machine).
 bool prefer_channels_last(Precision resolved, bool cuda);
 
 // Autocast at `precision` (already resolved) for the forward passes in its scope; nothing for
