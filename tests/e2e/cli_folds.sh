@@ -8,14 +8,7 @@
 # No network: resnet18 from scratch at 32 px on 30 sample images.
 set -euo pipefail
 cli=$1
-work=$(mktemp -d)
-bg=""
-cleanup() {
-  if [ -n "$bg" ]; then kill -9 "$bg" 2>/dev/null || true; wait "$bg" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/e2e_common.sh"
 p=$work/p
 py=/usr/bin/python3
 
