@@ -41,6 +41,11 @@ DataMapView::DataMapView(QWidget* parent) : QWidget(parent) {
     projection_->setToolTip(tr("UMAP keeps each image's neighbours together: clusters show. PCA is a plain linear view."));
     show_test_ = new QCheckBox(tr("Test images"));
     show_test_->setChecked(true);
+    stop_button_ = new QPushButton(tr("S&top"));
+    stop_button_->setObjectName("stopMapButton");
+    stop_button_->setToolTip(tr("Stop computing the map (after the current batch, or within a few UMAP epochs); "
+                                "a map shown before stays"));
+    stop_button_->setVisible(false);
     reset_ = new QPushButton(tr("Reset zoom"));
     message_ = new QLabel;
     message_->setObjectName("mapMessage");
@@ -49,7 +54,7 @@ DataMapView::DataMapView(QWidget* parent) : QWidget(parent) {
                                  "Hover for the image, click to open it, drag a box to show the images in the gallery, "
                                  "wheel to zoom."));
     legend_note_->setWordWrap(true);
-    legend_note_->setStyleSheet("color: palette(mid)");
+    legend_note_->setStyleSheet("color: #555");   // palette(mid) is too faint to read on the window's grey
 
     plot_ = new QCustomPlot;
     plot_->setObjectName("dataMapPlot");
@@ -77,6 +82,7 @@ DataMapView::DataMapView(QWidget* parent) : QWidget(parent) {
 
     auto* bar = new QHBoxLayout;
     bar->addWidget(compute_);
+    bar->addWidget(stop_button_);
     bar->addWidget(new QLabel(tr("Layout")));
     bar->addWidget(projection_);
     bar->addWidget(show_test_);
@@ -90,6 +96,7 @@ DataMapView::DataMapView(QWidget* parent) : QWidget(parent) {
     layout->addWidget(legend_note_);
 
     connect(compute_, &QPushButton::clicked, this, &DataMapView::compute_requested);
+    connect(stop_button_, &QPushButton::clicked, this, &DataMapView::stop);
     connect(projection_, &QComboBox::currentIndexChanged, this, &DataMapView::rebuild);
     connect(show_test_, &QCheckBox::toggled, this, &DataMapView::rebuild);
     connect(reset_, &QPushButton::clicked, this, [this] {
@@ -114,17 +121,40 @@ DataMapView::DataMapView(QWidget* parent) : QWidget(parent) {
 void DataMapView::attach_worker(TrainPage* train) {
     TrainingWorker* worker = train->worker();
     connect(worker, &TrainingWorker::session_changed, this, [this](const SessionView& v) {
-        if (has_map() && property("project").toString() != v.project)
-            clear(tr("No map of this project yet: click \"Map the data\"."));
+        // Another project: nothing of the last one's map (or of its messages) stays.
+        if (!computing() && property("sessionProject").toString() != v.project) {
+            setProperty("sessionProject", v.project);
+            clear(tr("No map of this project yet: click \"Map the data\" (needs a learner; it runs every image through the "
+                     "model once)."));
+        }
         set_current_state(v.state);
     });
+    // The Train page's Stop (and a project switch, closing the window) ends the map too.
+    connect(train, &TrainPage::stop_requested, this, &DataMapView::stop);
+    connect(worker, &TrainingWorker::progress, this, [this](const QString& stage, qlonglong done, qlonglong total) {
+        if (!computing() || stop_->load()) return;
+        set_message(total > 0 ? tr("Mapping the data: %1, %2 of %3…").arg(stage).arg(done).arg(total)
+                              : tr("Mapping the data: %1…").arg(stage));
+    });
+    connect(worker, &TrainingWorker::job_finished, this, [this](const QString& job, bool stopped, const QString&) {
+        if (job != QLatin1String("map") || !computing()) return;
+        job_ended(stopped ? tr("Stopped: the map was not finished and nothing unfinished was kept. Click \"Map the data\" to "
+                               "compute it again (a finished stage, such as the images' features, is reused).")
+                          : QString());
+    });
+    connect(worker, &TrainingWorker::failed, this, [this](const QString& job, const QString& message) {
+        if (job != QLatin1String("map") || !computing()) return;
+        job_ended(tr("The map could not be made: %1").arg(message));
+    });
     connect(this, &DataMapView::compute_requested, this, [this, train] {
+        if (computing()) return;
         if (!train->has_learner()) {
             set_message(tr("This project has no learner yet: create or train one on the Train page; the map shows how it "
                            "sees the images."));
             return;
         }
-        const bool started = train->run_on_worker(tr("Mapping the data…"), [this](TrainingWorker* w) {
+        auto stop = std::make_shared<std::atomic<bool>>(false);
+        const bool started = train->run_on_worker(tr("Mapping the data…"), [this, stop](TrainingWorker* w) {
             try {
                 // The public, const accessor (the non-const one is the worker's own).
                 project::Session* open = static_cast<const TrainingWorker*>(w)->session();
@@ -133,7 +163,7 @@ void DataMapView::attach_worker(TrainPage* train) {
                 const auto progress = [w](const std::string& stage, long done, long total) {
                     Q_EMIT w->progress(QString::fromStdString(stage), done, total);
                 };
-                auto map = std::make_shared<explain::DataMap>(explain::data_map(session, progress));
+                auto map = std::make_shared<explain::DataMap>(explain::data_map(session, progress, stop.get()));
                 auto dataset = std::make_shared<const data::Dataset>(session.learner().dataset());
                 const fs::path project = session.project();
                 QMetaObject::invokeMethod(this, [this, map, dataset, project] {
@@ -141,6 +171,8 @@ void DataMapView::attach_worker(TrainPage* train) {
                     set_map(project, dataset, std::move(*map));
                 }, Qt::QueuedConnection);
                 Q_EMIT w->job_finished(QStringLiteral("map"), false, {});
+            } catch (const Cancelled&) {
+                Q_EMIT w->job_finished(QStringLiteral("map"), true, QStringLiteral("nothing unfinished was kept"));
             } catch (const UserError& e) {
                 QString message = QString::fromStdString(e.what());
                 if (!e.hint().empty()) message += "\n\n" + QString::fromStdString(e.hint());
@@ -149,10 +181,30 @@ void DataMapView::attach_worker(TrainPage* train) {
                 Q_EMIT w->failed(QStringLiteral("map"), QString::fromStdString(e.what()));
             }
         });
-        set_message(started ? tr("Mapping the data: every image through the model once (cached per learner state), then "
-                                 "UMAP…")
-                            : tr("The learner is busy (see the Train page): map the data when it is done."));
+        if (!started) {
+            set_message(tr("The learner is busy (see the Train page): map the data when it is done."));
+            return;
+        }
+        stop_ = stop;
+        compute_->setEnabled(false);
+        stop_button_->setEnabled(true);
+        stop_button_->setVisible(true);
+        set_message(tr("Mapping the data: every image through the model once (cached per learner state), then UMAP…"));
     });
+}
+
+void DataMapView::stop() {
+    if (!stop_ || stop_->load()) return;
+    stop_->store(true);
+    stop_button_->setEnabled(false);
+    set_message(tr("Stopping the map…"));
+}
+
+void DataMapView::job_ended(const QString& message) {
+    stop_.reset();
+    compute_->setEnabled(true);
+    stop_button_->setVisible(false);
+    if (!message.isEmpty()) set_message(message);
 }
 
 void DataMapView::clear(const QString& message) {
@@ -254,6 +306,7 @@ void DataMapView::rebuild() {
         else correct[static_cast<std::size_t>(p.actual)]->addData(c.x(), c.y());
     }
     if (test->dataCount() == 0) test->removeFromLegend();
+    plot_->legend->setVisible(has_map());   // no key to an empty plot
     plot_->replot();
 }
 

@@ -11,7 +11,9 @@
 // (images_selected: the Inspect page shows them in its gallery); the wheel zooms.
 // The map is computed on the learner's worker (the host asks for it through
 // compute_requested) and carries the learner state it came from: when the learner or the data
-// changes, the page says so and offers to compute it again.
+// changes, the page says so and offers to compute it again. While it is computed, "Stop" (or
+// the Train page's Stop, a project switch, closing the window) ends it after the current batch
+// or a few UMAP epochs; a map shown before stays, and "Map the data" computes it again.
 
 #include "whisker/data/dataset.h"
 #include "whisker/explain/embeddings.h"
@@ -22,6 +24,7 @@
 #include <QVector>
 #include <QWidget>
 
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -58,6 +61,10 @@ public:
     // The learner state now (SessionView::state): a map of another state is marked as stale.
     void set_current_state(const QString& state);
     bool has_map() const { return !map_.points.empty(); }
+    // A map is being computed on the worker.
+    bool computing() const { return static_cast<bool>(stop_); }
+    // Asks the running map job to stop (nothing when none runs).
+    void stop();
     bool stale() const;
     const explain::DataMap& map() const { return map_; }
     // The map's origin in SessionView::state's words ("weights/data").
@@ -77,6 +84,7 @@ public:
 
     QCustomPlot* plot() const { return plot_; }
     QPushButton* compute_button() const { return compute_; }
+    QPushButton* stop_button() const { return stop_button_; }
     QComboBox* projection_box() const { return projection_; }
     QCheckBox* test_box() const { return show_test_; }
     QLabel* hover_label() const { return hover_; }
@@ -92,6 +100,8 @@ Q_SIGNALS:
 
 private:
     void rebuild();
+    // The map job ended (done, stopped or failed): the buttons go back, the message says how.
+    void job_ended(const QString& message);
     void mouse_pressed(QMouseEvent* event);
     void mouse_moved(QMouseEvent* event);
     void mouse_released(QMouseEvent* event);
@@ -110,7 +120,10 @@ private:
 
     QCustomPlot* plot_;
     QPushButton* compute_;
+    QPushButton* stop_button_;
     QPushButton* reset_;
+    // The running job's stop flag (null: none runs); the job holds it too.
+    std::shared_ptr<std::atomic<bool>> stop_;
     QComboBox* projection_;
     QCheckBox* show_test_;
     QLabel* message_;

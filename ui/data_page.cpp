@@ -9,6 +9,9 @@
 #include "whisker/project/project_lock.h"
 
 #include <QComboBox>
+#include <QDir>
+#include <QFileInfo>
+#include <QRegularExpression>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
 #include <QFormLayout>
@@ -158,11 +161,40 @@ DataPage::DataPage(QWidget* parent) : QWidget(parent) {
         if (!f.isEmpty()) source_->setText(f);
     });
     connect(download_, &QPushButton::clicked, this, [this] {
-        if (!competition_->text().trimmed().isEmpty()) Q_EMIT download_requested(competition_->text().trimmed());
+        QString name = competition_->text().trimmed();
+        // A pasted address works too: https://www.kaggle.com/competitions/NAME/data → NAME.
+        static const QRegularExpression url(QStringLiteral("kaggle\\.com/(?:c|competitions)/([^/?#\\s]+)"));
+        if (const auto m = url.match(name); m.hasMatch()) competition_->setText(name = m.captured(1));
+        static const QRegularExpression slug(QStringLiteral("^[a-z0-9][a-z0-9-]*$"));
+        if (name.isEmpty() || !slug.match(name).hasMatch()) {
+            QMessageBox::information(this, tr("Which competition?"),
+                                     (name.isEmpty() ? tr("Type the competition's name first.")
+                                                     : tr("'%1' is not a competition's name.").arg(name)) +
+                                         "\n\n" + tr("It is the last part of the competition's address: for "
+                                                      "kaggle.com/competitions/dogs-vs-cats-redux-kernels-edition it is "
+                                                      "dogs-vs-cats-redux-kernels-edition (lower case, digits and dashes)."));
+            competition_->setFocus();
+            return;
+        }
+        Q_EMIT download_requested(name);
     });
     connect(prepare_, &QPushButton::clicked, this, [this] {
-        if (source_->text().trimmed().isEmpty()) return;
-        Q_EMIT prepare_requested(request_for(source_->text().trimmed()));
+        const QString source = source_->text().trimmed();
+        if (source.isEmpty()) {
+            QMessageBox::information(this, tr("Where are the images?"),
+                                     tr("Choose the local data first (Folder… or Zip / CSV…), or type its path: a folder of "
+                                        "train/<class>/ images, Kaggle's zips, or a CSV of file names and labels."));
+            source_->setFocus();
+            return;
+        }
+        if (!QFileInfo::exists(QDir::cleanPath(source))) {
+            QMessageBox::information(this, tr("Nothing there"),
+                                     tr("There is no file or folder %1.\n\nCheck the path, or choose it with Folder… or Zip / CSV….")
+                                         .arg(source));
+            source_->setFocus();
+            return;
+        }
+        Q_EMIT prepare_requested(request_for(source));
     });
 
     browser_ = new ImageBrowser;

@@ -50,10 +50,11 @@ QString why_not_member(const project::RunRecord& r, const fs::path& project) {
         }
     }
     // A fold's model trained on the validation images of the project's split, so its score here
-    // would flatter it; the folds are scored out of fold by `whisker-cli ensemble --folds`.
+    // would flatter it; the folds are ensembled and scored out of fold by the Cross-validation
+    // dialog (or `whisker-cli ensemble --folds`).
     if (r.fold >= 0)
-        return EnsembleDialog::tr("a cross-validation fold trained on this validation split: ensemble the folds with "
-                                  "whisker-cli ensemble --folds (scored out of fold)");
+        return EnsembleDialog::tr("a cross-validation fold trained on this validation split: ensemble the folds in "
+                                  "Cross-validation… (scored out of fold)");
     std::error_code ec;
     if (!fs::exists(project / "models" / (r.checkpoint + ".safetensors"), ec))
         return EnsembleDialog::tr("its checkpoint %1 is gone from the models folder").arg(QString::fromStdString(r.checkpoint));

@@ -82,6 +82,7 @@ InspectPage::InspectPage(TrainPage* train, QWidget* parent) : QWidget(parent), t
     class_box_ = new QComboBox;
     class_box_->setObjectName("galleryClass");
     class_box_->setToolTip(tr("Only images of this actual class"));
+    class_box_->setSizeAdjustPolicy(QComboBox::AdjustToContents);   // "All classes" whole, not cut
     view_count_ = new QLabel;
     auto* shuffle = new QPushButton(tr("Shuffle"));
     shuffle->setToolTip(tr("Another random sample (Random correct)"));
@@ -166,9 +167,13 @@ InspectPage::InspectPage(TrainPage* train, QWidget* parent) : QWidget(parent), t
 
     // ---- wiring ----
     connect(predict_button_, &QPushButton::clicked, this, [this] {
-        if (!predict())
+        if (predict()) return;
+        if (!train_->has_learner())
+            QMessageBox::information(this, tr("No learner yet"), tr("Create and train a learner on the Train page first."));
+        else
             QMessageBox::information(this, tr("Busy"), tr("The learner is busy (see the Train page): wait for it, or stop it."));
     });
+    connect(train_, &TrainPage::busy_changed, this, &InspectPage::show_empty_state);
     connect(normalised_, &QCheckBox::toggled, this, &InspectPage::fill_confusion);
     connect(confusion_, &QTableWidget::cellClicked, this, [this](int r, int c) { select_cell(r, c); });
     connect(view_box_, &QComboBox::currentIndexChanged, this, &InspectPage::apply_view);
@@ -239,6 +244,7 @@ InspectPage::InspectPage(TrainPage* train, QWidget* parent) : QWidget(parent), t
     connect(heatmaps_, &HeatmapStore::failed, this, [this](const QString& message) { overlay_note_->setText(message); });
     connect(heatmaps_, &HeatmapStore::opacity_changed, this, [this] { gallery_model_->refresh_all(); });
     export_button_->setEnabled(false);
+    show_empty_state();
 }
 
 void InspectPage::set_project(const fs::path& project) {
@@ -254,9 +260,10 @@ void InspectPage::set_project(const fs::path& project) {
     confusion_->setColumnCount(0);
     class_table_->setRowCount(0);
     export_button_->setEnabled(false);
-    summary_->setText(tr("No predictions yet: train a model, then predict the validation set."));
     stale_label_->setVisible(false);
     learner_state_.clear();
+    session_ = {};
+    show_empty_state();
     heatmaps_->reset({});
     overlay_note_->clear();
 }
@@ -264,9 +271,27 @@ void InspectPage::set_project(const fs::path& project) {
 void InspectPage::show_session(const SessionView& v) {
     if (v.project.isEmpty() || fs::path(v.project.toStdString()) != project_) return;
     learner_state_ = v.state;
+    session_.known = true;
+    session_.has_dataset = v.has_dataset;
+    session_.has_learner = v.has_learner;
     const PredictionSet& p = v.valid;
     if (p.valid() && (!predictions_.valid() || p.predictions != predictions_.predictions)) show_predictions(p);
     else fill_summary();
+    show_empty_state();
+}
+
+void InspectPage::show_empty_state() {
+    predict_button_->setEnabled(!project_.empty() && session_.has_learner && !train_->busy());
+    if (predictions_.valid()) return;
+    // What this page needs that the project does not have yet, and where to get it.
+    QString text;
+    if (project_.empty()) text = tr("No project open: open one or make the sample project (File menu).");
+    else if (!session_.known) text = tr("Opening the project…");
+    else if (!session_.has_dataset) text = tr("This project has no images yet: get them on the Data page, train a model on the Train page, then see its mistakes here.");
+    else if (!session_.has_learner) text = tr("No model yet: create and train a learner on the Train page, then see what it gets wrong here.");
+    else if (train_->busy()) text = tr("No predictions of the validation set yet: the learner is busy (see the Train page); predict once it is done.");
+    else text = tr("No predictions of the validation set yet: click <b>Predict the validation set</b> to see what the model gets wrong.");
+    summary_->setText(text);
 }
 
 bool InspectPage::predict() {

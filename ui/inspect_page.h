@@ -92,6 +92,8 @@ Q_SIGNALS:
     void dataset_changed();
 
 private:
+    // Without predictions: what is missing and where to get it; the Predict button follows.
+    void show_empty_state();
     void fill_confusion();
     void fill_class_table();
     void fill_summary();
@@ -115,6 +117,10 @@ private:
     int cell_actual_ = -1, cell_predicted_ = -1;
     std::uint64_t shuffle_seed_ = 1;
     QString learner_state_;
+    struct {
+        bool known = false;                    // a SessionView of this project has arrived
+        bool has_dataset = false, has_learner = false;
+    } session_;
 
     QPushButton* predict_button_;
     QCheckBox* tta_;

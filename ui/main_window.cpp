@@ -37,6 +37,9 @@
 #include <QTimer>
 #include <QToolButton>
 
+#include <algorithm>
+#include <iterator>
+
 namespace fs = std::filesystem;
 
 namespace whisker::ui {
@@ -137,6 +140,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     connect(data_page_, &DataPage::download_requested, this, &MainWindow::download_competition);
     connect(nav_, &QListWidget::currentRowChanged, this, [this](int row) {
         if (row >= 0 && row < pages_->count()) pages_->setCurrentIndex(row);
+        remember_page(row);
         // Opening Inspect after a fit shows the current model's mistakes without a click.
         if (row == InspectPageIndex) inspect_page_->refresh_if_stale();
     });
@@ -182,6 +186,14 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
         open_project(p);
     });
     connect(job_, &BackgroundJob::cancelled, this, [this](const QString& name) { log(tr("%1 stopped").arg(name)); });
+    // A failed job (prepare, download, the sample) says why; nothing is opened.
+    connect(job_, &BackgroundJob::failed, this, [this](const QString& name, const QString& message) {
+        open_when_done_.clear();
+        log(tr("%1 failed: %2").arg(name, QString(message).replace('\n', ' ')));
+        // After `finished` has put the status bar back (a modal box would hold it until closed).
+        QMetaObject::invokeMethod(this, [this, name, message] { QMessageBox::warning(this, tr("%1 failed").arg(name), message); },
+                                  Qt::QueuedConnection);
+    });
     connect(job_, &BackgroundJob::finished, this, [this] {
         open_when_done_.clear();
         data_page_->set_busy(false);
@@ -347,10 +359,20 @@ void MainWindow::watch_project_lock() {
     submit_page_->set_project(project_);
 }
 
-bool MainWindow::open_project(const fs::path& project) {
+bool MainWindow::open_project(const fs::path& folder) {
     std::error_code ec;
+    // One spelling per folder ("proj", "./proj/" and "/home/me/proj" are the same project): the
+    // title names it, and what is remembered per project finds it again.
+    fs::path project = fs::absolute(folder, ec).lexically_normal();
+    if (ec) project = folder;
+    if (!project.has_filename() && project.has_parent_path()) project = project.parent_path();
     if (!fs::is_directory(project, ec)) {
-        QMessageBox::warning(this, tr("Cannot open project"), tr("'%1' is not a folder.").arg(qstr(project)));
+        const bool missing = !fs::exists(project, ec);
+        QMessageBox::warning(this, tr("Cannot open project"),
+                             missing ? tr("There is no folder %1.\n\nWas it moved or deleted? Open the project where it is now "
+                                          "(File ▸ Open project…), or make a new one (File ▸ New project…).").arg(qstr(project))
+                                     : tr("%1 is a file, not a folder: a project is a folder (File ▸ Open project…).").arg(qstr(project)));
+        if (missing) forget_recent(project);
         return false;
     }
     if (!finish_project_jobs(project, project != project_)) return false;
@@ -378,7 +400,8 @@ bool MainWindow::open_project(const fs::path& project) {
         QMessageBox::warning(this, tr("Cannot read the dataset"), QString::fromStdString(e.what()));
     }
     remember_recent(project);
-    nav_->setCurrentRow(DataPageIndex);
+    // Where the user left this project (a page without results shows its own empty state).
+    nav_->setCurrentRow(remembered_page(project));
     watch_project_lock();
     return true;
 }
@@ -500,6 +523,45 @@ void MainWindow::remember_recent(const fs::path& project) {
     recent.removeAll(qstr(project));
     recent.prepend(qstr(project));
     while (recent.size() > 8) recent.removeLast();
+    settings.setValue("projects/recent", recent);
+    refresh_recent_menu();
+}
+
+namespace {
+// Pages by name, not index, so that a new page in the sidebar does not move the remembered ones.
+const char* const kPageNames[] = {"data", "train", "inspect", "submit", "runs"};
+constexpr int kRememberedPages = 64;
+}  // namespace
+
+void MainWindow::remember_page(int page) {
+    if (project_.empty() || page < 0 || page >= static_cast<int>(std::size(kPageNames))) return;
+    const QString entry = QStringLiteral("%1\t%2").arg(QLatin1String(kPageNames[page]), qstr(project_));
+    QSettings settings;
+    QStringList pages = settings.value("projects/pages").toStringList();
+    if (!pages.isEmpty() && pages.first() == entry) return;
+    const QString suffix = "\t" + qstr(project_);
+    pages.erase(std::remove_if(pages.begin(), pages.end(), [&](const QString& e) { return e.endsWith(suffix); }), pages.end());
+    pages.prepend(entry);
+    while (pages.size() > kRememberedPages) pages.removeLast();
+    settings.setValue("projects/pages", pages);
+}
+
+int MainWindow::remembered_page(const fs::path& project) const {
+    const QString suffix = "\t" + qstr(project);
+    for (const QString& e : QSettings().value("projects/pages").toStringList()) {
+        if (!e.endsWith(suffix)) continue;
+        const QString name = e.left(e.size() - suffix.size());
+        for (int i = 0; i < static_cast<int>(std::size(kPageNames)); ++i)
+            if (name == QLatin1String(kPageNames[i]) && (nav_->item(i)->flags() & Qt::ItemIsEnabled)) return i;
+        break;
+    }
+    return DataPageIndex;
+}
+
+void MainWindow::forget_recent(const fs::path& project) {
+    QSettings settings;
+    QStringList recent = settings.value("projects/recent").toStringList();
+    if (recent.removeAll(qstr(project)) == 0) return;
     settings.setValue("projects/recent", recent);
     refresh_recent_menu();
 }

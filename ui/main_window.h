@@ -69,6 +69,12 @@ private:
     void choose_new_project();
     void choose_sample_folder();
     void remember_recent(const std::filesystem::path& project);
+    // A recent project that is gone (moved, deleted) leaves the Recent menu.
+    void forget_recent(const std::filesystem::path& project);
+    // The page last shown for each project (QSettings "projects/pages", newest first): a
+    // project opens where the user left it; one never opened opens on the Data page.
+    void remember_page(int page);
+    int remembered_page(const std::filesystem::path& project) const;
     void refresh_recent_menu();
     void show_progress(const QString& stage, qlonglong done, qlonglong total);
     // A page's job started or ended: the status bar's progress follows it.

@@ -1,5 +1,6 @@
 #include "runs_page.h"
 
+#include "cross_validation_dialog.h"
 #include "ensemble_dialog.h"
 #include "train_page.h"
 #include "training_worker.h"
@@ -116,6 +117,12 @@ RunsPage::RunsPage(TrainPage* train, QWidget* parent) : QWidget(parent), train_(
                                     "then the Submit page"));
     ensemble_button_->setEnabled(false);
     connect(ensemble_button_, &QPushButton::clicked, this, &RunsPage::open_ensemble_dialog);
+    cross_validation_button_ = new QPushButton(tr("&Cross-validation…"));
+    cross_validation_button_->setObjectName("crossValidation");
+    cross_validation_button_->setToolTip(tr("K folds: deal them, train a model per fold, the out-of-fold score, and the folds' "
+                                            "ensemble to the Submit page"));
+    cross_validation_button_->setEnabled(false);
+    connect(cross_validation_button_, &QPushButton::clicked, this, &RunsPage::open_cross_validation_dialog);
     auto* refresh_button = new QPushButton(tr("Refresh"));
     connect(refresh_button, &QPushButton::clicked, this, &RunsPage::refresh);
 
@@ -142,6 +149,7 @@ RunsPage::RunsPage(TrainPage* train, QWidget* parent) : QWidget(parent), train_(
     top->addWidget(filter_, 1);
     top->addWidget(load_button_);
     top->addWidget(ensemble_button_);
+    top->addWidget(cross_validation_button_);
     top->addWidget(refresh_button);
     auto* upper = new QWidget;
     auto* upper_layout = new QVBoxLayout(upper);
@@ -183,6 +191,8 @@ void RunsPage::set_project(const std::filesystem::path& project) {
     watcher_->addPath(QString::fromStdString((project / "runs").string()));
     if (!project.empty()) watcher_->addPath(QString::fromStdString(project.string()));
     if (ensemble_dialog_) ensemble_dialog_->close();   // its members were the previous project's
+    if (cross_validation_dialog_) cross_validation_dialog_->deleteLater();   // the previous project's
+    cross_validation_button_->setEnabled(!project.empty() && train_ != nullptr);
     refresh();
 }
 
@@ -199,7 +209,9 @@ void RunsPage::refresh() {
     for (const auto& r : records_->runs) {
         QList<QStandardItem*> row;
         auto* n = number_item(r.number, 0);
-        row << n << text_item(project::run_kind_name(r.kind)) << text_item(QString::fromStdString(r.status))
+        QString kind = project::run_kind_name(r.kind);
+        if (r.folds > 0) kind += tr(" · fold %1/%2").arg(r.fold).arg(r.folds);   // a cross-validation fold's run
+        row << n << text_item(kind) << text_item(QString::fromStdString(r.status))
             << text_item(QString::fromStdString(r.started.substr(0, 16)));
         QString model = r.kind == project::RunKind::Ensemble ? tr("ensemble of %1").arg(r.members.size())
                         : r.kaggle                          ? tr("to Kaggle: %1").arg(QString::fromStdString(r.kaggle->competition))
@@ -372,6 +384,26 @@ EnsembleDialog* RunsPage::open_ensemble_dialog() {
     connect(dialog, &EnsembleDialog::log, this, &RunsPage::log);
     connect(dialog, &EnsembleDialog::send_to_submit, this, &RunsPage::send_to_submit);
     ensemble_dialog_ = dialog;
+    dialog->show();
+    return dialog;
+}
+
+CrossValidationDialog* RunsPage::cross_validation_dialog() const { return cross_validation_dialog_.data(); }
+
+CrossValidationDialog* RunsPage::open_cross_validation_dialog() {
+    if (project_.empty() || !train_) return nullptr;
+    // One per project, kept when closed: a job it started goes on, and reopening shows it.
+    if (cross_validation_dialog_) {
+        if (!cross_validation_dialog_->running()) cross_validation_dialog_->refresh();
+        cross_validation_dialog_->show();
+        cross_validation_dialog_->raise();
+        cross_validation_dialog_->activateWindow();
+        return cross_validation_dialog_;
+    }
+    auto* dialog = new CrossValidationDialog(train_, project_, this);
+    connect(dialog, &CrossValidationDialog::log, this, &RunsPage::log);
+    connect(dialog, &CrossValidationDialog::send_to_submit, this, &RunsPage::send_to_submit);
+    cross_validation_dialog_ = dialog;
     dialog->show();
     return dialog;
 }

@@ -5,7 +5,10 @@
 // holds the project's session and takes its lock); and CV against the leaderboard: the
 // validation log loss of every run whose submission Kaggle scored, against its public score.
 // "Ensemble…" opens the ensemble dialog (ensemble_dialog.h) with the selected runs as members;
-// its "Send to Submit" reaches the Submit page through send_to_submit. Submissions sent to
+// its "Send to Submit" reaches the Submit page through send_to_submit. "Cross-validation…"
+// opens the cross-validation dialog (cross_validation_dialog.h: folds, training every fold, the
+// out-of-fold score, the folds' ensemble to the Submit page, also through send_to_submit).
+// Fold runs are listed like any run ("fold 1/5" in the Kind column). Submissions sent to
 // Kaggle are runs too (kind "submission", with their public score).
 // The page reads the records only (no lock) and follows new ones as they are written (a
 // file watcher on PROJECT/runs), by this program or another (whisker-cli).
@@ -29,6 +32,7 @@ class QTableView;
 
 namespace whisker::ui {
 
+class CrossValidationDialog;
 class EnsembleDialog;
 class TrainPage;
 
@@ -51,6 +55,10 @@ public:
     // Opens the ensemble dialog with the selected runs (non-modal; nothing when none is selected).
     EnsembleDialog* open_ensemble_dialog();
     EnsembleDialog* ensemble_dialog() const;   // the open one, or nothing
+    // Opens the cross-validation dialog for the project (non-modal). Closing only hides it (a
+    // job it started goes on, and reopening shows its progress); a new project replaces it.
+    CrossValidationDialog* open_cross_validation_dialog();
+    CrossValidationDialog* cross_validation_dialog() const;   // the project's, open or hidden, or nothing
 
     QTableView* table() const { return table_; }
     QStandardItemModel* model() const { return model_; }
@@ -60,6 +68,7 @@ public:
     QCustomPlot* cv_plot() const { return cv_plot_; }
     QPushButton* load_button() const { return load_button_; }
     QPushButton* ensemble_button() const { return ensemble_button_; }
+    QPushButton* cross_validation_button() const { return cross_validation_button_; }
 
 Q_SIGNALS:
     void log(const QString& line);
@@ -83,7 +92,9 @@ private:
     QCustomPlot* cv_plot_ = nullptr;
     QPushButton* load_button_ = nullptr;
     QPushButton* ensemble_button_ = nullptr;
+    QPushButton* cross_validation_button_ = nullptr;
     QPointer<EnsembleDialog> ensemble_dialog_;
+    QPointer<CrossValidationDialog> cross_validation_dialog_;
     QFileSystemWatcher* watcher_ = nullptr;
     std::filesystem::file_time_type history_time_{};   // of submissions.json when last read
     struct Records;   // the records as last read

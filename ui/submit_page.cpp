@@ -20,6 +20,7 @@
 #include <QDesktopServices>
 #include <QDialog>
 #include <QDialogButtonBox>
+#include <QDir>
 #include <QDoubleSpinBox>
 #include <QFileDialog>
 #include <QFormLayout>
@@ -47,6 +48,45 @@
 namespace fs = std::filesystem;
 
 namespace whisker::ui {
+
+// A label whose lines are each elided in the middle to its width (paths keep their start and
+// their file name), the whole text in its tooltip: it never widens its column, and nothing is
+// cut mid-glyph when the column is narrow.
+class ElidingLabel : public QLabel {
+public:
+    ElidingLabel() {
+        setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
+        setMinimumWidth(80);
+    }
+    void set_full_text(const QString& text) {
+        full_ = text;
+        setToolTip(text);
+        elide();
+    }
+    const QString& full_text() const { return full_; }
+    QSize sizeHint() const override {
+        const QFontMetrics fm(font());
+        int width = 0;
+        for (const QString& line : full_.split('\n')) width = std::max(width, fm.horizontalAdvance(line));
+        return {width, fm.lineSpacing() * static_cast<int>(full_.count('\n') + 1)};
+    }
+    QSize minimumSizeHint() const override { return {80, sizeHint().height()}; }
+
+protected:
+    void resizeEvent(QResizeEvent* event) override {
+        QLabel::resizeEvent(event);
+        elide();
+    }
+
+private:
+    void elide() {
+        const QFontMetrics fm(font());
+        QStringList lines = full_.split('\n');
+        for (QString& line : lines) line = fm.elidedText(line, Qt::ElideMiddle, std::max(20, contentsRect().width()));
+        QLabel::setText(lines.join('\n'));
+    }
+    QString full_;
+};
 
 namespace {
 QString qstr(const std::string& s) { return QString::fromStdString(s); }
@@ -138,8 +178,9 @@ SubmitPage::SubmitPage(TrainPage* train, QWidget* parent) : QWidget(parent), tra
     message_ = new QLineEdit;
     message_->setObjectName("messageEdit");
     message_->setPlaceholderText(tr("What is new in this submission"));
-    account_label_ = new QLabel;
-    account_label_->setWordWrap(true);
+    account_label_ = new ElidingLabel;
+    account_label_->setObjectName("kaggleAccountLabel");
+    account_label_->setTextFormat(Qt::PlainText);
     account_button_ = new QPushButton(tr("Kaggle &account…"));
     submit_button_ = new QPushButton(tr("&Submit to Kaggle"));
     submit_button_->setObjectName("submitButton");
@@ -187,6 +228,8 @@ SubmitPage::SubmitPage(TrainPage* train, QWidget* parent) : QWidget(parent), tra
     whole->setTickStep(1);
     whole->setScaleStrategy(QCPAxisTickerFixed::ssMultiples);
     histogram_->yAxis->setTicker(whole);
+    histogram_->xAxis->setRange(0, 1);   // probabilities, also before there are any
+    histogram_->yAxis->setRange(0, 5);
     auto* bars = new QCPBars(histogram_->xAxis, histogram_->yAxis);
     bars->setWidth(0.045);
     bars->setPen(QPen(QColor(30, 60, 200)));
@@ -506,12 +549,23 @@ bool SubmitPage::export_to(const QString& file) {
     return true;
 }
 
+QLabel* SubmitPage::account_label() const { return account_label_; }
+
 void SubmitPage::update_account_label() {
     try {
         const auto c = kaggle::find_credentials();
-        account_label_->setText(c ? qstr(c->describe()) : tr("not set up — you will be asked for your API key"));
+        if (!c) {
+            account_label_->set_full_text(tr("Not set up: you will be asked for your API key."));
+            return;
+        }
+        // Who, then where from on a line of its own (a path does not wrap): "~" for the home folder.
+        QString source = qstr(c->source);
+        const QString home = QDir::homePath();
+        if (!home.isEmpty() && home != "/" && source.startsWith(home + "/")) source = "~" + source.mid(home.size());
+        account_label_->set_full_text(c->is_token ? tr("An access token\nfrom %1").arg(source)
+                                                  : tr("User %1\nfrom %2").arg(qstr(c->username), source));
     } catch (const std::exception& e) {
-        account_label_->setText(qstr(std::string(e.what())));
+        account_label_->set_full_text(qstr(std::string(e.what())));
     }
 }
 

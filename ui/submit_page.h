@@ -37,6 +37,7 @@ class QTableWidget;
 namespace whisker::ui {
 
 class BackgroundJob;
+class ElidingLabel;
 class TrainPage;
 
 class SubmitPage : public QWidget {
@@ -75,6 +76,8 @@ public:
     // For tests and keyboard users.
     QPushButton* predict_button() const { return predict_button_; }
     QPushButton* submit_button() const { return submit_button_; }
+    // The Kaggle account in use ("User NAME\nfrom FILE"), elided to the column; whole in its tooltip.
+    QLabel* account_label() const;
     QSpinBox* tta_box() const { return tta_; }
     QComboBox* mix_box() const { return mix_; }
     QCheckBox* ema_box() const { return ema_; }
@@ -138,7 +141,7 @@ private:
     QPushButton* export_button_;
     QLineEdit* competition_;
     QLineEdit* message_;
-    QLabel* account_label_;
+    ElidingLabel* account_label_;
     QPushButton* account_button_;
     QPushButton* submit_button_;
     QProgressBar* progress_;

@@ -49,6 +49,9 @@ namespace {
 QCustomPlot* make_plot(const QString& title) {
     auto* p = new QCustomPlot;
     p->setMinimumHeight(170);
+    // A laptop leaves each plot's axes some 40 px: five loss ticks and their labels would print
+    // over each other there ("2.2 2 1.8 1.6…"); three stay readable on any height.
+    for (QCPAxis* axis : {p->yAxis, p->yAxis2}) axis->ticker()->setTickCount(3);
     // A header row above the axes: the title on the left, the legend on the right. The legend
     // used to sit inside the axes, where on a laptop's short plots it covered the curves.
     auto* header = new QCPLayoutGrid;
@@ -121,6 +124,10 @@ QString job_words(const QString& job) {
     if (job == "recipe") return TrainPage::tr("The recipe");
     if (job == "create learner") return TrainPage::tr("The new learner");
     if (job == "resize") return TrainPage::tr("The size change");
+    if (job == "map") return TrainPage::tr("The map of the data");
+    if (job == "Folds") return TrainPage::tr("Making the folds");
+    if (job == "Cross-validation") return TrainPage::tr("Cross-validation");
+    if (job == "Ensemble") return TrainPage::tr("The ensemble");
     return job;
 }
 
@@ -318,6 +325,7 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     cycle_mult_->setRange(1, 10);
     wd_ = new QDoubleSpinBox;
     wd_->setDecimals(6);
+    wd_->setSpecialValueText(tr("none"));   // 0 reads "none", not "0.000000"
     wd_->setRange(0, 1);
     wd_->setSingleStep(1e-4);
     // Modern training options (issue-level details in docs/training.md): MixUp / CutMix on the
@@ -403,7 +411,7 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     resume_ = new QPushButton(tr("&Resume"));
     save_ = new QPushButton(tr("Save…"));
     load_ = new QPushButton(tr("Load…"));
-    recipe_ = new QPushButton(tr("Run the &recipe (fastai's 8 steps)"));
+    recipe_ = new QPushButton(tr("Run the &recipe (fastai's Dogs vs. Cats lesson)"));
     recipe_->setToolTip(tr("precompute → lr_find → fit → train with augmentation (SGDR) → unfreeze → "
                            "differential rates → lr_find → SGDR with cycle_mult 2, then TTA and the submission.\n"
                            "A learner trained from scratch runs the same steps adapted to it: one epoch per frozen "
@@ -656,7 +664,10 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
         set_busy(false);
         status_->setText(tr("%1 failed").arg(job_words(job)));
         Q_EMIT log(tr("%1 failed: %2").arg(job_words(job), message));
-        QMessageBox::warning(this, tr("%1 failed").arg(job_words(job)), message);
+        // The Ensemble and Cross-validation dialogs show their own jobs' errors where the user
+        // is looking; a second, modal box over them would only repeat it.
+        const bool shown_by_a_dialog = job == "Ensemble" || job == "Folds" || job == "Cross-validation";
+        if (!shown_by_a_dialog) QMessageBox::warning(this, tr("%1 failed").arg(job_words(job)), message);
     });
     set_busy(false);
     update_weights_state();
@@ -838,6 +849,7 @@ QDialog* TrainPage::open_checkpoint_dialog() {
 void TrainPage::stop() {
     worker_->request_stop();  // atomic: seen before the next batch
     status_->setText(tr("Stopping after this batch…"));
+    Q_EMIT stop_requested();  // jobs of other pages on this worker with flags of their own (the map)
 }
 
 void TrainPage::set_busy(bool busy, const QString& what) {
@@ -983,8 +995,15 @@ void TrainPage::show_lr_curve(const LrCurve& c, bool choose) {
     QVector<double> sx, sy;
     const struct { double lr; const char* name; } suggestions[] = {
         {c.minimum, QT_TR_NOOP("minimum/10")}, {c.steepest, QT_TR_NOOP("steepest")}, {c.valley, QT_TR_NOOP("valley")}};
+    // Labels of suggestions close together (minimum/10 and valley often are) are lifted a line
+    // each, so that they do not print over each other.
+    std::vector<double> placed;
     for (const auto& s : suggestions) {
         if (!c.valid || s.lr <= 0 || c.lrs.isEmpty()) continue;
+        int row = 0;
+        for (double other : placed)
+            if (std::abs(std::log10(other / s.lr)) < 1.2) ++row;
+        placed.push_back(s.lr);
         // The loss at the suggestion, from the nearest recorded point.
         int best = 0;
         for (int i = 1; i < c.lrs.size(); ++i)
@@ -996,6 +1015,7 @@ void TrainPage::show_lr_curve(const LrCurve& c, bool choose) {
         label->setPositionAlignment(Qt::AlignLeft | Qt::AlignBottom);
         label->setText(QString(" %1 %2").arg(tr(s.name)).arg(s.lr, 0, 'g', 2));
         label->setFont(QFont(lr_plot_->font().family(), 8));
+        label->setPadding(QMargins(0, 0, 0, row * QFontMetrics(label->font()).height()));
         label->setColor(QColor(180, 40, 30));
     }
     lr_plot_->graph(1)->setData(sx, sy);

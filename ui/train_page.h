@@ -103,6 +103,9 @@ public:
 Q_SIGNALS:
     void log(const QString& line);
     void busy_changed(bool busy);
+    // stop() was called (the Stop button, a project switch, closing): every job on the worker
+    // ends, including those other pages run with a stop flag of their own (the map of the data).
+    void stop_requested();
     void progress_changed(const QString& stage, qlonglong done, qlonglong total);
 
 private:

@@ -5,6 +5,7 @@
 #include "whisker/common/files.h"
 #include "whisker/data/dataset.h"
 #include "whisker/project/ensemble.h"
+#include "whisker/project/folds.h"
 #include "whisker/project/runs.h"
 #include "whisker/train/distributed.h"
 #include "whisker/train/recipe.h"
@@ -581,10 +582,16 @@ void TrainingWorker::ensemble(const EnsembleRequest& request) {
         const data::Dataset& dataset = ps.dataset();
         if (dataset.count(data::Split::Test) == 0)
             throw UserError("the dataset has no test images to predict", "prepare the data with its test folder (Data page)");
-        if (request.members.isEmpty()) throw UserError("an ensemble needs members", "select runs with checkpoints");
-        if (!request.weights.isEmpty() && request.weights.size() != request.members.size())
-            throw UserError(fmt::format("{} weights for {} members", request.weights.size(), request.members.size()));
+        QStringList refs = request.members;
         std::vector<double> weights(request.weights.begin(), request.weights.end());
+        if (request.folds) {   // the fold runs the cross-validation counts, equal weights
+            refs.clear();
+            for (int run : project::fold_ensemble_runs(ps.project(), dataset)) refs << QString("#%1").arg(run);
+            weights.clear();
+        }
+        if (refs.isEmpty()) throw UserError("an ensemble needs members", "select runs with checkpoints");
+        if (!weights.empty() && weights.size() != static_cast<std::size_t>(refs.size()))
+            throw UserError(fmt::format("{} weights for {} members", weights.size(), refs.size()));
         double total = 0;
         for (double w : weights) total += std::isfinite(w) && w > 0 ? w : 0;
         if (!weights.empty() && !(total > 0))
@@ -593,10 +600,17 @@ void TrainingWorker::ensemble(const EnsembleRequest& request) {
         train::LearnerConfig base;
         base.precision = precision_;
         std::vector<project::EnsembleMember> members;
-        for (const auto& ref : request.members) members.push_back(project::resolve_member(project, ref.toStdString(), base));
+        for (const auto& ref : refs) members.push_back(project::resolve_member(project, ref.toStdString(), base));
+        const auto mix = request.geometric ? project::EnsembleMix::Geometric : project::EnsembleMix::Mean;
+        // Fold runs trained on most of the valid split: scored out of fold instead, from their
+        // saved predictions, before any member predicts (as whisker-cli ensemble does).
+        const bool out_of_fold =
+            std::any_of(members.begin(), members.end(), [&](const auto& m) { return project::member_folds(project, m) > 0; });
+        std::optional<project::OutOfFoldEnsemble> oof;
+        if (out_of_fold) oof = project::out_of_fold_ensemble(project, dataset, members, weights, mix);
 
-        std::string command = "whisker (workbench): ensemble of";
-        for (const auto& ref : request.members) command += " " + ref.toStdString();
+        std::string command = request.folds ? "whisker (workbench): ensemble of the folds' runs" : "whisker (workbench): ensemble of";
+        for (const auto& ref : refs) command += " " + ref.toStdString();
         project::RunRecorder recorder(project, "whisker");
         recorder.begin(project::RunKind::Ensemble, dataset, command);
         recorder.set_device(detect_compute_device().describe());
@@ -610,15 +624,15 @@ void TrainingWorker::ensemble(const EnsembleRequest& request) {
                 const auto& m = members[i];
                 std::error_code ec;
                 const auto weights_time = fs::last_write_time(project / "models" / (m.checkpoint + ".safetensors"), ec);
-                const std::string key = fmt::format("{}|{}|{}|{}|{}|{}", project.string(), m.checkpoint,
+                const std::string key = fmt::format("{}|{}|{}|{}|{}|{}|{}", project.string(), m.checkpoint,
                                                     ec ? 0 : weights_time.time_since_epoch().count(), request.tta, data_state,
-                                                    train::precision_name(precision_));
+                                                    train::precision_name(precision_), oof ? "test" : "valid+test");
                 auto cached = member_cache_->predictions.find(key);
                 if (cached == member_cache_->predictions.end()) {
                     const QString what = tr("Member %1 of %2: %3 (%4 at %5 px)")
                                              .arg(i + 1)
                                              .arg(members.size())
-                                             .arg(request.members[static_cast<int>(i)], QString::fromStdString(m.config.arch))
+                                             .arg(refs[static_cast<int>(i)], QString::fromStdString(m.config.arch))
                                              .arg(m.config.size);
                     Q_EMIT progress(what, 0, 0);
                     auto progress_of = [this, what](const std::string& stage, long done, long total) {
@@ -627,18 +641,17 @@ void TrainingWorker::ensemble(const EnsembleRequest& request) {
                         last_progress_ = now;
                         Q_EMIT progress(what + " — " + QString::fromStdString(stage), done, total);
                     };
-                    auto p = project::predict_member(project, dataset, m, request.tta, train::TtaMix::Mean, progress_of, &stop_);
+                    auto p = project::predict_member(project, dataset, m, request.tta, train::TtaMix::Mean, progress_of, &stop_, !oof);
                     cached = member_cache_->predictions.emplace(key, std::move(p)).first;
                 }
                 predicted.push_back(&cached->second);
                 project::RunMember rm = project::run_member_of(m, weights.empty() ? 1.0 : weights[i]);
-                rm.accuracy = cached->second.valid ? cached->second.valid->accuracy() : NAN;
-                rm.log_loss = cached->second.valid ? cached->second.valid->log_loss() : NAN;
+                rm.accuracy = oof ? oof->member_accuracy[i] : cached->second.valid ? cached->second.valid->accuracy() : NAN;
+                rm.log_loss = oof ? oof->member_log_loss[i] : cached->second.valid ? cached->second.valid->log_loss() : NAN;
                 recorded.push_back(rm);
                 result.members.push_back({QString::fromStdString(rm.source), QString::fromStdString(rm.checkpoint),
                                           QString::fromStdString(rm.arch), rm.size, rm.weight, rm.accuracy, rm.log_loss});
             }
-            const auto mix = request.geometric ? project::EnsembleMix::Geometric : project::EnsembleMix::Mean;
             const bool weighted =
                 !weights.empty() && std::adjacent_find(weights.begin(), weights.end(), std::not_equal_to<>()) != weights.end();
             const std::string mix_name = project::ensemble_mix_name(mix, weighted);
@@ -649,7 +662,13 @@ void TrainingWorker::ensemble(const EnsembleRequest& request) {
                 if (p->test) test.push_back(&*p->test);
             }
             result.accuracy = result.log_loss = NAN;
-            if (valid.size() == members.size()) {
+            result.out_of_fold = oof.has_value();
+            if (oof) {
+                result.accuracy = oof->predictions.accuracy();
+                result.log_loss = oof->predictions.log_loss();
+                recorder.add_prediction(oof->predictions, data::Split::Valid, std::max(0, oof->predictions.passes - 1),
+                                        train::TtaMix::Mean);
+            } else if (valid.size() == members.size()) {
                 const auto ev = project::combine_predictions(valid, weights, mix, dataset.multi_label);
                 result.accuracy = ev.accuracy();
                 result.log_loss = ev.log_loss();
@@ -669,9 +688,16 @@ void TrainingWorker::ensemble(const EnsembleRequest& request) {
             t.tta = request.tta;
             t.state = QString::fromStdString("ensemble/" + data_state);
             t.run = result.run;
-            t.model = tr("ensemble #%1 (%2) of %3 members").arg(result.run).arg(result.mix).arg(recorded.size());
-            for (const auto& m : recorded)
-                t.members << QString::fromStdString(fmt::format("{} {} at {} px, weight {:g}", m.source, m.arch, m.size, m.weight));
+            t.model = request.folds ? tr("ensemble #%1 (%2) of the %3 cross-validation folds' models, scored out of fold")
+                                          .arg(result.run)
+                                          .arg(result.mix)
+                                          .arg(recorded.size())
+                                    : tr("ensemble #%1 (%2) of %3 members").arg(result.run).arg(result.mix).arg(recorded.size());
+            for (std::size_t i = 0; i < recorded.size(); ++i) {
+                const auto& m = recorded[i];
+                const std::string fold = members[i].folds > 0 ? fmt::format("fold {}: ", members[i].fold) : std::string();
+                t.members << QString::fromStdString(fmt::format("{}{} {} at {} px, weight {:g}", fold, m.source, m.arch, m.size, m.weight));
+            }
             Q_EMIT ensemble_ready(result);
         } catch (const Cancelled&) {
             recorder.end_stopped("stopped by the user");
@@ -681,6 +707,99 @@ void TrainingWorker::ensemble(const EnsembleRequest& request) {
             throw;
         }
         Q_EMIT job_finished("Ensemble", false, {});
+    });
+}
+
+void TrainingWorker::make_folds(int folds, qulonglong seed, bool group_duplicates) {
+    run_job("Folds", [&] {
+        auto& ps = session();
+        const auto lock = ps.lock("folds");
+        const fs::path project = ps.project();
+        data::Dataset d = data::Dataset::load(project);   // the manifest as it is now, under the lock
+        data::FoldOptions o;
+        o.folds = folds;
+        o.seed = seed;
+        std::string grouping;
+        if (group_duplicates) {
+            Q_EMIT progress(tr("Finding near-duplicates to keep together…"), 0, 0);
+            grouping = project::group_near_duplicates(project, d, o, 0, [this](const Progress& p) {
+                const auto now = std::chrono::steady_clock::now();
+                if (p.done < p.total && now - last_progress_ < std::chrono::milliseconds(150)) return;
+                last_progress_ = now;
+                Q_EMIT progress(tr("Finding near-duplicates to keep together: %1").arg(QString::fromStdString(p.stage)),
+                                static_cast<qlonglong>(p.done), static_cast<qlonglong>(p.total));
+            }, &stop_);
+        }
+        data::assign_folds(d, o);   // UserError, changing nothing, when a class has fewer images than K
+        d.save(project);
+        ps.reload_dataset();
+        Q_EMIT note(tr("Folds: %1%2").arg(QString::fromStdString(data::describe_folds(d)),
+                                          grouping.empty() ? QString() : "; " + QString::fromStdString(grouping)));
+        publish();
+        Q_EMIT job_finished("Folds", false, QString::fromStdString(grouping));
+    });
+}
+
+void TrainingWorker::train_folds(const QString& recipe_json, const QVector<int>& folds) {
+    run_job("Cross-validation", [&] {
+        auto& ps = session();
+        const auto lock = ps.lock("run --folds");
+        const data::Dataset& dataset = ps.dataset();
+        data::check_fold(dataset, 0);   // says how to deal folds
+        if (!ps.spec())
+            throw UserError("this project has no learner yet", "create one on the Train page: every fold's learner copies its setup");
+        // The settings `whisker-cli run --folds` uses: the folds' learner setup (the project's,
+        // as it was when the folds' first learner was made) on the program's own settings.
+        ps.learner().set_accumulate(accumulate_);
+        std::string changed;
+        const auto spec = project::folds_learner_spec(ps.project(), dataset.folds(), *ps.spec(), &changed);
+        if (!changed.empty()) Q_EMIT note(tr("Cross-validation: %1").arg(QString::fromStdString(changed)));
+        project::FoldRecipeOptions o;
+        o.recipe_json = recipe_json.isEmpty() ? project::default_folds_recipe(*ps.spec()) : recipe_json.toStdString();
+        o.folds.assign(folds.begin(), folds.end());
+        o.program = "whisker";
+        o.command = fmt::format("whisker (workbench): cross-validation, {} folds", dataset.folds());
+
+        // What the progress line says: the fold, the recipe's step, the learner's own stage.
+        QString fold_words, step_words;
+        project::FoldRecipeEvents ev;
+        ev.fold_started = [&](int fold, int k, const std::string& what, bool skipped) {
+            // Folds are numbered from 0, as in `--fold I` and the table: "Fold 1 of 3" would
+            // read as the first.
+            fold_words = tr("Fold %1 (folds 0–%2)").arg(fold).arg(k - 1);
+            step_words.clear();
+            Q_EMIT fold_started(fold, k, QString::fromStdString(what), skipped);
+            Q_EMIT note(tr("Cross-validation, fold %1 (folds 0–%2)%3: %4")
+                            .arg(fold)
+                            .arg(k - 1)
+                            .arg(skipped ? tr(" skipped") : QString(), QString::fromStdString(what)));
+            Q_EMIT progress(fold_words, 0, 0);
+        };
+        ev.recipe.step_started = [&](int n, int total, const std::string& what) {
+            step_words = tr("step %1 of %2: %3").arg(n).arg(total).arg(QString::fromStdString(what));
+            Q_EMIT progress(fold_words + " · " + step_words, 0, 0);
+        };
+        ev.recipe.adjusted = [this](const std::string& what) { Q_EMIT note(tr("Recipe: %1").arg(QString::fromStdString(what))); };
+        ev.fold_done = [this](int fold, int run, const train::Predictions& oof) {
+            Q_EMIT note(tr("Cross-validation, fold %1 done (run #%2): %3 images out of fold, accuracy %4, log loss %5")
+                            .arg(fold)
+                            .arg(run)
+                            .arg(oof.records.size())
+                            .arg(oof.accuracy(), 0, 'f', 4)
+                            .arg(oof.log_loss(), 0, 'f', 4));
+            Q_EMIT fold_finished(fold, run, oof.accuracy(), oof.log_loss());
+        };
+        auto stage = [&](const std::string& what, long done, long total) {
+            const auto now = std::chrono::steady_clock::now();
+            if (done < total && now - last_progress_ < std::chrono::milliseconds(150)) return;
+            last_progress_ = now;
+            QString text = fold_words;
+            if (!step_words.isEmpty()) text += " · " + step_words;
+            Q_EMIT progress(text + " · " + QString::fromStdString(what), done, total);
+        };
+        const auto r = project::run_fold_recipes(ps.project(), dataset, spec, ps.learner().config(), o, ev, &stop_, stage);
+        Q_EMIT job_finished("Cross-validation", r.stopped,
+                            r.stopped ? tr("fold %1: %2").arg(r.stopped_fold).arg(QString::fromStdString(r.stop_reason)) : QString());
     });
 }
 

@@ -67,6 +67,10 @@ struct EnsembleRequest {
     QVector<double> weights;
     bool geometric = false;         // false: the (weighted) arithmetic mean
     int tta = 0;                    // augmented passes besides the plain one, for every member
+    // The members are the cross-validation's fold runs, one per fold as
+    // project::cross_validation_summary counts them (`members` is ignored): the ensemble of
+    // `whisker-cli ensemble --folds`, scored out of fold.
+    bool folds = false;
 };
 
 struct EnsembleMemberScore {
@@ -82,6 +86,9 @@ struct EnsembleResult {
     QString mix;                    // "weighted mean"
     QVector<EnsembleMemberScore> members;
     double accuracy = 0, log_loss = 0;   // the ensemble's on the valid split (NaN: none)
+    // Fold runs among the members: the scores above are out of fold (each member on the fold
+    // it did not train on, the ensemble on every labelled image; project/ensemble.h).
+    bool out_of_fold = false;
     PredictionSet test;             // its test predictions, for the Submit page
 };
 
@@ -187,6 +194,20 @@ public Q_SLOTS:
     // other weights or mix predicts nothing anew. Emits ensemble_ready, then
     // job_finished("Ensemble"); stoppable (request_stop).
     void ensemble(const whisker::ui::EnsembleRequest& request);
+    // Cross-validation (whisker/project/folds.h), as whisker-cli does it; each under the
+    // project's lock. make_folds deals the labelled images into `folds` stratified folds
+    // (`whisker-cli data folds --folds K --seed S`), with `group_duplicates` finding
+    // near-duplicates first and keeping each group in one fold; the session rereads the
+    // manifest. Job "Folds"; emits note(the folds in words) before job_finished.
+    void make_folds(int folds, qulonglong seed, bool group_duplicates);
+    // Runs `recipe_json` (empty: project::default_folds_recipe, the Train page's recipe) on
+    // each of `folds` (empty: all) with its own learner, as `whisker-cli run --folds` does:
+    // the setup is the project's learner's, each fold one run with its out-of-fold
+    // predictions; a fold done with this recipe is skipped, one cut off midway continues after
+    // its last finished step (inside a fit, from its autosave). Stoppable: the current fold
+    // stops at the next batch and continues from there next time. Job "Cross-validation";
+    // fold_started / fold_finished per fold, progress all along.
+    void train_folds(const QString& recipe_json, const QVector<int>& folds);
 
 Q_SIGNALS:
     void session_changed(const whisker::ui::SessionView& view);
@@ -201,6 +222,11 @@ Q_SIGNALS:
     void failed(const QString& job, const QString& message);
     void predictions_ready(const whisker::ui::PredictionSet& predictions);
     void ensemble_ready(const whisker::ui::EnsembleResult& result);
+    // train_folds: fold `fold` of `folds` begins (`note`: "a new learner", "resumes after step
+    // 2 of 8 …") or is skipped (done with this recipe), and a fold has finished into run `run`
+    // with its out-of-fold scores.
+    void fold_started(int fold, int folds, const QString& note, bool skipped);
+    void fold_finished(int fold, int run, double accuracy, double log_loss);
     // A line for the log (e.g. what a data-parallel worker printed on its standard error).
     void note(const QString& line);
 

@@ -54,31 +54,16 @@ data::FoldGrouper duplicate_grouper(const std::string& project, bool always, boo
             *said = "near-duplicates not grouped (--no-group-duplicates)";
             return;
         }
-        // The duplicates finder's cache (explain/duplicates.cpp keeps it there).
-        const bool cached = fs::exists(fs::path(project) / "cache" / "duplicates" / "fingerprints.bin");
+        const bool cached = project::has_duplicate_fingerprints(project);
         if (!always && !cached) {
             *said = "near-duplicates not grouped: no fingerprints yet (whisker-cli data duplicates " + project +
                     " makes them, then deal again; or add --group-duplicates)";
             return;
         }
         TerminalProgress bar(!global.quiet && isatty(2));
-        explain::DuplicateOptions o;
-        o.threads = global.threads;
-        o.progress = bar.callback();
-        const auto report = explain::find_duplicates(project, d, o);
+        *said = project::group_near_duplicates(project, d, fo, global.threads, bar.callback());   // project/folds.h
         bar.finish();
-        std::size_t kept = 0, images = 0;
-        for (const auto& g : report.groups) {
-            std::size_t labelled = 0;
-            for (std::size_t r : g.records) labelled += d.images[r].split != data::Split::Test && !d.images[r].labels.empty();
-            if (labelled < 2) continue;
-            fo.groups.push_back(g.records);
-            ++kept;
-            images += labelled;
-        }
-        fo.grouping = fmt::format("near-duplicate groups (similarity >= {:g})", o.threshold);
-        *said = fmt::format("{} group{} of near-duplicates ({} labelled images) kept in one fold each{}", kept, kept == 1 ? "" : "s",
-                            images, cached ? " (fingerprints from the cache)" : "");
+        if (cached) *said += " (fingerprints from the cache)";
     };
 }
 

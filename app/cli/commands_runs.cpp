@@ -331,16 +331,8 @@ void add_run_commands(CLI::App& app, GlobalOptions& global) {
         train::resolve_precision(base.precision, detect_compute_device().cuda);   // fp16 on a CPU: say so first
         std::vector<project::EnsembleMember> members;
         std::vector<std::string> refs = ens_from;
-        if (ens_folds) {   // the fold runs `whisker-cli cv` counts
-            const auto cv = project::cross_validation_summary(project, dataset);
-            std::string missing;
-            for (int f : cv.missing_folds()) missing += (missing.empty() ? "" : ", ") + std::to_string(f);
-            if (!cv.complete())
-                throw UserError("fold" + std::string(cv.missing_folds().size() == 1 ? " " : "s ") + missing + " of the " +
-                                    std::to_string(cv.folds) + " folds have no finished run",
-                                "train them first: whisker-cli run " + ens_project + " --folds");
-            for (const auto& f : cv.per_fold) refs.push_back(std::to_string(f.run));
-        }
+        if (ens_folds)   // the fold runs `whisker-cli cv` counts
+            for (int run : project::fold_ensemble_runs(project, dataset)) refs.push_back(std::to_string(run));
         for (const auto& ref : refs) members.push_back(project::resolve_member(project, ref, base));
         // Fold runs trained on most of the valid split: they are scored out of fold instead
         // (project/ensemble.h), from their saved predictions, before any member predicts.

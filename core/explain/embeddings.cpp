@@ -125,13 +125,22 @@ Embeddings embeddings_of(project::Session& session, const train::ProgressCallbac
     return e;
 }
 
-DataMap data_map_of(const Embeddings& e, const data::Dataset& dataset) {
+DataMap data_map_of(const Embeddings& e, const data::Dataset& dataset, const train::ProgressCallback& progress,
+                    const std::atomic<bool>* stop) {
+    const auto throw_if_stopped = [stop] {
+        if (stop && stop->load()) throw Cancelled();
+    };
     DataMap m;
     m.origin = e.origin;
     m.model = e.model;
     const std::size_t n = e.rows();
+    throw_if_stopped();
+    if (progress) progress("projecting to 2-D", 0, 0);
     const PcaResult reduced = pca(e.features.data(), n, e.dim, kPcaDims);
+    throw_if_stopped();
     UmapOptions o;
+    o.stop = stop;
+    if (progress) o.progress = [&progress](int done, int total) { progress("projecting to 2-D", done, total); };
     const std::vector<float> xy = umap_2d(reduced.coords.data(), n, reduced.components, o);
     m.method = fmt::format("UMAP ({} neighbours, min_dist {}) of the first {} principal components", o.neighbours, o.min_dist,
                            reduced.components);
@@ -191,8 +200,8 @@ DataMap data_map(project::Session& session, const train::ProgressCallback& progr
         }
     }
     const Embeddings e = embeddings_of(session, progress, stop);
-    if (progress) progress("projecting to 2-D", 0, 0);
-    DataMap m = data_map_of(e, dataset);
+    // A map that finishes is written whole (atomically); a stopped one writes nothing.
+    DataMap m = data_map_of(e, dataset, progress, stop);
     nlohmann::json j;
     j["weights"] = state.weights;
     j["data"] = state.data;

@@ -1,5 +1,6 @@
 #include "whisker/explain/projection.h"
 
+#include "whisker/common/errors.h"
 #include "whisker/common/random.h"
 
 #include <ATen/ATen.h>
@@ -80,14 +81,20 @@ std::pair<double, double> fit_ab(double min_dist, double spread = 1.0) {
     return {best_a, best_b};
 }
 
+void throw_if_stopped(const std::atomic<bool>* stop) {
+    if (stop && stop->load()) throw Cancelled();
+}
+
 // Exact k nearest neighbours (Euclidean) of every row, itself left out: indices and distances.
-void nearest_neighbours(const at::Tensor& x, int k, std::vector<std::int64_t>& idx, std::vector<float>& dist) {
+void nearest_neighbours(const at::Tensor& x, int k, std::vector<std::int64_t>& idx, std::vector<float>& dist,
+                        const std::atomic<bool>* stop) {
     const long n = x.size(0);
     idx.assign(static_cast<std::size_t>(n * k), 0);
     dist.assign(static_cast<std::size_t>(n * k), 0.0f);
     const at::Tensor sq = (x * x).sum(1);
     const long block = 1024;
     for (long start = 0; start < n; start += block) {
+        throw_if_stopped(stop);
         const long end = std::min(start + block, n);
         const at::Tensor xb = x.slice(0, start, end);
         at::Tensor d2 = sq.slice(0, start, end).unsqueeze(1) + sq.unsqueeze(0) - 2 * at::mm(xb, x.t());
@@ -123,7 +130,8 @@ std::vector<float> umap_2d(const float* rows, std::size_t n, int dim, const Umap
     const int k = std::max(2, std::min(o.neighbours, static_cast<int>(n) - 1));
     std::vector<std::int64_t> knn;
     std::vector<float> knn_dist;
-    nearest_neighbours(x, k, knn, knn_dist);
+    nearest_neighbours(x, k, knn, knn_dist, o.stop);
+    throw_if_stopped(o.stop);
 
     // Fuzzy membership of each neighbour: exp(-(d - rho) / sigma), sigma such that the row's
     // memberships sum to log2(k) (umap-learn's smooth_knn_dist, local_connectivity 1).
@@ -220,6 +228,10 @@ std::vector<float> umap_2d(const float* rows, std::size_t n, int dim, const Umap
         return static_cast<std::size_t>(state % n);
     };
     for (int epoch = 0; epoch < epochs; ++epoch) {
+        if (epoch % kStopCheckEpochs == 0) {
+            throw_if_stopped(o.stop);
+            if (o.progress) o.progress(epoch, epochs);
+        }
         const float alpha = 1.0f - static_cast<float>(epoch) / static_cast<float>(epochs);
         const auto now = static_cast<float>(epoch);
         for (std::size_t e = 0; e < m; ++e) {
@@ -257,6 +269,7 @@ std::vector<float> umap_2d(const float* rows, std::size_t n, int dim, const Umap
             next_negative[e] += static_cast<float>(std::max(0, negatives)) * per_negative[e];
         }
     }
+    if (o.progress) o.progress(epochs, epochs);
     return y;
 }
 

@@ -4,6 +4,7 @@
 #include "whisker/common/errors.h"
 #include "whisker/common/files.h"
 #include "whisker/data/folds.h"
+#include "whisker/explain/duplicates.h"
 
 #include <ATen/ATen.h>
 #include <fmt/format.h>
@@ -114,6 +115,18 @@ int last_valid_tta(const std::string& recipe_json) {
     return tta;
 }
 
+// An interrupted fit of a learner of `arch` waits in the folder's autosave.
+bool autosave_interrupted(const fs::path& folder, const std::string& arch) {
+    try {
+        const json j = json::parse(read_file(folder / "models" / "autosave.json"));
+        if (!j.contains("fit")) return false;
+        const json& f = j["fit"];
+        return j.value("arch", "") == arch && f.value("epoch", 0) < f.value("total_epochs", 0);
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
 std::string model_of(const RunRecord& r) { return r.arch.empty() ? std::string("-") : fmt::format("{} {}px", r.arch, r.size); }
 
 }  // namespace
@@ -212,16 +225,7 @@ std::string FoldLearner::autosave_reference() const {
     return fmt::format("../folds/k{}/fold-{}/models/autosave", folds_, fold_);
 }
 
-bool FoldLearner::has_interrupted_fit() const {
-    try {
-        const json j = json::parse(read_file(folder_ / "models" / "autosave.json"));
-        if (!j.contains("fit")) return false;
-        const json& f = j["fit"];
-        return j.value("arch", "") == learner_->config().arch && f.value("epoch", 0) < f.value("total_epochs", 0);
-    } catch (const std::exception&) {
-        return false;
-    }
-}
+bool FoldLearner::has_interrupted_fit() const { return autosave_interrupted(folder_, learner_->config().arch); }
 
 void FoldLearner::persist() {
     train::Learner& l = *learner_;
@@ -245,7 +249,57 @@ fs::path FoldLearner::write_oof(const train::Predictions& valid, int run) const 
     return file;
 }
 
+// ---- dealing the folds ----
+
+bool has_duplicate_fingerprints(const fs::path& project) {
+    std::error_code ec;   // where explain/duplicates.cpp keeps them
+    return fs::exists(project / "cache" / "duplicates" / "fingerprints.bin", ec);
+}
+
+std::string group_near_duplicates(const fs::path& project, const data::Dataset& dataset, data::FoldOptions& options, int threads,
+                                  const ProgressFn& progress, const std::atomic<bool>* cancel) {
+    explain::DuplicateOptions o;
+    o.threads = threads;
+    o.progress = progress;
+    o.cancel = cancel;
+    const auto report = explain::find_duplicates(project, dataset, o);
+    std::size_t kept = 0, images = 0;
+    for (const auto& g : report.groups) {
+        std::size_t labelled = 0;
+        for (std::size_t r : g.records)
+            labelled += dataset.images[r].split != data::Split::Test && !dataset.images[r].labels.empty();
+        if (labelled < 2) continue;
+        options.groups.push_back(g.records);
+        ++kept;
+        images += labelled;
+    }
+    options.grouping = fmt::format("near-duplicate groups (similarity >= {:g})", o.threshold);
+    return fmt::format("{} group{} of near-duplicates ({} labelled images) kept in one fold each", kept, kept == 1 ? "" : "s", images);
+}
+
 // ---- a fold's recipe ----
+
+std::string default_folds_recipe(const LearnerSpec& project_spec) {
+    return project_spec.pretrained ? train::default_recipe() : train::from_scratch_recipe();
+}
+
+FoldRecipeState fold_recipe_state(const fs::path& project, const data::Dataset& dataset, const LearnerSpec& spec,
+                                  const std::string& recipe_json, int fold) {
+    data::check_fold(dataset, fold);
+    FoldRecipeState s;
+    s.steps = train::recipe_steps(recipe_json);
+    const fs::path folder = fold_folder(project, dataset.folds(), fold);
+    const auto had = RecipeProgress::read(folder);
+    if (!had || had->recipe != recipe_json || !fold_learner_current(folder, data::fold_fingerprint(dataset, fold), spec, nullptr))
+        return s;   // a new learner starts the recipe
+    s.run = had->run;
+    s.steps_done = had->steps_done;
+    s.done = had->done;
+    s.interrupted = !had->done && (had->steps_done > 0 || had->fit_started > 0);
+    s.in_fit = s.interrupted && had->fit_started == had->steps_done + 1 &&
+               train::recipe_step_kind(recipe_json, had->fit_started) == "fit" && autosave_interrupted(folder, spec.arch);
+    return s;
+}
 
 FoldRecipeResult run_fold_recipes(const fs::path& project, const data::Dataset& dataset, const LearnerSpec& spec,
                                   const train::LearnerConfig& base, const FoldRecipeOptions& options,
@@ -268,16 +322,15 @@ FoldRecipeResult run_fold_recipes(const fs::path& project, const data::Dataset& 
             break;
         }
         const fs::path folder = fold_folder(project, k, fold);
-        const auto had = RecipeProgress::read(folder);
-        const bool same = had && had->recipe == options.recipe_json &&
-                          fold_learner_current(folder, data::fold_fingerprint(dataset, fold), spec, nullptr);
-        if (same && had->done) {
+        const auto state = fold_recipe_state(project, dataset, spec, options.recipe_json, fold);
+        if (state.done) {
             result.skipped.push_back(fold);
             if (events.fold_started)
-                events.fold_started(fold, k, fmt::format("done in run #{} with this recipe", had->run), true);
+                events.fold_started(fold, k, fmt::format("done in run #{} with this recipe", state.run), true);
             continue;
         }
-        const bool resume = same && (had->steps_done > 0 || had->fit_started > 0);
+        const bool resume = state.interrupted;
+        const auto had = resume ? RecipeProgress::read(folder) : std::nullopt;
         FoldLearner fl(project, dataset, fold, spec, base, /*fresh=*/!resume, progress);
         train::Learner& learner = fl.learner();
         auto recorder = std::make_shared<RunRecorder>(project, options.program);
@@ -298,8 +351,7 @@ FoldRecipeResult run_fold_recipes(const fs::path& project, const data::Dataset& 
             ro.found_lr = had->found_lr;
             note = fmt::format("resumes after step {} of {}", had->steps_done, steps);
             if (had->run) note += fmt::format(" (run #{} was interrupted)", had->run);
-            if (had->fit_started == had->steps_done + 1 && fl.has_interrupted_fit() &&
-                train::recipe_step_kind(options.recipe_json, had->fit_started) == "fit") {
+            if (state.in_fit && fl.has_interrupted_fit()) {
                 ro.resume_fit_from = "autosave";
                 recorder->expect_resume(fl.autosave_reference());
                 note += ", continuing its interrupted fit";
@@ -529,6 +581,7 @@ CrossValidationSummary cross_validation_summary(const fs::path& project, const d
             auto p = read_oof(project, dataset, *it, &why);
             if (!p) {
                 if (first_reason.empty()) first_reason = why;
+                if (!score.stale_run) score.stale_run = it->number;
                 continue;
             }
             score.run = it->number;
@@ -550,6 +603,22 @@ CrossValidationSummary cross_validation_summary(const fs::path& project, const d
         s.oof = concat_predictions(ptrs);
     }
     return s;
+}
+
+std::vector<int> fold_ensemble_runs(const fs::path& project, const data::Dataset& dataset) {
+    const auto cv = cross_validation_summary(project, dataset);
+    const auto missing = cv.missing_folds();
+    if (!missing.empty()) {
+        std::string list;
+        for (int f : missing) list += (list.empty() ? "" : ", ") + std::to_string(f);
+        throw UserError(fmt::format("fold{} {} of the {} folds {} no finished run", missing.size() == 1 ? "" : "s", list, cv.folds,
+                                    missing.size() == 1 ? "has" : "have"),
+                        "train them first: whisker-cli run " + project.string() +
+                            " --folds, or \"Train all folds\" in the workbench's Cross-validation dialog (Runs page)");
+    }
+    std::vector<int> runs;
+    for (const auto& f : cv.per_fold) runs.push_back(f.run);
+    return runs;
 }
 
 }  // namespace whisker::project

@@ -103,7 +103,7 @@ Learner::Learner(fs::path project, data::Dataset dataset, LearnerConfig config, 
     freeze();
     set_precision(config_.precision);
     // The memory format is chosen once, for the precision the learner starts in.
-    channels_last_ = dev.cuda && config_.channels_last.value_or(prefer_channels_last(precision_, dev.cuda));
+    channels_last_ = config_.channels_last.value_or(prefer_channels_last(precision_, dev.cuda));
     if (channels_last_)
         for (auto& p : model_->parameters())
             if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));

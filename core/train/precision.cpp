@@ -32,7 +32,7 @@ Precision parse_precision(const std::string& name) {
 }
 
 bool prefer_channels_last(Precision resolved, bool cuda) {
-    return cuda && (resolved == Precision::BF16 || resolved == Precision::FP16);
+    return resolved == Precision::BF16 || (cuda && resolved == Precision::FP16);
 }
 
 Precision resolve_precision(Precision requested, bool cuda) {

@@ -225,6 +225,69 @@ TEST_F(LoaderTest, AFileThatBreaksAfterPrepareIsReportedNotFatal) {
     EXPECT_FALSE(loader.next());
 }
 
+// Workers build a batch together, a few images each (the chunk is 1 image with 4 threads and
+// batches of 16, 4 with 1 thread and 16): the batches, their rows, records, labels and the
+// files left out are the same whatever the thread count, also when an epoch is restarted
+// while its batches are half built, or started at a later batch (a resumed fit).
+TEST_F(LoaderTest, WorkersShareEachBatchAndGiveTheSameBatches) {
+    test::TempDir dir;
+    std::vector<LoadItem> items;
+    for (int i = 0; i < 40; ++i) {
+        const fs::path f = dir / ("img" + std::to_string(i) + ".jpg");
+        test::write_image(f, test::pattern_image(70 + i, 66, i));
+        items.push_back({f, {i % 3}, static_cast<std::size_t>(i)});
+    }
+    for (int broken : {5, 17, 18, 39}) test::write_bytes(items[static_cast<std::size_t>(broken)].path, "broken now");
+    struct Seen {
+        std::vector<at::Tensor> images, labels;
+        std::vector<std::vector<std::size_t>> records;
+        std::vector<std::vector<std::string>> failed;
+    };
+    auto take = [](DataLoader& l, int epoch, std::size_t first_batch) {
+        Seen s;
+        l.start_epoch(epoch, first_batch);
+        while (auto b = l.next()) {
+            s.images.push_back(b->images);
+            s.labels.push_back(b->labels);
+            s.records.push_back(b->records);
+            std::vector<std::string> failed;
+            for (const auto& f : b->failures) failed.push_back(f.path);
+            s.failed.push_back(failed);
+        }
+        return s;
+    };
+    auto expect_same = [](const Seen& a, const Seen& b, std::size_t skip_a) {
+        ASSERT_EQ(a.images.size(), b.images.size() + skip_a);
+        for (std::size_t i = 0; i < b.images.size(); ++i) {
+            EXPECT_TRUE(at::equal(a.images[i + skip_a], b.images[i])) << "batch " << i;
+            EXPECT_TRUE(at::equal(a.labels[i + skip_a], b.labels[i])) << "batch " << i;
+            EXPECT_EQ(a.records[i + skip_a], b.records[i]) << "batch " << i;
+            EXPECT_EQ(a.failed[i + skip_a], b.failed[i]) << "batch " << i;
+        }
+    };
+    DataLoader one(items, true, true, augment(), options(16, 1), 3, false);
+    DataLoader four(items, true, true, augment(), options(16, 4), 3, false);
+    const Seen reference = take(one, 1, 0);
+    ASSERT_EQ(reference.images.size(), 3u);
+    std::size_t rows = 0, failed = 0;
+    for (std::size_t i = 0; i < reference.images.size(); ++i) {
+        rows += static_cast<std::size_t>(reference.images[i].size(0));
+        failed += reference.failed[i].size();
+        EXPECT_EQ(reference.records[i].size(), static_cast<std::size_t>(reference.images[i].size(0)));
+    }
+    EXPECT_EQ(rows, 36u);
+    EXPECT_EQ(failed, 4u);
+    expect_same(reference, take(four, 1, 0), 0);
+    // Restarted while the first batches are being built: the old epoch's work is dropped.
+    for (int restart = 0; restart < 5; ++restart) {
+        four.start_epoch(0);
+        if (restart % 2) (void)four.next();
+        expect_same(reference, take(four, 1, 0), 0);
+    }
+    expect_same(reference, take(four, 1, 2), 2);
+    expect_same(take(one, 2, 0), take(four, 2, 0), 0);
+}
+
 TEST_F(LoaderTest, MultiLabelBatchesAreMultiHot) {
     test::TempDir dir;
     std::vector<LoadItem> items;

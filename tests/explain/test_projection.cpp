@@ -3,6 +3,7 @@
 #include "whisker/explain/embeddings.h"
 #include "whisker/explain/projection.h"
 
+#include "whisker/common/errors.h"
 #include "whisker/common/random.h"
 #include "whisker/data/prepare.h"
 
@@ -11,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <fstream>
@@ -138,6 +140,36 @@ TEST(Projection, TinyAndDegenerateInputs) {
     for (float v : explain::umap_2d(same.data(), 30, 4)) EXPECT_TRUE(std::isfinite(v));
 }
 
+TEST(Projection, UmapStopsWithinAFewEpochs) {
+    std::vector<int> label;
+    const auto rows = clustered(3, 40, 10, 1.0, label);
+    std::atomic<bool> stop{false};
+    explain::UmapOptions o;
+    o.epochs = 200;
+    o.stop = &stop;
+    int last = -1, calls = 0;
+    o.progress = [&](int done, int total) {
+        EXPECT_EQ(total, 200);
+        last = done;
+        ++calls;
+        if (done >= 20) stop = true;   // the user presses Stop at epoch 20
+    };
+    EXPECT_THROW(explain::umap_2d(rows.data(), label.size(), 10, o), Cancelled);
+    EXPECT_EQ(last, 20);   // seen at the next check, kStopCheckEpochs later: no progress after it
+    EXPECT_EQ(calls, 20 / explain::kStopCheckEpochs + 1);
+    // Set before it starts: the neighbour search already stops.
+    o.progress = {};
+    EXPECT_THROW(explain::umap_2d(rows.data(), label.size(), 10, o), Cancelled);
+    // Not stopped: progress up to the end, and the same map as without stop or progress.
+    stop = false;
+    o.progress = [&](int done, int) { last = done; };
+    const auto xy = explain::umap_2d(rows.data(), label.size(), 10, o);
+    EXPECT_EQ(last, 200);
+    explain::UmapOptions plain;
+    plain.epochs = 200;
+    EXPECT_EQ(xy, explain::umap_2d(rows.data(), label.size(), 10, plain));
+}
+
 TEST(Projection, TwentyThousandPointsInUnderAMinute) {
     if (!std::getenv("WHISKER_SLOW_TESTS")) GTEST_SKIP() << "set WHISKER_SLOW_TESTS=1 to time 20,000 points";
     std::vector<int> label;
@@ -227,4 +259,60 @@ TEST(Projection, EmbeddingsOfEverySplitAreCachedPerLearnerState) {
     std::string header;
     std::getline(in, header);
     EXPECT_EQ(header, "path,split,actual,predicted,mistake,x,y,pca_x,pca_y");
+}
+
+// Files in the project's explain cache whose names start with `prefix`.
+static std::vector<std::string> cache_files(const fs::path& project, const std::string& prefix = "") {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(project / "cache" / "explain", ec))
+        if (e.path().filename().string().rfind(prefix, 0) == 0) out.push_back(e.path().filename().string());
+    return out;
+}
+
+TEST(Projection, AStoppedMapLeavesNoHalfWrittenCache) {
+    test::TempDir dir;
+    test::write_sample(dir / "dl", 16, 4);
+    data::PrepareOptions po;
+    po.project = dir / "p";
+    po.source = dir / "dl";
+    po.valid_per_class = 3;
+    po.threads = 2;
+    data::prepare_dataset(po);
+    project::SessionOptions so;
+    so.base.threads = 2;
+    project::Session session(po.project, so);
+    project::LearnerSpec spec;
+    spec.arch = "resnet18";
+    spec.size = 32;
+    spec.batch_size = 8;
+    spec.pretrained = false;
+    session.new_learner(spec);
+
+    // Stopped while the images are embedded, at the given stage and count (done >= at).
+    std::atomic<bool> stop{false};
+    auto stop_at = [&stop](const std::string& stage, long at) {
+        return [&stop, stage, at](const std::string& s, long done, long) {
+            if (s == stage && done >= at) stop = true;
+        };
+    };
+    EXPECT_THROW(explain::data_map(session, stop_at("embedding train images", 1), &stop), Cancelled);
+    EXPECT_TRUE(cache_files(po.project).empty());   // neither features nor map, nor a temporary file
+    // Between the stages: the features are complete and kept, the map is not begun.
+    stop = false;
+    EXPECT_THROW(explain::data_map(session, stop_at("projecting to 2-D", 0), &stop), Cancelled);
+    EXPECT_EQ(cache_files(po.project).size(), 1u);
+    EXPECT_TRUE(fs::exists(explain::embeddings_cache_file(po.project, session.state())));
+    // Inside UMAP's epochs (stage "projecting to 2-D", epochs done): no map written.
+    stop = false;
+    EXPECT_THROW(explain::data_map(session, stop_at("projecting to 2-D", 10), &stop), Cancelled);
+    EXPECT_TRUE(cache_files(po.project, "map-").empty());
+    // Computed again without a stop: from the kept features, the map written whole.
+    stop = false;
+    std::vector<std::string> stages;
+    const auto map = explain::data_map(session, [&](const std::string& s, long, long) { stages.push_back(s); }, &stop);
+    EXPECT_EQ(map.points.size(), session.learner().dataset().images.size());
+    EXPECT_TRUE(std::none_of(stages.begin(), stages.end(), [](const std::string& s) { return s.rfind("embedding", 0) == 0; }));
+    EXPECT_EQ(cache_files(po.project, "map-").size(), 1u);
+    EXPECT_EQ(cache_files(po.project).size(), 2u);
 }

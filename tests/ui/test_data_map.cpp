@@ -17,6 +17,7 @@
 #include <QDialog>
 
 #include <algorithm>
+#include <functional>
 #include <QLabel>
 #include <QListView>
 #include <QListWidget>
@@ -140,7 +141,9 @@ private Q_SLOTS:
         const QRect area = plot->axisRect()->rect();
         const QPointF from(area.left() + area.width() * 0.2, area.top() + area.height() * 0.2);
         const QPointF to(area.left() + area.width() * 0.8, area.top() + area.height() * 0.8);
-        const auto inside = map->records_in(QRectF(from, to));
+        // The selection is whole pixels, its corners included (QCPSelectionRect keeps a QRect):
+        // a point on the edge is inside it.
+        const auto inside = map->records_in(QRectF(QRect(from.toPoint(), to.toPoint()).normalized()));
         QVERIFY(!inside.empty());
         QSignalSpy selected(map, &DataMapView::images_selected);
         send_mouse(plot, QEvent::MouseButtonPress, from, Qt::LeftButton);
@@ -153,6 +156,69 @@ private Q_SLOTS:
         inspect->gallery_model()->wait_for_thumbnails();
         QTest::qWait(100);
         QVERIFY(w.grab().save(screenshot_dir() + "/inspect_map_selection.png"));
+    }
+
+    // The map job stops from the map's own Stop and from the Train page's, leaving no map cache;
+    // the page says so and computes it again on request.
+    void map_can_be_stopped_and_computed_again() {
+        QTemporaryDir tmp;
+        const fs::path root = tmp.path().toStdString();
+        prepare_sample_project(root, 40, 6);
+        const fs::path project = root / "project";
+        create_small_learner(project);
+        MainWindow w;
+        w.resize(1280, 720);
+        w.show();
+        QVERIFY(open_and_wait(w, project));
+        auto* train = w.train_page();
+        TrainingWorker* worker = train->worker();
+        QSignalSpy finished(worker, &TrainingWorker::job_finished);
+        QSignalSpy failed(worker, &TrainingWorker::failed);
+        auto* map = w.inspect_page()->findChild<DataMapView*>("dataMap");
+        QVERIFY(map);
+        auto map_files = [&project] {
+            int n = 0;
+            std::error_code ec;
+            for (const auto& e : fs::directory_iterator(project / "cache" / "explain", ec))
+                n += e.path().filename().string().rfind("map-", 0) == 0;
+            return n;
+        };
+        auto stopped_by = [&](const std::function<void()>& press_stop) {
+            map->compute_button()->click();
+            if (!map->computing()) return false;
+            if (!map->stop_button()->isVisibleTo(map) || map->compute_button()->isEnabled()) return false;
+            press_stop();
+            QElapsedTimer t;
+            t.start();
+            while ((map->computing() || train->busy()) && t.elapsed() < 60000) QTest::qWait(20);
+            return !map->computing() && !train->busy();
+        };
+        // The map's own Stop (pressed before the first batch is through).
+        QVERIFY(stopped_by([&] { map->stop_button()->click(); }));
+        QCOMPARE(failed.count(), 0);
+        QCOMPARE(finished.last().at(0).toString(), QString("map"));
+        QVERIFY(finished.last().at(1).toBool());
+        QVERIFY(!map->has_map());
+        QVERIFY2(map->message_label()->text().startsWith("Stopped"), qPrintable(map->message_label()->text()));
+        QVERIFY(map->compute_button()->isEnabled());
+        QVERIFY(!map->stop_button()->isVisibleTo(map));
+        QCOMPARE(map_files(), 0);
+        w.navigation()->setCurrentRow(MainWindow::InspectPageIndex);   // predicts the validation set
+        QTRY_VERIFY_WITH_TIMEOUT(w.inspect_page()->has_predictions() && !train->busy(), 60000);
+        w.inspect_page()->findChild<QTabWidget*>("inspectRightTabs")->setCurrentWidget(map);
+        QTest::qWait(50);
+        QVERIFY(w.grab().save(screenshot_dir() + "/inspect_map_stopped.png"));
+        // The Train page's Stop ends it too.
+        QVERIFY(stopped_by([&] { train->stop_button()->click(); }));
+        QVERIFY(finished.last().at(1).toBool());
+        QVERIFY(map->message_label()->text().startsWith("Stopped"));
+        QCOMPARE(map_files(), 0);
+        // Computed again, to the end.
+        map->compute_button()->click();
+        QTRY_VERIFY_WITH_TIMEOUT(map->has_map() && !map->computing() && !train->busy(), 120000);
+        QCOMPARE(failed.count(), 0);
+        QVERIFY(map->message_label()->text().contains("UMAP"));
+        QCOMPARE(map_files(), 1);
     }
 
     void duplicates_report_and_actions() {

@@ -16,6 +16,7 @@
 
 #include "whisker/common/files.h"
 #include "whisker/data/prepare.h"
+#include "whisker/kaggle/credentials.h"
 #include "whisker/kaggle/submission_history.h"
 #include "whisker/sample/sample_competition.h"
 #include "whisker/train/distributed.h"
@@ -314,6 +315,53 @@ private Q_SLOTS:
         QVERIFY(w.grab().save(screenshot_dir() + "/submit_page.png"));
 
     }
+
+    // The Kaggle account line (who, and the file the key came from, often a long path) is
+    // readable at a laptop's 1280x720 and at 1920x1080: each line whole or elided in the middle,
+    // the whole text in its tooltip, nothing cut or overlapping its neighbours.
+    void submit_account_line_is_readable() {
+        QTemporaryDir tmp;
+        const fs::path root = tmp.path().toStdString();
+        const fs::path config = root / "a-rather-long-folder-name-as-people-have" / "settings-of-the-kaggle-command" / "kaggle";
+        whisker::kaggle::write_kaggle_json("someone-with-a-long-kaggle-name", "0123456789abcdef0123456789abcdef", config);
+        qputenv("KAGGLE_CONFIG_DIR", q(config).toUtf8());
+        for (const char* v : {"KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"}) qunsetenv(v);
+        fs::create_directories(root / "project");
+        for (const QSize size : {QSize(1280, 720), QSize(1920, 1080)}) {
+            MainWindow w;
+            w.resize(size);
+            w.show();
+            QVERIFY(open_and_wait(w, root / "project"));
+            w.navigation()->setCurrentRow(MainWindow::SubmitPageIndex);
+            QTest::qWait(50);
+            QLabel* account = w.submit_page()->account_label();
+            QVERIFY(account->isVisible());
+            const QString whole = account->toolTip();
+            QVERIFY2(whole.contains("someone-with-a-long-kaggle-name") && whole.contains("kaggle.json"), qPrintable(whole));
+            const QFontMetrics fm(account->font());
+            const QStringList shown = account->text().split('\n'), full = whole.split('\n');
+            QCOMPARE(shown.size(), full.size());
+            for (int i = 0; i < shown.size(); ++i) {
+                QVERIFY2(fm.horizontalAdvance(shown[i]) <= account->contentsRect().width(),
+                         qPrintable(QString("'%1' is wider than its %2 px").arg(shown[i]).arg(account->contentsRect().width())));
+                // Elided in the middle only: the start and the end are the real ones.
+                if (shown[i] != full[i]) {
+                    QVERIFY2(shown[i].contains(QChar(0x2026)), qPrintable(shown[i]));
+                    QVERIFY(full[i].startsWith(shown[i].section(QChar(0x2026), 0, 0)));
+                    QVERIFY(full[i].endsWith(shown[i].section(QChar(0x2026), 1)));
+                }
+            }
+            QVERIFY(shown[0].contains("someone-with-a-long-kaggle-name"));   // the name itself fits
+            QVERIFY(shown.last().endsWith("kaggle.json"));
+            QVERIFY2(fm.lineSpacing() * shown.size() <= account->contentsRect().height(),
+                     qPrintable(QString("%1 lines in %2 px").arg(shown.size()).arg(account->contentsRect().height())));
+            // Its column is not widened by the path: the label is inside the Submit box.
+            const QWidget* box = account->parentWidget();
+            QVERIFY(QRect(QPoint(0, 0), box->size()).contains(QRect(account->mapTo(box, QPoint(0, 0)), account->size())));
+            QVERIFY(w.grab().save(screenshot_dir() + QString("/submit_account_%1x%2.png").arg(size.width()).arg(size.height())));
+        }
+        qunsetenv("KAGGLE_CONFIG_DIR");
+    }
 };
 
 // The Train page's "Processes" option: the fit runs data-parallel in two whisker-cli workers
@@ -374,12 +422,14 @@ private Q_SLOTS:
 };
 
 int run_inspect_submit_tests(int argc, char** argv) {
+    int status = 0;
     {
         ParallelFitTest t;
-        if (int status = QTest::qExec(&t, argc, argv)) return status;
+        status |= QTest::qExec(&t, argc, argv);
     }
+    // Runs whatever the first said (a test function named on the command line is in one of them).
     InspectSubmitTest t;
-    return QTest::qExec(&t, argc, argv);
+    return status | QTest::qExec(&t, argc, argv);
 }
 
 #include "test_inspect_submit.moc"

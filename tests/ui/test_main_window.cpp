@@ -41,6 +41,8 @@
 #include <QDir>
 #include <QLabel>
 #include <QListWidget>
+#include <QMessageBox>
+#include <QPlainTextEdit>
 #include <QSignalSpy>
 #include <QStatusBar>
 #include <QTableWidget>
@@ -620,6 +622,110 @@ private Q_SLOTS:
         }
     }
 
+    // Each project opens on the page it was left on (a project never opened: Data), also after a
+    // restart; a page that has nothing to show for it says what is missing.
+    void a_project_opens_on_the_page_it_was_left_on() {
+        QTemporaryDir tmp;
+        const std::filesystem::path root = tmp.path().toStdString();
+        prepare_sample_project(root, 16, 2, "a");
+        std::filesystem::create_directories(root / "b");   // File > New project: no images yet
+        auto row = [](MainWindow& w) { return w.navigation()->currentRow(); };
+        {
+            MainWindow w;
+            w.resize(1280, 720);
+            w.show();
+            QVERIFY(open_and_wait(w, root / "a"));
+            QCOMPARE(row(w), int(MainWindow::DataPageIndex));
+            w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
+            QVERIFY(open_and_wait(w, root / "b"));
+            QCOMPARE(row(w), int(MainWindow::DataPageIndex));
+            w.navigation()->setCurrentRow(MainWindow::InspectPageIndex);
+            QVERIFY(open_and_wait(w, root / "a"));
+            QCOMPARE(row(w), int(MainWindow::TrainPageIndex));
+            // b by another spelling of its path is the same project, back on Inspect, which says
+            // what it needs first.
+            QVERIFY(open_and_wait(w, (root / "b").string() + "/"));
+            QCOMPARE(w.project(), root / "b");
+            QVERIFY2(w.windowTitle().endsWith("— b"), qPrintable(w.windowTitle()));
+            QCOMPARE(row(w), int(MainWindow::InspectPageIndex));
+            auto* inspect = w.inspect_page();
+            QTRY_VERIFY2(inspect->summary_label()->text().contains("no images yet"), qPrintable(inspect->summary_label()->text()));
+            QVERIFY(!inspect->predict_button()->isEnabled());
+            QVERIFY(w.grab().save(screenshot_dir() + "/reopened_on_inspect_no_data.png"));
+            QVERIFY(open_and_wait(w, root / "a"));
+            w.navigation()->setCurrentRow(MainWindow::InspectPageIndex);
+            QTRY_VERIFY2(inspect->summary_label()->text().contains("No model yet"), qPrintable(inspect->summary_label()->text()));
+            QVERIFY(!inspect->predict_button()->isEnabled());
+            w.close();
+        }
+        // The workbench started again on a: where it was left.
+        MainWindow w;
+        w.resize(1280, 720);
+        w.show();
+        QVERIFY(open_and_wait(w, root / "a"));
+        QCOMPARE(row(w), int(MainWindow::InspectPageIndex));
+        // A folder that is not there: refused with a message that says so; a stays open.
+        QString said;
+        QTimer::singleShot(300, &w, [&said] {
+            if (auto* box = qobject_cast<QMessageBox*>(QApplication::activeModalWidget())) {
+                said = box->text();
+                box->close();
+            }
+        });
+        QVERIFY(!w.open_project(root / "gone"));
+        QVERIFY2(said.contains("There is no folder"), qPrintable(said));
+        QCOMPARE(w.project(), root / "a");
+    }
+
+    // Nonsense on the Data page is answered, never ignored: an empty or wrong competition name, a
+    // path that is not there, and a job that fails (a folder without images) say what to do.
+    void the_data_page_says_what_is_wrong() {
+        QTemporaryDir tmp;
+        const std::filesystem::path root = tmp.path().toStdString();
+        std::filesystem::create_directories(root / "p");
+        std::filesystem::create_directories(root / "no-images");
+        MainWindow w;
+        w.resize(1280, 720);
+        w.show();
+        QVERIFY(open_and_wait(w, root / "p"));
+        auto* data = w.data_page();
+        // The text of the next message box (closed at once); empty when none opened.
+        auto next_box = [&w](const std::function<void()>& action) {
+            auto said = std::make_shared<QString>();
+            QTimer poll;
+            QObject::connect(&poll, &QTimer::timeout, [said] {
+                if (auto* box = qobject_cast<QMessageBox*>(QApplication::activeModalWidget())) {
+                    *said = box->text();
+                    box->close();
+                }
+            });
+            poll.start(50);
+            action();
+            QElapsedTimer t;
+            t.start();
+            while (said->isEmpty() && t.elapsed() < 3000) QTest::qWait(20);
+            return *said;
+        };
+        data->competition_edit()->clear();
+        QVERIFY(next_box([&] { data->download_button()->click(); }).contains("Type the competition's name"));
+        data->competition_edit()->setText("Dogs vs Cats!");
+        QVERIFY(next_box([&] { data->download_button()->click(); }).contains("is not a competition's name"));
+        QVERIFY(!w.job()->busy());
+        data->source_edit()->setText(QString::fromStdString((root / "does-not-exist").string()));
+        QVERIFY(next_box([&] { data->prepare_button()->click(); }).contains("There is no file or folder"));
+        QVERIFY(!w.job()->busy());
+        // A folder without images: the job fails, and says why (and the log keeps it).
+        data->source_edit()->setText(QString::fromStdString((root / "no-images").string()));
+        const QString failure = next_box([&] {
+            data->prepare_button()->click();
+            QVERIFY(w.job()->busy());
+        });
+        QVERIFY2(!failure.isEmpty(), "no message about the failed job");
+        QVERIFY(!w.job()->busy());
+        QVERIFY(w.findChild<QPlainTextEdit*>("logPanel")->toPlainText().contains("Preparing the dataset failed"));
+        QVERIFY(!whisker::data::Dataset::exists(root / "p"));
+    }
+
     void another_program_holds_the_project() {
         QTemporaryDir tmp;
         const std::filesystem::path root = tmp.path().toStdString();
@@ -694,6 +800,7 @@ int run_inspect_submit_tests(int argc, char** argv);  // test_inspect_submit.cpp
 int run_explain_tests(int argc, char** argv);          // test_explain.cpp
 int run_data_map_tests(int argc, char** argv);         // test_data_map.cpp
 int run_runs_page_tests(int argc, char** argv);        // test_runs_page.cpp
+int run_cross_validation_tests(int argc, char** argv); // test_cross_validation.cpp
 
 int main(int argc, char** argv) {
     QApplication app(argc, argv);
@@ -717,6 +824,7 @@ int main(int argc, char** argv) {
     status |= run_explain_tests(argc, argv);
     status |= run_data_map_tests(argc, argv);
     status |= run_runs_page_tests(argc, argv);
+    status |= run_cross_validation_tests(argc, argv);
     return status;
 }
 #include "test_main_window.moc"

@@ -16,7 +16,10 @@
 // A file that fails to decode (it was fine when the dataset was prepared, but changed since)
 // is left out of its batch and listed in Batch::failures; the loader never throws for it.
 //
-// Threading: one consumer thread calls start_epoch()/next(); the workers are internal.
+// Threading: one consumer thread calls start_epoch()/next(); the workers are internal. They
+// claim a few images at a time in batch order, so all of them build the oldest unfinished
+// batch together: an epoch's first batch comes in 1/threads of one worker's time, and its
+// last batches leave no worker idle.
 
 #include "whisker/data/dataset.h"
 #include "whisker/data/transforms.h"

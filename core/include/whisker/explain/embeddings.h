@@ -14,8 +14,11 @@
 // (map-<key>.json), so reopening the page after a restart costs nothing.
 //
 // Threading: these run on the thread that owns the learner (the workbench's training thread);
-// the results are plain values, safe to hand to the UI. `stop` is checked between batches
-// (Cancelled is thrown).
+// the results are plain values, safe to hand to the UI. `stop` is checked between batches,
+// between the stages (embeddings, PCA, UMAP) and every few epochs of UMAP's layout
+// (projection.h); when it is set, Cancelled (common/errors.h) is thrown and nothing more is
+// written: each cache file is either complete (written atomically once its stage is done) or
+// absent, so the next request continues from the last finished stage.
 
 #include "whisker/project/session.h"
 
@@ -72,8 +75,10 @@ struct DataMap {
 // and cached. `dataset` gives labels and splits (the session's, marks included).
 DataMap data_map(project::Session& session, const train::ProgressCallback& progress = {},
                  const std::atomic<bool>* stop = nullptr);
-// The map of embeddings already computed (no cache involved).
-DataMap data_map_of(const Embeddings& embeddings, const data::Dataset& dataset);
+// The map of embeddings already computed (no cache involved). `progress` gets ("projecting to
+// 2-D", epochs done, total); `stop` as above.
+DataMap data_map_of(const Embeddings& embeddings, const data::Dataset& dataset, const train::ProgressCallback& progress = {},
+                    const std::atomic<bool>* stop = nullptr);
 
 // One CSV row per point: path (absolute), split, actual, predicted, mistake, x, y, pca_x,
 // pca_y. Atomic.

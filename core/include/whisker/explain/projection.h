@@ -11,8 +11,10 @@
 // seeded: the same features and options give the same map, bit for bit.
 // Plain functions on row-major float arrays; thread-safe.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace whisker::explain {
@@ -33,10 +35,21 @@ struct UmapOptions {
     int epochs = 0;                      // 0: 500 below 10,000 points, else 200 (as umap-learn)
     int negative_samples = 5;
     std::uint64_t seed = 42;
+    // Stop: checked between blocks of the neighbour search and every kStopCheckEpochs epochs of
+    // the layout (a few milliseconds apart on 20,000 points); when set, umap_2d throws
+    // whisker::Cancelled (common/errors.h). Not part of the result: a map that finishes is the
+    // same with or without it.
+    const std::atomic<bool>* stop = nullptr;
+    // Called (on the calling thread) with the epochs done and the total, at most every
+    // kStopCheckEpochs epochs.
+    std::function<void(int done, int total)> progress;
 };
 
+// How often the layout's epochs loop looks at UmapOptions::stop and reports progress.
+constexpr int kStopCheckEpochs = 5;
+
 // 2-D UMAP embedding of `n` rows of `dim` features: [n * 2], row-major. Fewer than 3 rows are
-// placed on a line.
+// placed on a line. Throws whisker::Cancelled when options.stop is set (see there).
 std::vector<float> umap_2d(const float* rows, std::size_t n, int dim, const UmapOptions& options = {});
 
 }  // namespace whisker::explain

@@ -28,7 +28,9 @@
 // Threading: the calling thread. Jobs that write need the project's lock (project_lock.h),
 // taken by the caller.
 
+#include "whisker/common/parallel.h"
 #include "whisker/data/dataset.h"
+#include "whisker/data/folds.h"
 #include "whisker/project/runs.h"
 #include "whisker/project/session.h"
 #include "whisker/train/learner.h"
@@ -108,7 +110,41 @@ private:
     std::shared_ptr<const data::Dataset> manifest_;   // the project's, for the OOF file's paths
 };
 
+// ---- dealing the folds (data/folds.h), near-duplicates kept together ----
+
+// Whether the duplicates finder left its fingerprints (PROJECT/cache/duplicates/, see
+// explain/duplicates.h): then grouping near-duplicates decodes only new or changed files;
+// without them it decodes every image once (and leaves the fingerprints for next time).
+bool has_duplicate_fingerprints(const std::filesystem::path& project);
+
+// Finds the dataset's near-duplicates (explain::find_duplicates, default threshold) and adds
+// each group with at least two labelled images to `options.groups`, so that assign_folds
+// deals it into one fold (no copy of a fold's image trains that fold's model); sets
+// `options.grouping`. Returns a line for the user: "3 groups of near-duplicates (7 labelled
+// images) kept in one fold each". `threads` 0: all cores. Cancelled when `cancel` becomes true.
+std::string group_near_duplicates(const std::filesystem::path& project, const data::Dataset& dataset, data::FoldOptions& options,
+                                  int threads = 0, const ProgressFn& progress = {}, const std::atomic<bool>* cancel = nullptr);
+
 // ---- a fold's recipe, resumable ----
+
+// The recipe the folds run when none is given (`whisker-cli run --folds`, the workbench's
+// "Train all folds"): the one train::recipe_for gives the project's learner — the seed's 8
+// steps, or train::from_scratch_recipe() for a learner without pretrained weights.
+std::string default_folds_recipe(const LearnerSpec& project_spec);
+
+// Where fold `fold`'s recipe stands, as run_fold_recipes would find it for `recipe_json`, a
+// learner of `spec`'s setup (the project's LearnerSpec answers as folds_learner_spec's would)
+// and the folds as the dataset has them now. Reads only. UserError for a bad recipe or fold.
+struct FoldRecipeState {
+    bool done = false;          // done with this recipe: run_fold_recipes skips the fold
+    bool interrupted = false;   // cut off midway: run_fold_recipes continues after `steps_done`
+    bool in_fit = false;        // … and within the fit after it, from the fold's autosave
+    int steps_done = 0;
+    int steps = 0;              // the recipe's
+    int run = 0;                // the run that did the latest steps (0: none yet)
+};
+FoldRecipeState fold_recipe_state(const std::filesystem::path& project, const data::Dataset& dataset, const LearnerSpec& spec,
+                                  const std::string& recipe_json, int fold);
 
 struct FoldRecipeEvents {
     // A fold begins (`note`: "new learner", "resumes at step 5 of 10 (run #7 was interrupted)")
@@ -173,6 +209,9 @@ struct FoldScore {
     std::string model;                  // "resnet18 64px" of that run
     double accuracy = 0, log_loss = 0;  // of those predictions (NaN without)
     std::string missing;                // why there is none, with what to do
+    // The newest finished run of the fold whose predictions no longer cover it as it is now
+    // (the folds were dealt again, images were included again): stale. 0: none.
+    int stale_run = 0;
 };
 
 struct CrossValidationSummary {
@@ -187,6 +226,11 @@ struct CrossValidationSummary {
 // The cross-validation as the runs have it now: per fold the newest finished run of that fold
 // (of these K) whose out-of-fold predictions cover it. UserError when the dataset has no folds.
 CrossValidationSummary cross_validation_summary(const std::filesystem::path& project, const data::Dataset& dataset);
+
+// The runs of the folds' ensemble (`whisker-cli ensemble --folds`, the workbench's "Ensemble the
+// folds"): each fold's run as cross_validation_summary counts it, in fold order. UserError
+// naming the folds without a finished run, and how to train them.
+std::vector<int> fold_ensemble_runs(const std::filesystem::path& project, const data::Dataset& dataset);
 
 // Writes out-of-fold predictions as CSV (path, fold, label, p_<class>…; paths as the manifest
 // stores them), atomically.

@@ -78,7 +78,7 @@ struct LearnerConfig {
     int threads = 0;               // loader threads (0 = all cores)
     models::HeadOptions head;
     Precision precision = Precision::FP32;   // the programs pass the user's choice (default auto)
-    // Convolutions in NHWC (CUDA only). Unset: prefer_channels_last(precision, device).
+    // Convolutions in NHWC. Unset: prefer_channels_last(precision, device) (bf16, or fp16 on CUDA).
     std::optional<bool> channels_last;
     PrecomputeDtype precompute_dtype = PrecomputeDtype::Auto;   // set_precompute_dtype
     // Data-parallel training (distributed.h); nullptr: this process alone. With a group,
@@ -362,7 +362,7 @@ private:
     bool bn_freeze_ = false;
     bool precompute_ = false;
     Precision precision_ = Precision::FP32;   // resolved: never Auto
-    bool channels_last_ = false;              // weights and training batches in NHWC (CUDA only)
+    bool channels_last_ = false;              // weights and training batches in NHWC
     struct Activations;
     std::unique_ptr<Activations> activations_;
     std::vector<BatchRecord> batches_;

@@ -22,12 +22,14 @@ Precision resolve_precision(Precision requested, bool cuda);
 // What it resolved to and why, for messages: "bf16 (auto: this CPU has AVX512-BF16/AMX)".
 std::string describe_precision(Precision requested, bool cuda);
 
-// Whether convolutions should run in channels-last (NHWC) memory at a resolved precision:
-// on CUDA with 16-bit arithmetic (the tensor cores' layout; PyTorch's own advice), nowhere else.
-// Not on the CPU yet: on a 2-core EPYC with AVX512-BF16, bf16, 224 px, batch 16, resnet34/50
-// ran 6-12 % faster training steps and ~25 % faster predictions in NHWC, but PyTorch's own
-// resnet34 step was slower there, and depthwise-convolution networks are unmeasured — not a
-// rule to apply unasked (`whisker-cli bench train|predict --channels-last` measures a machine).
+// Whether convolutions should run in channels-last (NHWC) memory at a resolved precision: with
+// 16-bit arithmetic — on CUDA (the tensor cores' layout; PyTorch's own advice) and with bf16 on
+// the CPU (oneDNN's bf16 kernels). fp32 stays contiguous (NCHW).
+// Measured on a 2-core EPYC with AVX512-BF16, bf16, 224 px, batch 16, images/s NHWC vs NCHW
+// (`whisker-cli bench train|predict --channels-last | --no-channels-last`, alternating, 2 runs):
+// train resnet34 +10 %, resnet50 +6-12 %, densenet121 +14 %, efficientnet_b0 +7 %,
+// mobilenet_v3_large +3-19 %, convnext_tiny -1 % (it permutes to NHWC itself); predict +25 %,
+// +25 %, +37 %, +17 %, +28-69 %, -1 %. fp32 measurements were too noisy to change its default.
 bool prefer_channels_last(Precision resolved, bool cuda);
 
 // Autocast at `precision` (already resolved) for the forward passes in its scope; nothing for
