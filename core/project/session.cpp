@@ -5,10 +5,13 @@
 #include "whisker/common/hash.h"
 #include "whisker/common/local_time.h"
 
+#include <ATen/ATen.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstring>
+#include <cmath>
 #include <chrono>
 #include <ctime>
 #include <map>
@@ -205,6 +208,11 @@ void Session::reload() {
     // Results of a state that is gone are not kept.
     if (valid_ && !is_current(*valid_)) valid_.reset();
     if (test_ && !is_current(*test_)) test_.reset();
+    // A program opening the project finds the predictions the last one made of these weights.
+    if (learner_ && dataset_) {
+        if (!valid_) valid_ = read_kept_predictions(data::Split::Valid);
+        if (!test_) test_ = read_kept_predictions(data::Split::Test);
+    }
 }
 
 void Session::reload_dataset() {
@@ -447,8 +455,97 @@ train::RecipeResult Session::run_recipe(const std::string& recipe_json, const tr
 }
 
 void Session::remember(SplitPredictions p) {
+    keep_predictions(p);
     if (p.split == data::Split::Test) test_ = std::move(p);
     else valid_ = std::move(p);
+}
+
+// ---- predictions kept on disk: PROJECT/cache/predictions/<split>.bin ----
+// One file per split, written atomically: an 8-byte little-endian length, a JSON header (origin,
+// TTA, mix, model, rows, classes, records, predicted, actual, losses), then the probabilities as
+// float32 [rows x classes]. Read back only when the origin is the learner's current state.
+
+namespace {
+constexpr int kKeptPredictionsVersion = 1;
+}
+
+fs::path Session::kept_predictions_path(data::Split split) const {
+    return project_ / "cache" / "predictions" / (std::string(data::split_name(split)) + ".bin");
+}
+
+void Session::keep_predictions(const SplitPredictions& sp) const {
+    const train::Predictions& p = *sp.predictions;
+    const at::Tensor probs = p.probs.to(at::kFloat).contiguous();
+    nlohmann::json h;
+    h["version"] = kKeptPredictionsVersion;
+    h["weights"] = sp.origin.weights;
+    h["data"] = sp.origin.data;
+    h["tta"] = sp.tta;
+    h["mix"] = sp.mix == train::TtaMix::Beta ? "beta" : "mean";
+    h["model"] = sp.model;
+    h["passes"] = p.passes;
+    h["rows"] = p.records.size();
+    h["classes"] = probs.dim() == 2 ? probs.size(1) : 0;
+    h["records"] = p.records;
+    h["predicted"] = p.predicted;
+    h["actual"] = p.actual;
+    nlohmann::json losses = nlohmann::json::array();   // NaN (unlabelled) as null
+    for (double l : p.losses) losses.push_back(std::isnan(l) ? nlohmann::json(nullptr) : nlohmann::json(l));
+    h["losses"] = std::move(losses);
+    const std::string header = h.dump();
+    std::string bytes(8, '\0');
+    const std::uint64_t n = header.size();
+    for (int i = 0; i < 8; ++i) bytes[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+    bytes += header;
+    bytes.append(static_cast<const char*>(probs.data_ptr()), static_cast<std::size_t>(probs.numel()) * sizeof(float));
+    try {
+        write_file_atomically(kept_predictions_path(sp.split), bytes);
+    } catch (const std::exception&) {
+        // Keeping them is a convenience for the next program: the predictions in hand stay valid.
+    }
+}
+
+std::optional<SplitPredictions> Session::read_kept_predictions(data::Split split) const {
+    const fs::path file = kept_predictions_path(split);
+    std::error_code ec;
+    if (!fs::exists(file, ec)) return std::nullopt;
+    try {
+        const std::string bytes = read_file(file);
+        if (bytes.size() < 8) return std::nullopt;
+        std::uint64_t n = 0;
+        for (int i = 0; i < 8; ++i) n |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[static_cast<std::size_t>(i)])) << (8 * i);
+        if (n > bytes.size() - 8) return std::nullopt;
+        const auto h = nlohmann::json::parse(bytes.substr(8, n));
+        if (h.value("version", 0) != kKeptPredictionsVersion) return std::nullopt;
+        SplitPredictions sp;
+        sp.origin.weights = h.at("weights").get<std::string>();
+        sp.origin.data = h.at("data").get<std::string>();
+        if (sp.origin != state()) return std::nullopt;   // of other weights or other data
+        const auto rows = h.at("rows").get<std::size_t>();
+        const auto classes = h.at("classes").get<std::int64_t>();
+        if (bytes.size() - 8 - n != rows * static_cast<std::size_t>(classes) * sizeof(float)) return std::nullopt;
+        auto p = std::make_shared<train::Predictions>();
+        p->records = h.at("records").get<std::vector<std::size_t>>();
+        p->predicted = h.at("predicted").get<std::vector<int>>();
+        p->actual = h.at("actual").get<std::vector<int>>();
+        for (const auto& l : h.at("losses")) p->losses.push_back(l.is_null() ? std::nan("") : l.get<double>());
+        p->passes = h.value("passes", 1);
+        if (p->records.size() != rows || p->predicted.size() != rows || p->actual.size() != rows || p->losses.size() != rows)
+            return std::nullopt;
+        for (std::size_t r : p->records)
+            if (r >= dataset_->images.size()) return std::nullopt;
+        p->probs = at::empty({static_cast<std::int64_t>(rows), classes}, at::kFloat);
+        std::memcpy(p->probs.data_ptr(), bytes.data() + 8 + n, rows * static_cast<std::size_t>(classes) * sizeof(float));
+        sp.predictions = std::move(p);
+        sp.dataset = dataset_;
+        sp.split = split;
+        sp.tta = h.value("tta", 0);
+        sp.mix = h.value("mix", "mean") == "beta" ? train::TtaMix::Beta : train::TtaMix::Mean;
+        sp.model = h.value("model", "");
+        return sp;
+    } catch (const std::exception&) {
+        return std::nullopt;   // damaged: predict again
+    }
 }
 
 const SplitPredictions& Session::predict(data::Split split, int tta, train::TtaMix mix, const std::atomic<bool>* stop) {

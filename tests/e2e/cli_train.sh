@@ -17,8 +17,22 @@ cat > "$work/recipe.json" <<'JSON'
  {"step": "predict", "split": "test", "tta": 2, "out": "submission.csv.gz"}]
 JSON
 "$cli" run "$work/p" --arch resnet18 --size 64 --bs 32 --no-pretrained --recipe "$work/recipe.json" | tee "$work/run.log"
-acc=$(sed -nE 's/^valid with TTA: accuracy ([0-9.]+).*/\1/p' "$work/run.log")
-python3 -c "import sys; a = float('$acc'); sys.exit(0 if a >= 0.6 else 1)" || fail "valid accuracy $acc is not clearly above chance"
+# It learned. One from-scratch run on 480 training images is noisy: the same recipe gave a
+# final valid accuracy (TTA) of 0.567-0.708 over seeds 1, 2, 3, 42 and both memory formats of
+# bf16 (mean 0.66; epochs swing by 0.1). So no single number carries the check: the training
+# loss falls by a fifth or more, some epoch reaches 0.6 on the 120 valid images (chance: 0.5,
+# SD 0.046), and the final predictions stay above 0.55. A network that does not learn (labels
+# shuffled, images not reaching it) fails at least the last two.
+python3 - "$work/run.log" <<'PY' || fail "it did not learn (see the epoch table above)"
+import re, sys
+log = open(sys.argv[1]).read()
+epochs = [[float(v) for v in m.groups()] for m in re.finditer(r"^\s+\d+\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s", log, re.M)]
+tta = float(re.search(r"^valid with TTA: accuracy ([0-9.]+)", log, re.M).group(1))
+first_trn, last_trn = epochs[0][0], epochs[-1][0]
+best = max(e[2] for e in epochs)
+print(f"train loss {first_trn:.3f} -> {last_trn:.3f}, best epoch accuracy {best:.3f}, final TTA accuracy {tta:.3f}")
+sys.exit(0 if last_trn <= 0.8 * first_trn and best >= 0.6 and tta >= 0.55 else 1)
+PY
 grep -q "Wrote the submission" "$work/run.log" || fail "no submission"
 python3 - "$work" <<'PY' || fail "submission shape"
 import csv, gzip, sys

@@ -9,10 +9,12 @@
 #include "whisker/project/session.h"
 #include "whisker/train/recipe.h"
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <cmath>
 #include <fstream>
 #include <thread>
 
@@ -435,6 +437,77 @@ TEST_F(SessionTest, ASubmissionComesOnlyFromTheCurrentLearnerState) {
     EXPECT_THROW(s->write_submission(dir_ / "sub3.csv"), UserError);
     s->predict(data::Split::Test);
     EXPECT_NO_THROW(s->write_submission(dir_ / "sub3.csv"));
+}
+
+// The next program to open the project (the workbench reopened, the CLI) finds the latest
+// predictions of each split while they describe the learner's saved weights and the data:
+// the same rows, probabilities, losses, TTA and model words; none after the learner trains
+// again, or the data changes; a damaged file is ignored (predict again), never fatal.
+TEST_F(SessionTest, PredictionsOfTheSavedStateAreThereWhenTheProjectIsOpenedAgain) {
+    auto s = open();
+    s->new_learner(spec());
+    s->fit(one_epoch());
+    s->persist();
+    const SplitPredictions valid = s->predict(data::Split::Valid, 1);
+    const SplitPredictions test = s->predict(data::Split::Test);
+
+    auto expect_same = [](const SplitPredictions& a, const SplitPredictions& b) {
+        ASSERT_TRUE(a.predictions && b.predictions);
+        EXPECT_EQ(a.split, b.split);
+        EXPECT_EQ(a.tta, b.tta);
+        EXPECT_EQ(a.model, b.model);
+        EXPECT_EQ(a.origin, b.origin);
+        EXPECT_EQ(a.predictions->records, b.predictions->records);
+        EXPECT_EQ(a.predictions->predicted, b.predictions->predicted);
+        EXPECT_EQ(a.predictions->actual, b.predictions->actual);
+        EXPECT_EQ(a.predictions->passes, b.predictions->passes);
+        ASSERT_EQ(a.predictions->losses.size(), b.predictions->losses.size());
+        for (std::size_t i = 0; i < a.predictions->losses.size(); ++i) {
+            const double x = a.predictions->losses[i], y = b.predictions->losses[i];
+            EXPECT_TRUE((std::isnan(x) && std::isnan(y)) || x == y) << i << ": " << x << " vs " << y;
+        }
+        EXPECT_TRUE(at::equal(a.predictions->probs, b.predictions->probs));
+    };
+    {
+        auto next = open();   // another program
+        ASSERT_TRUE(next->predictions(data::Split::Valid).has_value());
+        ASSERT_TRUE(next->predictions(data::Split::Test).has_value());
+        EXPECT_TRUE(next->is_current(*next->predictions(data::Split::Valid)));
+        expect_same(*next->predictions(data::Split::Valid), valid);
+        expect_same(*next->predictions(data::Split::Test), test);
+        EXPECT_EQ(next->predictions(data::Split::Valid)->tta, 1);
+        EXPECT_TRUE(std::isnan(next->predictions(data::Split::Test)->predictions->losses.front()));   // unlabelled
+        next->write_submission(dir_ / "reopened.csv");
+        s->write_submission(dir_ / "first.csv");
+        EXPECT_EQ(read_file(dir_ / "reopened.csv"), read_file(dir_ / "first.csv"));
+    }
+
+    // Trained again and saved: the kept predictions describe weights that are gone.
+    s->fit(one_epoch());
+    s->persist();
+    EXPECT_FALSE(open()->predictions(data::Split::Test).has_value());
+    EXPECT_FALSE(open()->predictions(data::Split::Valid).has_value());
+
+    // Predicted again, then the data changes (a mark): not kept for the new data.
+    s->predict(data::Split::Test);
+    EXPECT_TRUE(open()->predictions(data::Split::Test).has_value());
+    data::Dataset d = data::Dataset::load(project());
+    const auto valid_rows = d.indices(data::Split::Valid);
+    ASSERT_TRUE(d.set_excluded(d.images[valid_rows.front()].path, true));
+    d.save(project());
+    EXPECT_FALSE(open()->predictions(data::Split::Test).has_value());
+
+    // A damaged file (cut short) is ignored.
+    s->reload_dataset();
+    s->predict(data::Split::Test);
+    ASSERT_TRUE(open()->predictions(data::Split::Test).has_value());
+    const fs::path kept = project() / "cache" / "predictions" / "test.bin";
+    ASSERT_TRUE(fs::exists(kept));
+    const std::string bytes = read_file(kept);
+    write_file_atomically(kept, bytes.substr(0, bytes.size() - 5));
+    EXPECT_FALSE(open()->predictions(data::Split::Test).has_value());
+    write_file_atomically(kept, "nonsense");
+    EXPECT_FALSE(open()->predictions(data::Split::Test).has_value());
 }
 
 TEST_F(SessionTest, ARecipeStartingWithPrecomputeOnAnUnfrozenLearnerFreezesItFirst) {

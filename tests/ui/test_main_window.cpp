@@ -484,7 +484,10 @@ private Q_SLOTS:
         QVERIFY(train->lr_plot()->graph(0)->dataCount() > 10);
         QVERIFY(train->lr_find_button()->isEnabled());
         QVERIFY(train->start_button()->isEnabled());
-        QVERIFY(!submit->has_predictions());   // predictions live with the session they came from
+        // A's predictions come back with it: they describe the weights it left on disk.
+        QTRY_VERIFY(submit->has_predictions());
+        QVERIFY(submit->predictions_current());
+        QTRY_VERIFY(inspect->has_predictions());
 
         // New learner… asks; "Continue" keeps everything.
         click_in_next_dialog("Continue with the current one");

@@ -4,7 +4,8 @@
 // A Session holds everything a program knows about the project it has open: the dataset
 // (PROJECT/dataset.json), the learner (PROJECT/learner.json + checkpoint "current": config,
 // weights, epoch count, freezing, precompute), the latest predictions per split — each tagged
-// with the learner state and data it came from — the LR-finder curve and the batch losses
+// with the learner state and data it came from, and kept in PROJECT/cache/predictions/ for the
+// next program while that state lasts — the LR-finder curve and the batch losses
 // (PROJECT/models/training_log.json), and the checkpoints and submissions on disk. whisker-cli
 // and the workbench both work through it, so both follow the same rules:
 //
@@ -219,7 +220,13 @@ private:
     void attach(std::unique_ptr<train::Learner> learner);
     train::LearnerConfig config_of(const LearnerSpec& spec) const;
     std::string model_words() const;
+    // The latest predictions of each split, also written to PROJECT/cache/predictions/ so that
+    // the next program opening the project (the workbench reopened, the CLI) has them while the
+    // learner's weights and the data are the ones they came from.
     void remember(SplitPredictions p);
+    std::filesystem::path kept_predictions_path(data::Split split) const;
+    void keep_predictions(const SplitPredictions& p) const;
+    std::optional<SplitPredictions> read_kept_predictions(data::Split split) const;
 
     std::filesystem::path project_;
     SessionOptions options_;
