@@ -43,17 +43,6 @@ namespace {
 
 using State = CrossValidationDialog::FoldState;
 
-// The dialog over the workbench, as a user sees it, at the window's 1280×720.
-bool shoot(MainWindow& w, QWidget* dialog, const QString& name) {
-    QTest::qWait(100);
-    QPixmap shot = w.grab();
-    const QPixmap d = dialog->grab();
-    QPainter painter(&shot);
-    painter.fillRect(shot.rect(), QColor(0, 0, 0, 60));
-    painter.drawPixmap((shot.width() - d.width()) / 2, (shot.height() - d.height()) / 2, d);
-    painter.end();
-    return shot.save(screenshot_dir() + "/" + name);
-}
 
 QString state_text(CrossValidationDialog* d, int fold) { return d->table()->item(fold, CrossValidationDialog::State)->text(); }
 
@@ -112,7 +101,7 @@ private Q_SLOTS:
         QVERIFY(dialog->train_button()->toolTip().contains("Make the folds first"));
         QVERIFY(!dialog->ensemble_button()->isEnabled());
         QVERIFY(!dialog->group_box()->isChecked());   // no fingerprints yet: grouping would decode every image
-        QVERIFY(shoot(w, dialog, "cross_validation_no_folds.png"));
+        QVERIFY(save_dialog_screenshot(w, dialog, "cross_validation_no_folds.png"));
 
         // K = 10 with 9 images of a class: refused at once, with core's numbers, nothing started.
         dialog->folds_box()->setValue(10);
@@ -200,7 +189,7 @@ private Q_SLOTS:
         QCOMPARE(dialog->fold_state(1), State::Training);
         QCOMPARE(state_text(dialog, 1), QString("training…"));
         QVERIFY(dialog->progress_bar()->isVisible());
-        QVERIFY(shoot(w, dialog, "cross_validation_training.png"));
+        QVERIFY(save_dialog_screenshot(w, dialog, "cross_validation_training.png"));
         QTest::mouseClick(dialog->stop_button(), Qt::LeftButton);
         QVERIFY(wait_for_job(train, dialog, 60000));
         QCOMPARE(failed.count(), 0);
@@ -216,7 +205,7 @@ private Q_SLOTS:
         bool saw_batches = false;
         for (const auto& s : stages) saw_batches |= s.startsWith("Fold 0 (folds 0–2) · step 1 of 2: fit") && s.contains("epoch 3/10");
         QVERIFY(saw_batches);
-        QVERIFY(shoot(w, dialog, "cross_validation_cut_off.png"));
+        QVERIFY(save_dialog_screenshot(w, dialog, "cross_validation_cut_off.png"));
 
         // The runs so far: fold 0's finished, fold 1's stopped (cut off).
         const auto summary = project::cross_validation_summary(project, data::Dataset::load(project));
@@ -293,7 +282,7 @@ private Q_SLOTS:
         QVERIFY2(dialog->models_note()->text().contains("different models (mobilenet_v3_small 32px, resnet18 32px)"),
                  qPrintable(dialog->models_note()->text()));
         dialog->table()->clearSelection();
-        QVERIFY(shoot(w, dialog, "cross_validation_scored.png"));
+        QVERIFY(save_dialog_screenshot(w, dialog, "cross_validation_scored.png"));
 
         // Ensemble the folds → Submit: the three fold models predict the test set; the Submit
         // page gets the ensemble, whose recorded validation score is the out-of-fold one.
@@ -344,7 +333,7 @@ private Q_SLOTS:
             if (dialog->fold_state(f) == State::Stale) QVERIFY(state_text(dialog, f).startsWith("stale: run #"));
         QVERIFY(!dialog->out_of_fold_complete());
         QVERIFY(!dialog->ensemble_button()->isEnabled());
-        QVERIFY(shoot(w, dialog, "cross_validation_stale.png"));
+        QVERIFY(save_dialog_screenshot(w, dialog, "cross_validation_stale.png"));
     }
 };
 

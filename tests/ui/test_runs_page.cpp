@@ -374,16 +374,7 @@ private Q_SLOTS:
         QCOMPARE(run5->predictions.back().tta, 1);
 
         // The dialog over the workbench, at 1280×720.
-        QTest::qWait(100);
-        {
-            QPixmap shot = w.grab();
-            const QPixmap d = dialog->grab();
-            QPainter painter(&shot);
-            painter.fillRect(shot.rect(), QColor(0, 0, 0, 60));
-            painter.drawPixmap((shot.width() - d.width()) / 2, (shot.height() - d.height()) / 2, d);
-            painter.end();
-            QVERIFY(shot.save(screenshot_dir() + "/ensemble_dialog.png"));
-        }
+        QVERIFY(save_dialog_screenshot(w, dialog, "ensemble_dialog.png"));
 
         // Send to Submit: the Submit page shows the ensemble and its members, checks the file,
         // and submits it with one click; the history names the members, the submission is a run.

@@ -14,6 +14,8 @@ inline QString screenshot_dir() {
 #include "train_page.h"
 
 #include <QElapsedTimer>
+#include <QPainter>
+#include <QPixmap>
 #include <QTest>
 
 #include "whisker/data/prepare.h"
@@ -56,4 +58,17 @@ inline bool open_and_wait(whisker::ui::MainWindow& w, const std::filesystem::pat
     t.start();
     while (w.train_page()->busy() && t.elapsed() < timeout_ms) QTest::qWait(20);
     return !w.train_page()->busy();
+}
+
+// A dialog over the workbench, as a user sees it (the window dimmed behind it), saved as
+// screenshot_dir()/name.
+inline bool save_dialog_screenshot(whisker::ui::MainWindow& w, QWidget* dialog, const QString& name) {
+    QTest::qWait(100);
+    QPixmap shot = w.grab();
+    const QPixmap d = dialog->grab();
+    QPainter painter(&shot);
+    painter.fillRect(shot.rect(), QColor(0, 0, 0, 60));
+    painter.drawPixmap((shot.width() - d.width()) / 2, (shot.height() - d.height()) / 2, d);
+    painter.end();
+    return shot.save(screenshot_dir() + "/" + name);
 }
