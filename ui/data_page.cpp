@@ -6,6 +6,7 @@
 #include "image_browser.h"
 
 #include "whisker/common/errors.h"
+#include "whisker/kaggle/submission_history.h"
 #include "whisker/project/project_lock.h"
 
 #include <QComboBox>
@@ -25,6 +26,7 @@
 #include <QLabel>
 #include <QPlainTextEdit>
 #include <QSplitter>
+#include <QStyle>
 #include <QTableWidget>
 #include <QToolButton>
 #include <QVBoxLayout>
@@ -49,12 +51,31 @@ DataPage::DataPage(QWidget* parent) : QWidget(parent) {
     f.setPointSizeF(f.pointSizeF() * 1.4);
     f.setBold(true);
     heading_->setFont(f);
-    details_ = new QLabel(tr("Open a project folder (File ▸ Open project…), start a new one in an empty folder "
-                             "(File ▸ New project…), or try the built-in sample competition "
-                             "(File ▸ Open sample project…)."));
+    details_ = new QLabel(tr("Start a new project in an empty folder, open a project folder, or try the built-in sample "
+                             "competition (also in the File menu)."));
     details_->setObjectName("dataDetails");
     details_->setWordWrap(true);
     details_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    // The same ways forward as buttons, while there is no project.
+    new_project_ = new QPushButton(style()->standardIcon(QStyle::SP_FileDialogNewFolder), tr("&New project…"));
+    new_project_->setObjectName("newProjectButton");
+    new_project_->setToolTip(tr("Choose an empty folder for the project, then get its images here"));
+    open_project_ = new QPushButton(style()->standardIcon(QStyle::SP_DirOpenIcon), tr("&Open project…"));
+    open_project_->setObjectName("openProjectButton");
+    open_project_->setToolTip(tr("Open a project folder made before (by the workbench or whisker-cli)"));
+    sample_project_ = new QPushButton(tr("Open &sample project…"));
+    sample_project_->setObjectName("sampleProjectButton");
+    sample_project_->setToolTip(tr("The built-in sample competition (cats and dogs), made and prepared in a folder you choose"));
+    connect(new_project_, &QPushButton::clicked, this, &DataPage::new_project_requested);
+    connect(open_project_, &QPushButton::clicked, this, &DataPage::open_project_requested);
+    connect(sample_project_, &QPushButton::clicked, this, &DataPage::sample_project_requested);
+    no_project_row_ = new QWidget;
+    auto* npl = new QHBoxLayout(no_project_row_);
+    npl->setContentsMargins(0, 4, 0, 4);
+    npl->addWidget(new_project_);
+    npl->addWidget(open_project_);
+    npl->addWidget(sample_project_);
+    npl->addStretch(1);
 
     counts_ = new QTableWidget(0, 3);
     counts_->setObjectName("countsTable");
@@ -218,6 +239,7 @@ DataPage::DataPage(QWidget* parent) : QWidget(parent) {
     auto* layout = new QVBoxLayout(this);
     layout->addLayout(head_row);
     layout->addWidget(details_);
+    layout->addWidget(no_project_row_);
     layout->addWidget(get);
     layout->addWidget(tabs_, 1);
     layout->addStretch(0);   // takes the room while the tabs are hidden (no dataset)
@@ -230,6 +252,17 @@ DataPage::DataPage(QWidget* parent) : QWidget(parent) {
 void DataPage::set_project(const std::filesystem::path& project) {
     if (project == project_) return;
     project_ = project;
+    no_project_row_->setVisible(project.empty());
+    // What was typed for the previous project is not this one's data: the local path starts
+    // empty, the competition is this project's own (the one it was downloaded from or
+    // submitted to), if it has one.
+    source_->clear();
+    competition_->clear();
+    try {
+        if (!project.empty()) competition_->setText(QString::fromStdString(kaggle::SubmissionHistory::load(project).competition));
+    } catch (const std::exception&) {
+        // an unreadable history names no competition; the Submit page says what is wrong with it
+    }
     // Another project: the copies found in the last one mean nothing here.
     dup_job_->cancel();
     duplicates_ = {};

@@ -63,6 +63,11 @@ public:
     QPushButton* download_button() const { return download_; }
     QPushButton* prepare_button() const { return prepare_; }
     QGroupBox* get_data_box() const { return get_box_; }
+    // No project open: the ways to one (File ▸ New project…, Open project…, Open sample
+    // project…), hidden once a project is open.
+    QPushButton* new_project_button() const { return new_project_; }
+    QPushButton* open_project_button() const { return open_project_; }
+    QPushButton* sample_project_button() const { return sample_project_; }
     void set_busy(bool busy);
     // The split settings on the page, applied to `source`.
     PrepareRequest request_for(const QString& source) const;
@@ -70,6 +75,10 @@ public:
 Q_SIGNALS:
     // The main window runs these in the background.
     void download_requested(const QString& competition);
+    // The buttons shown while no project is open: the main window runs its File menu's actions.
+    void new_project_requested();
+    void open_project_requested();
+    void sample_project_requested();
     void prepare_requested(const whisker::ui::PrepareRequest& request);
     void undo_marks_requested(const QString& path);
     // The page changed the manifest's marks itself (a duplicates action): the learner and the
@@ -107,6 +116,10 @@ private:
     QToolButton* other_data_;   // shows the "Get data" box over a prepared dataset
     QGroupBox* get_box_;
     QLabel* details_;
+    QWidget* no_project_row_;   // New project…, Open project…, Open sample project…
+    QPushButton* new_project_;
+    QPushButton* open_project_;
+    QPushButton* sample_project_;
     QTableWidget* counts_;
     QTableWidget* skipped_;
     QPlainTextEdit* warnings_;

@@ -138,6 +138,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
         log(what);
     });
     connect(data_page_, &DataPage::download_requested, this, &MainWindow::download_competition);
+    // The Data page's buttons while no project is open: the File menu's actions.
+    connect(data_page_, &DataPage::new_project_requested, this, &MainWindow::choose_new_project);
+    connect(data_page_, &DataPage::open_project_requested, this, &MainWindow::choose_project);
+    connect(data_page_, &DataPage::sample_project_requested, this, &MainWindow::choose_sample_folder);
     connect(nav_, &QListWidget::currentRowChanged, this, [this](int row) {
         if (row >= 0 && row < pages_->count()) pages_->setCurrentIndex(row);
         remember_page(row);

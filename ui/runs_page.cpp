@@ -72,6 +72,48 @@ QString duration(double s) {
     return QString("%1h%2m").arg(static_cast<int>(s / 3600)).arg(static_cast<int>(std::fmod(s / 60, 60)), 2, 10, QChar('0'));
 }
 
+// The Epochs cell of a run. A run that trains but ended (stopped, interrupted, failed) before
+// its first epoch was over recorded no epoch: "0" would read as a run that trained nothing, so
+// the cell says how it ended, as the Status column does, and its tooltip says what that means.
+QStandardItem* epochs_item(const project::RunRecord& r) {
+    const bool trains = r.kind == project::RunKind::Fit || r.kind == project::RunKind::Recipe || !r.fits.empty();
+    if (!trains) return number_item(NAN, 0);   // predictions, sweeps, submissions, ensembles: "-"
+    const long epochs = r.epochs();
+    const bool ended_early = r.status == "stopped" || r.status == "interrupted" || r.status == "failed";
+    if (epochs > 0 || !ended_early) return number_item(r.fits.empty() ? NAN : static_cast<double>(epochs), 0);
+    const QString how = QString::fromStdString(r.status);
+    // A recipe can end in its LR sweep, before its first fit began.
+    auto* item = number_item(0, 0);
+    item->setText(r.fits.empty() ? RunsPage::tr("%1 before epoch 1").arg(how) : RunsPage::tr("%1 in epoch 1").arg(how));
+    QString why = r.fits.empty() ? RunsPage::tr("This run was %1 before its first fit began: it trained no epoch.").arg(how)
+                                 : RunsPage::tr("This run was %1 during its first epoch, before that epoch was over: it "
+                                                "recorded no epoch, so it has no curve and no validation scores.")
+                                       .arg(how);
+    if (!r.error.empty()) why += "\n" + QString::fromStdString(r.error);
+    item->setToolTip(why);
+    return item;
+}
+
+// A plot with nothing to show: no ticks, numbers or grid (they would read a meaningless 0–5),
+// and a line in its middle that says what fills it. An empty `message` puts the axes back.
+void show_plot_message(QCustomPlot* plot, const QString& message) {
+    for (QCPAxis* axis : {plot->xAxis, plot->yAxis}) {
+        axis->setTicks(message.isEmpty());
+        axis->setTickLabels(message.isEmpty());
+        axis->grid()->setVisible(message.isEmpty());
+    }
+    if (message.isEmpty()) return;
+    auto* text = new QCPItemText(plot);
+    text->setObjectName("emptyPlotMessage");
+    text->position->setType(QCPItemPosition::ptAxisRectRatio);
+    text->position->setCoords(0.5, 0.5);
+    text->setPositionAlignment(Qt::AlignCenter);
+    text->setTextAlignment(Qt::AlignCenter);
+    text->setColor(QColor(85, 85, 85));
+    text->setFont(QFont(plot->font().family(), 10));
+    text->setText(message);
+}
+
 const QColor kColours[] = {QColor(31, 119, 180), QColor(255, 127, 14), QColor(44, 160, 44), QColor(214, 39, 40),
                            QColor(148, 103, 189), QColor(140, 86, 75), QColor(227, 119, 194), QColor(127, 127, 127)};
 
@@ -217,7 +259,7 @@ void RunsPage::refresh() {
                         : r.kaggle                          ? tr("to Kaggle: %1").arg(QString::fromStdString(r.kaggle->competition))
                         : r.arch.empty()                    ? QStringLiteral("-")
                                                             : QString("%1 %2px bs%3").arg(QString::fromStdString(r.arch)).arg(r.size).arg(r.batch_size);
-        row << text_item(model) << number_item(r.fits.empty() ? NAN : static_cast<double>(r.epochs()), 0);
+        row << text_item(model) << epochs_item(r);
         double val = NAN, acc = NAN, ll = NAN;
         if (const auto e = r.best_epoch()) {
             val = e->val_loss;
@@ -301,9 +343,11 @@ void RunsPage::selection_changed() {
 
 void RunsPage::draw_curves() {
     curves_->clearGraphs();
+    curves_->clearItems();
     int colour = 0;
     double top = 0;
-    for (int n : selected_runs()) {
+    const auto chosen = selected_runs();
+    for (int n : chosen) {
         const auto* r = records_->find(n);
         if (!r) continue;
         const auto epochs = r->all_epochs();
@@ -327,11 +371,32 @@ void RunsPage::draw_curves() {
         t->setData(x, trn);
         t->removeFromLegend();
     }
-    curves_->rescaleAxes();
-    curves_->xAxis->setRange(0.5, std::max(2.0, curves_->xAxis->range().upper + 0.5));
-    curves_->yAxis->setRange(0, top > 0 ? top * 1.1 : 1);
+    if (curves_->graphCount() == 0) {
+        show_plot_message(curves_, curves_message(chosen));
+    } else {
+        show_plot_message(curves_, {});
+        curves_->rescaleAxes();
+        curves_->xAxis->setRange(0.5, std::max(2.0, curves_->xAxis->range().upper + 0.5));
+        curves_->yAxis->setRange(0, top > 0 ? top * 1.1 : 1);
+    }
     curves_->legend->setVisible(curves_->legend->itemCount() > 0);   // no empty box before a selection
     curves_->replot(QCustomPlot::rpQueuedReplot);
+}
+
+QString RunsPage::curves_message(const std::vector<int>& chosen) const {
+    if (records_->runs.empty())
+        return project_.empty() ? tr("Open a project to see its runs")
+                                : tr("No runs yet: each fit or recipe adds its epoch curve here");
+    if (chosen.empty()) return tr("Select runs in the table to compare their epoch curves");
+    const project::RunRecord* one = chosen.size() == 1 ? records_->find(chosen[0]) : nullptr;
+    if (!one) return tr("None of the %1 selected runs has epochs:\nselect fit or recipe runs that trained").arg(chosen.size());
+    const bool trains = one->kind == project::RunKind::Fit || one->kind == project::RunKind::Recipe;
+    if (!trains)
+        return tr("Run #%1 is a %2 run: it trains no epochs.\nSelect a fit or recipe run to see its curve")
+            .arg(one->number)
+            .arg(project::run_kind_name(one->kind));
+    if (one->status == "running") return tr("Run #%1 has no epochs yet:\nits curve starts when its first epoch ends").arg(one->number);
+    return tr("Run #%1 has no epochs: it was %2 before its first epoch ended").arg(one->number).arg(QString::fromStdString(one->status));
 }
 
 void RunsPage::draw_cv_plot() {
@@ -359,6 +424,9 @@ void RunsPage::draw_cv_plot() {
     g->setLineStyle(QCPGraph::lsNone);
     g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, QColor(214, 39, 40), 8));
     g->setData(x, y, false);
+    show_plot_message(cv_plot_, x.isEmpty() ? tr("No scored submissions yet.\nEach one Kaggle scores shows\nhere: its validation log loss\n"
+                                                 "against its public score.")
+                                            : QString());
     if (!x.isEmpty()) {
         // A little room around the points (a single point gets a window of its own).
         const auto [xmin, xmax] = std::minmax_element(x.begin(), x.end());

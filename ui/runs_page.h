@@ -78,6 +78,8 @@ Q_SIGNALS:
 private:
     void selection_changed();
     void draw_curves();
+    // What the empty curves plot says instead (nothing selected, runs without epochs).
+    QString curves_message(const std::vector<int>& chosen) const;
     void draw_cv_plot();
 
     TrainPage* train_ = nullptr;

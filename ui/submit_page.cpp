@@ -184,6 +184,12 @@ SubmitPage::SubmitPage(TrainPage* train, QWidget* parent) : QWidget(parent), tra
     account_button_ = new QPushButton(tr("Kaggle &account…"));
     submit_button_ = new QPushButton(tr("&Submit to Kaggle"));
     submit_button_->setObjectName("submitButton");
+    // Why Submit is disabled, where the user looks (not only in the button's tooltip).
+    submit_note_ = new QLabel;
+    submit_note_->setObjectName("submitNote");
+    submit_note_->setWordWrap(true);
+    submit_note_->setStyleSheet("color: #a05a00");
+    submit_note_->setVisible(false);
     progress_ = new QProgressBar;
     progress_->setRange(0, 1000);
     progress_->setVisible(false);
@@ -202,6 +208,7 @@ SubmitPage::SubmitPage(TrainPage* train, QWidget* parent) : QWidget(parent), tra
     sf->addRow(tr("Account"), account_button_);
     sf->addRow(account_label_);
     sf->addRow(submit_button_);
+    sf->addRow(submit_note_);
     sf->addRow(progress_);
     sf->addRow(state_label_);
     sf->addRow(score_label_);
@@ -575,12 +582,29 @@ void SubmitPage::update_buttons() {
     const bool current = predictions_current();
     predict_button_->setEnabled(!project_.empty() && has_learner_);
     export_button_->setEnabled(current);
-    submit_button_->setEnabled(!busy && current && check_ok_ && !competition_->text().trimmed().isEmpty());
-    submit_button_->setToolTip(!predictions_.valid() ? tr("Predict the test set first")
-                               : !current            ? tr("The learner changed since these predictions: predict again")
-                               : !check_ok_          ? tr("The file does not match sample_submission.csv")
-                               : competition_->text().trimmed().isEmpty() ? tr("Name the competition")
-                                                                          : tr("Upload and wait for the score"));
+    const bool named = !competition_->text().trimmed().isEmpty();
+    submit_button_->setEnabled(!busy && current && check_ok_ && named);
+    // Why not, in a line that fits the column at 1280x720 (under the button) and in full (its tooltip).
+    QString why_not, in_full;
+    if (!predictions_.valid()) {
+        why_not = tr("Predict the test set first (1. Predict).");
+        in_full = tr("Predict the test set first");
+    } else if (!current) {
+        why_not = tr("The learner changed: predict again.");
+        in_full = tr("The learner changed since these predictions: predict again");
+    } else if (!check_ok_) {
+        why_not = tr("The file does not pass its checks (2. The file).");
+        in_full = tr("The file does not match sample_submission.csv");
+    } else if (!named) {
+        why_not = tr("No Kaggle competition yet: name it above.");
+        in_full = tr("This project has no Kaggle competition yet: type its name above, the last part of its address "
+                     "(kaggle.com/competitions/NAME)");
+    }
+    submit_button_->setToolTip(why_not.isEmpty() ? tr("Upload and wait for the score") : in_full);
+    // While a submission runs, the progress and state below say what happens instead.
+    submit_note_->setText(why_not);
+    submit_note_->setToolTip(in_full);
+    submit_note_->setVisible(!busy && !why_not.isEmpty());
     refresh_button_->setEnabled(!busy && !competition_->text().trimmed().isEmpty());
     clip_->setEnabled(current);
     labels_->setEnabled(current);

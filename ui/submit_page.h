@@ -76,6 +76,8 @@ public:
     // For tests and keyboard users.
     QPushButton* predict_button() const { return predict_button_; }
     QPushButton* submit_button() const { return submit_button_; }
+    // Why Submit is disabled, under it (hidden while it is enabled or a submission runs).
+    QLabel* submit_note() const { return submit_note_; }
     // The Kaggle account in use ("User NAME\nfrom FILE"), elided to the column; whole in its tooltip.
     QLabel* account_label() const;
     QSpinBox* tta_box() const { return tta_; }
@@ -144,6 +146,7 @@ private:
     ElidingLabel* account_label_;
     QPushButton* account_button_;
     QPushButton* submit_button_;
+    QLabel* submit_note_;
     QProgressBar* progress_;
     QLabel* state_label_;
     QLabel* score_label_;

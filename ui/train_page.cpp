@@ -32,6 +32,7 @@
 #include <QStandardItemModel>
 #include <QScrollArea>
 #include <QScrollBar>
+#include <QSettings>
 #include <QSplitter>
 #include <QDialog>
 #include <QDialogButtonBox>
@@ -145,6 +146,38 @@ std::vector<double> parse_rates(const QString& text, bool* ok) {
     }
     *ok = !out.empty() && (out.size() == 1 || out.size() == 3);
     return out;
+}
+
+// The learning rate(s) last chosen for each project, typed or picked on the LR-finder curve
+// (QSettings "projects/learning_rates": "RATES<tab>PROJECT", newest first), as the main window
+// remembers each project's page: a project opens with its own rate, one never given a rate
+// with the default. Projects are keyed by the normalised path MainWindow::open_project gives.
+const QString kDefaultRate = QStringLiteral("1e-2");
+constexpr int kRememberedRates = 64;
+
+void remember_rate(const std::filesystem::path& project, const QString& rates) {
+    const QString suffix = "\t" + QString::fromStdString(project.string());
+    const QString entry = rates + suffix;
+    QSettings settings;
+    QStringList entries = settings.value("projects/learning_rates").toStringList();
+    if (!entries.isEmpty() && entries.first() == entry) return;
+    entries.erase(std::remove_if(entries.begin(), entries.end(), [&](const QString& e) { return e.endsWith(suffix); }),
+                  entries.end());
+    entries.prepend(entry);
+    while (entries.size() > kRememberedRates) entries.removeLast();
+    settings.setValue("projects/learning_rates", entries);
+}
+
+QString remembered_rate(const std::filesystem::path& project) {
+    const QString suffix = "\t" + QString::fromStdString(project.string());
+    for (const QString& e : QSettings().value("projects/learning_rates").toStringList()) {
+        if (!e.endsWith(suffix)) continue;
+        const QString rates = e.left(e.size() - suffix.size());
+        bool ok = false;
+        parse_rates(rates, &ok);
+        return ok ? rates : kDefaultRate;
+    }
+    return kDefaultRate;
 }
 }  // namespace
 
@@ -311,9 +344,12 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
     fl->addWidget(lr_plot_, 1);
 
     // ---- fit ----
-    lr_ = new QLineEdit("1e-2");
+    lr_ = new QLineEdit(kDefaultRate);
     lr_->setObjectName("lrEdit");
     lr_->setToolTip(tr("One learning rate, or three (early layers, late layers, head) separated by commas"));
+    // The project's rate is kept for the next time it is opened: when typed (Enter, or the
+    // field left), chosen on the curve, and when the project is left or the window closed.
+    connect(lr_, &QLineEdit::editingFinished, this, &TrainPage::remember_learning_rate);
     cycles_ = new QSpinBox;
     cycles_->setRange(1, 1000);
     cycles_->setValue(1);
@@ -674,18 +710,21 @@ TrainPage::TrainPage(QWidget* parent) : QWidget(parent) {
 }
 
 TrainPage::~TrainPage() {
+    remember_learning_rate();
     worker_->request_stop();
     thread_.quit();
     thread_.wait();
 }
 
 void TrainPage::set_project(const std::filesystem::path& project) {
+    remember_learning_rate();   // the project being left
     project_ = project;
     view_ = SessionView{};
     has_learner_ = false;
     external_holder_.clear();
     holder_banner_->setVisible(false);
     learner_label_->setText(tr("Opening %1…").arg(QString::fromStdString(project.string())));
+    lr_->setText(project.empty() ? kDefaultRate : remembered_rate(project));
     status_->setText(QString());
     clear_plots();
     update_buttons();
@@ -888,8 +927,15 @@ bool TrainPage::run_on_worker(const QString& what, std::function<void(TrainingWo
     return true;
 }
 
+void TrainPage::remember_learning_rate() {
+    bool ok = false;
+    parse_rates(lr_->text(), &ok);
+    if (ok && !project_.empty()) remember_rate(project_, lr_->text().trimmed());   // (a text that is no rate is not kept)
+}
+
 void TrainPage::choose_learning_rate(double lr) {
     lr_->setText(QString::number(lr, 'g', 3));
+    remember_learning_rate();
     mark_chosen_rate(lr);
     Q_EMIT log(tr("Learning rate set to %1").arg(lr_->text()));
 }

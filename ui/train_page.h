@@ -35,7 +35,8 @@ public:
     ~TrainPage() override;
 
     // A project is being opened: everything of the previous one is cleared at once; the page
-    // fills in again from the session the worker sends (show_session).
+    // fills in again from the session the worker sends (show_session). The learning rate is
+    // the one last chosen for this project (remembered per project in QSettings), else 1e-2.
     void set_project(const std::filesystem::path& project);
     // Rebuilds the whole page from the project's session: learner, plots, table, buttons.
     void show_session(const SessionView& view);
@@ -110,6 +111,8 @@ Q_SIGNALS:
 
 private:
     void set_busy(bool busy, const QString& what = {});
+    // Keeps the learning rate(s) shown as the open project's (when they read as rates).
+    void remember_learning_rate();
     void start_fit();
     // `choose`: a new sweep sets the learning rate to its suggestion; a rebuilt page keeps it.
     void show_lr_curve(const LrCurve& curve, bool choose = true);

@@ -29,6 +29,7 @@ struct LoaderBenchArgs {
     std::string aug = "side-on";
     bool resize_cache = false;
     bool no_dct = false;
+    bool libjpeg_turbo_only = false;
     bool profile = false;
     bool json = false;
 };
@@ -74,6 +75,8 @@ void add_loader_bench(CLI::App& bench, GlobalOptions& global) {
         ->capture_default_str();
     cmd->add_flag("--resize-cache", a.resize_cache, "Read images from the pre-shrunk cache (built first if needed)");
     cmd->add_flag("--no-dct-scaling", a.no_dct, "Always decode JPEGs at full resolution");
+    cmd->add_flag("--libjpeg-turbo-only", a.libjpeg_turbo_only,
+                  "Decode reduced JPEGs with libjpeg-turbo, not Whisker's faster decoder (same pixels): to compare");
     cmd->add_flag("--profile", a.profile,
                   "Also time each stage (read, decode, resize, rotate, lighting, crop+normalise, batch) per image");
     cmd->add_flag("--json", a.json, "Print one JSON object");
@@ -88,6 +91,7 @@ void add_loader_bench(CLI::App& bench, GlobalOptions& global) {
         lo.batch_size = a.batch_size;
         lo.threads = global.threads;
         lo.dct_scaling = !a.no_dct;
+        lo.reduced_jpeg_decoder = !a.libjpeg_turbo_only;
         lo.profile = a.profile;
         if (a.resize_cache) {
             cache.emplace(a.project, data::ResizeCache::side_for(a.size));
@@ -122,13 +126,15 @@ void add_loader_bench(CLI::App& bench, GlobalOptions& global) {
             fmt::print("{{\"images\": {}, \"seconds\": {:.3f}, \"images_per_second\": {:.1f}, \"cpu_seconds\": {:.3f}, "
                        "\"images_per_cpu_second\": {:.1f}, \"threads\": {}, "
                        "\"view\": \"{}\", \"aug\": \"{}\", \"size\": {}, \"resize_cache\": {}, \"dct_scaling\": {}, "
-                       "\"failures\": {}{}}}\n",
-                       images, secs, rate, cpu, per_cpu, threads, a.view, a.aug, a.size, a.resize_cache, !a.no_dct, failures,
+                       "\"reduced_jpeg_decoder\": {}, \"failures\": {}{}}}\n",
+                       images, secs, rate, cpu, per_cpu, threads, a.view, a.aug, a.size, a.resize_cache, !a.no_dct,
+                       !a.libjpeg_turbo_only, failures,
                        a.profile ? ", \"profile\": " + profile_json(loader->profile()) : std::string());
         else {
-            fmt::print("loader ({} view, size {}, {} threads{}{}): {} images in {:.2f} s = {:.1f} images/s "
+            fmt::print("loader ({} view, size {}, {} threads{}{}{}): {} images in {:.2f} s = {:.1f} images/s "
                        "({:.1f} per CPU-second)\n", a.view, a.size, threads, a.resize_cache ? ", resize cache" : "",
-                       a.no_dct ? ", no DCT scaling" : "", images, secs, rate, per_cpu);
+                       a.no_dct ? ", no DCT scaling" : "", a.libjpeg_turbo_only ? ", libjpeg-turbo only" : "", images,
+                       secs, rate, per_cpu);
             if (a.profile) print_profile(loader->profile());
         }
     });

@@ -236,6 +236,7 @@ struct DataLoader::Impl {
         const std::size_t per_image = 3ull * static_cast<std::size_t>(sz) * static_cast<std::size_t>(sz);
         DecodeOptions decode;
         decode.min_shorter_side = options.dct_scaling ? (training ? augment.min_decode_side() : augment.eval_side()) : 0;
+        decode.allow_fast_jpeg = options.reduced_jpeg_decoder;
         TransformTimes transform_times;
         TransformTimes* step_times = times ? &transform_times : nullptr;
         for (std::size_t k = first; k < last; ++k) {

@@ -52,6 +52,18 @@ cv::Mat pattern_image(int w, int h, int seed) {
     return m;
 }
 
+cv::Mat photo_like_image(int w, int h, int seed) {
+    cv::Mat img = pattern_image(w, h, seed);
+    cv::GaussianBlur(img, img, cv::Size(0, 0), 3.0);
+    cv::Mat grain(h, w, CV_8UC3);
+    cv::RNG rng(static_cast<std::uint64_t>(seed) + 1);
+    rng.fill(grain, cv::RNG::NORMAL, 0, 18);
+    cv::Mat out;
+    cv::add(img, grain, out, cv::noArray(), CV_8UC3);
+    cv::circle(out, cv::Point(w / 3, h / 2), std::max(1, std::min(w, h) / 4), cv::Scalar(250, 250, 250), -1);
+    return out;
+}
+
 std::string encode_image(const cv::Mat& rgb, const std::string& ext, int q) {
     cv::Mat bgr;
     if (rgb.channels() == 3) cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);

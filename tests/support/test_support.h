@@ -29,6 +29,10 @@ void write_sample(const std::filesystem::path& dir, int train_images, int test_i
 
 // An RGB image whose pixels follow a simple pattern (distinct per position), CV_8UC3.
 cv::Mat pattern_image(int width, int height, int seed = 0);
+// Photograph-like content: smooth shapes plus grain, so that JPEG blocks carry many AC
+// coefficients of every size (long Huffman codes and large values included), as camera files
+// do. CV_8UC3, RGB.
+cv::Mat photo_like_image(int width, int height, int seed = 0);
 
 // Encodes an RGB image (converted to BGR for OpenCV) in the format the extension names.
 std::string encode_image(const cv::Mat& rgb, const std::string& ext, int jpeg_quality = 95);

@@ -316,6 +316,59 @@ private Q_SLOTS:
 
     }
 
+    // Submit disabled says why under the button, not only in its tooltip: first "predict", then,
+    // with a checked file of a project prepared from local data, that it has no competition.
+    void submit_says_why_it_is_disabled() {
+        QTemporaryDir tmp;
+        const fs::path root = tmp.path().toStdString();
+        prepare_sample_project(root, 24, 6);
+        MainWindow w;
+        w.resize(1280, 720);
+        w.show();
+        QVERIFY(open_and_wait(w, root / "project"));
+        auto* train = w.train_page();
+        auto* submit = w.submit_page();
+        w.navigation()->setCurrentRow(MainWindow::SubmitPageIndex);
+        QVERIFY(submit->competition_edit()->text().isEmpty());   // local data: no competition known
+        QVERIFY(!submit->submit_button()->isEnabled());
+        QVERIFY(submit->submit_note()->isVisible());
+        QVERIFY2(submit->submit_note()->text().contains("Predict the test set first"), qPrintable(submit->submit_note()->text()));
+
+        // A learner (untrained will do) predicts the test set; the file passes its checks.
+        TrainingWorker* worker = train->worker();
+        QSignalSpy finished(worker, &TrainingWorker::job_finished);
+        QSignalSpy predicted(worker, &TrainingWorker::predictions_ready);
+        choose_small_learner(train);
+        QTest::mouseClick(train->create_button(), Qt::LeftButton);
+        QVERIFY(finished.wait(60000));
+        QTRY_VERIFY(train->has_learner() && !train->busy());
+        submit->tta_box()->setValue(0);
+        QTest::mouseClick(submit->predict_button(), Qt::LeftButton);
+        QTRY_COMPARE_WITH_TIMEOUT(predicted.count(), 1, 120000);
+        QTRY_VERIFY_WITH_TIMEOUT(!train->busy(), 10000);
+        QVERIFY2(submit->check_passed(), qPrintable(submit->check_label()->text()));
+
+        // Everything is ready but the competition: the page says so where the user looks.
+        QVERIFY(!submit->submit_button()->isEnabled());
+        QVERIFY(submit->submit_note()->isVisible());
+        QVERIFY2(submit->submit_note()->text().contains("No Kaggle competition yet: name it above"),
+                 qPrintable(submit->submit_note()->text()));
+        QVERIFY(submit->submit_button()->toolTip().contains("no Kaggle competition yet"));
+        // The whole line shows (not squeezed under its neighbours at 1280x720).
+        QVERIFY2(submit->submit_note()->height() >= submit->submit_note()->heightForWidth(submit->submit_note()->width()),
+                 qPrintable(QString("%1 px for %2").arg(submit->submit_note()->height())
+                                .arg(submit->submit_note()->heightForWidth(submit->submit_note()->width()))));
+        QTest::qWait(50);
+        QVERIFY(w.grab().save(screenshot_dir() + "/submit_page_no_competition.png"));
+        // Named: Submit is enabled and the note goes; emptied again: it is back.
+        QTest::keyClicks(submit->competition_edit(), "dogs-vs-cats-redux-kernels-edition");
+        QVERIFY(submit->submit_button()->isEnabled());
+        QVERIFY(!submit->submit_note()->isVisible());
+        submit->competition_edit()->clear();
+        QVERIFY(!submit->submit_button()->isEnabled());
+        QVERIFY(submit->submit_note()->isVisible());
+    }
+
     // The Kaggle account line (who, and the file the key came from, often a long path) is
     // readable at a laptop's 1280x720 and at 1920x1080: each line whole or elided in the middle,
     // the whole text in its tooltip, nothing cut or overlapping its neighbours.

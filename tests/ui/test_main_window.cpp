@@ -29,6 +29,7 @@
 #include <csignal>
 #include <map>
 #include "whisker/sample/sample_competition.h"
+#include "whisker/kaggle/submission_history.h"
 
 #include <QApplication>
 #include <QListView>
@@ -39,6 +40,7 @@
 #include <QPushButton>
 #include <QSpinBox>
 #include <QDir>
+#include <QFileDialog>
 #include <QLabel>
 #include <QListWidget>
 #include <QMessageBox>
@@ -51,9 +53,71 @@
 
 using whisker::ui::MainWindow;
 
+// Answers the folder dialog that is about to open (QFileDialog::getExistingDirectory): keeps
+// its title in *title and chooses `folder`, or cancels when `folder` is empty.
+void answer_next_folder_dialog(QString* title, const QString& folder) {
+    QTimer::singleShot(200, [title, folder] {
+        auto* dialog = qobject_cast<QFileDialog*>(QApplication::activeModalWidget());
+        if (!dialog) return answer_next_folder_dialog(title, folder);
+        *title = dialog->windowTitle();
+        if (folder.isEmpty()) return dialog->reject();
+        dialog->setDirectory(folder);
+        static_cast<QDialog*>(dialog)->accept();   // (QFileDialog's own is protected; this calls it)
+    });
+}
+
 class MainWindowTest : public QObject {
     Q_OBJECT
 private Q_SLOTS:
+    // With no project open, the Data page offers the ways to one as buttons, which do what the
+    // File menu's actions do (the same folder dialogs; the folder chosen opens).
+    void the_data_page_offers_a_way_to_a_project() {
+        QTemporaryDir tmp;
+        const std::filesystem::path root = tmp.path().toStdString();
+        std::filesystem::create_directories(root / "existing");
+        std::filesystem::create_directories(root / "fresh");
+        {
+            MainWindow w;
+            w.resize(1280, 720);
+            w.show();
+            QVERIFY(QTest::qWaitForWindowExposed(&w));
+            auto* data = w.data_page();
+            QVERIFY(w.project().empty());
+            for (QPushButton* b : {data->new_project_button(), data->open_project_button(), data->sample_project_button()}) {
+                QVERIFY2(b->isVisible() && b->isEnabled(), qPrintable(b->text()));
+            }
+            QVERIFY(w.grab().save(screenshot_dir() + "/data_page_no_project.png"));
+            QString title;
+            answer_next_folder_dialog(&title, {});
+            data->sample_project_button()->click();
+            QCOMPARE(title, QString("Folder for the sample project"));
+            QVERIFY(!w.job()->busy());
+            answer_next_folder_dialog(&title, {});
+            data->new_project_button()->click();
+            QCOMPARE(title, QString("Folder for the new project (an empty folder)"));
+            QVERIFY(w.project().empty());
+            // Open project…: the folder chosen is opened, and the buttons make way for its data.
+            answer_next_folder_dialog(&title, QString::fromStdString((root / "existing").string()));
+            data->open_project_button()->click();
+            QCOMPARE(title, QString("Open project folder"));
+            QCOMPARE(w.project(), root / "existing");
+            QVERIFY(!data->open_project_button()->isVisible());
+            QVERIFY(!data->new_project_button()->isVisible());
+            QVERIFY(data->get_data_box()->isVisible() && data->get_data_box()->isEnabled());
+            QTRY_VERIFY_WITH_TIMEOUT(!w.train_page()->busy(), 30000);
+        }
+        // New project… in a window of its own: the empty folder chosen becomes the project.
+        MainWindow w;
+        w.resize(1280, 720);
+        w.show();
+        QString title;
+        answer_next_folder_dialog(&title, QString::fromStdString((root / "fresh").string()));
+        w.data_page()->new_project_button()->click();
+        QCOMPARE(w.project(), root / "fresh");
+        QVERIFY(w.findChild<QPlainTextEdit*>("logPanel")->toPlainText().contains("New project"));
+        QTRY_VERIFY_WITH_TIMEOUT(!w.train_page()->busy(), 30000);
+    }
+
     void starts_with_the_workflow_pages_and_quits_cleanly() {
         MainWindow w;
         w.show();
@@ -727,6 +791,88 @@ private Q_SLOTS:
         QVERIFY(!w.job()->busy());
         QVERIFY(w.findChild<QPlainTextEdit*>("logPanel")->toPlainText().contains("Preparing the dataset failed"));
         QVERIFY(!whisker::data::Dataset::exists(root / "p"));
+    }
+
+    // The learning rate chosen for a project (typed, or picked on the LR-finder curve) is the
+    // one it opens with again, after a switch and after a restart; each project keeps its own.
+    void the_learning_rate_is_remembered_per_project() {
+        QTemporaryDir tmp;
+        const std::filesystem::path root = tmp.path().toStdString();
+        std::filesystem::create_directories(root / "a");
+        std::filesystem::create_directories(root / "b");
+        std::filesystem::create_directories(root / "c");
+        {
+            MainWindow w;
+            w.resize(1280, 720);
+            w.show();
+            auto* train = w.train_page();
+            QVERIFY(open_and_wait(w, root / "a"));
+            w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
+            QCOMPARE(train->lr_edit()->text(), QString("1e-2"));   // never chosen: the default
+            train->lr_edit()->clear();
+            QTest::keyClicks(train->lr_edit(), "3e-3");
+            QVERIFY(open_and_wait(w, root / "b"));
+            QCOMPARE(train->lr_edit()->text(), QString("1e-2"));   // not a's
+            train->choose_learning_rate(4.5e-4);                    // a click on the finder's curve
+            QCOMPARE(train->lr_edit()->text(), QString("0.00045"));
+            QVERIFY(open_and_wait(w, root / "c"));
+            train->lr_edit()->clear();
+            QTest::keyClicks(train->lr_edit(), "1e-4, 1e-3, 1e-2");   // differential rates, Enter
+            QTest::keyClick(train->lr_edit(), Qt::Key_Return);
+            QTest::keyClicks(train->lr_edit(), ", 5");                 // four rates read as none: not kept
+            QVERIFY(open_and_wait(w, root / "a"));
+            QCOMPARE(train->lr_edit()->text(), QString("3e-3"));
+            QVERIFY(open_and_wait(w, (root / "b").string() + "/"));   // the same project by another spelling
+            QCOMPARE(train->lr_edit()->text(), QString("0.00045"));
+            w.close();
+        }
+        // The workbench started again.
+        MainWindow w;
+        w.resize(1280, 720);
+        w.show();
+        auto* train = w.train_page();
+        QVERIFY(open_and_wait(w, root / "c"));
+        QCOMPARE(train->lr_edit()->text(), QString("1e-4, 1e-3, 1e-2"));
+        QVERIFY(open_and_wait(w, root / "a"));
+        QCOMPARE(train->lr_edit()->text(), QString("3e-3"));
+        w.navigation()->setCurrentRow(MainWindow::TrainPageIndex);
+        QTest::qWait(50);
+        QVERIFY(w.grab().save(screenshot_dir() + "/train_page_remembered_rate.png"));
+        QVERIFY(open_and_wait(w, root / "b"));
+        QCOMPARE(train->lr_edit()->text(), QString("0.00045"));
+    }
+
+    // The Data page's local-data path and competition belong to the open project: another
+    // project does not show what was typed for the previous one; the same project keeps it.
+    void the_data_fields_belong_to_the_open_project() {
+        QTemporaryDir tmp;
+        const std::filesystem::path root = tmp.path().toStdString();
+        std::filesystem::create_directories(root / "a");
+        std::filesystem::create_directories(root / "b");
+        auto history = whisker::kaggle::SubmissionHistory::load(root / "b");
+        history.competition = "dogs-vs-cats-redux-kernels-edition";   // b was downloaded from Kaggle
+        history.save(root / "b");
+        MainWindow w;
+        w.resize(1280, 720);
+        w.show();
+        auto* data = w.data_page();
+        QVERIFY(open_and_wait(w, root / "a"));
+        const QString photos = QString::fromStdString((root / "photos-of-a").string());
+        QTest::keyClicks(data->source_edit(), photos);
+        QTest::keyClicks(data->competition_edit(), "plant-seedlings-classification");
+        QVERIFY(open_and_wait(w, root / "b"));
+        QCOMPARE(data->source_edit()->text(), QString());
+        QCOMPARE(data->competition_edit()->text(), QString("dogs-vs-cats-redux-kernels-edition"));   // b's own
+        QTest::qWait(50);
+        QVERIFY(w.grab().save(screenshot_dir() + "/data_page_other_project_fields.png"));
+        QTest::keyClicks(data->source_edit(), "/somewhere/else");
+        QVERIFY(open_and_wait(w, root / "a"));
+        QCOMPARE(data->source_edit()->text(), QString());
+        QCOMPARE(data->competition_edit()->text(), QString());
+        // Opened again (as after Prepare or a download): what was typed for it stays.
+        QTest::keyClicks(data->source_edit(), photos);
+        QVERIFY(open_and_wait(w, root / "a"));
+        QCOMPARE(data->source_edit()->text(), photos);
     }
 
     void another_program_holds_the_project() {

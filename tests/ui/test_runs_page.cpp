@@ -36,7 +36,10 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -118,11 +121,153 @@ std::optional<kaggle::SubmissionRecord> history_entry(const fs::path& project, c
     return std::nullopt;
 }
 
+// Writes the record of run `number` as the recorder would (PROJECT/runs/NNNN-kind.json):
+// a resnet18 run with these fits, each a list of (trn_loss, val_loss) epochs.
+void write_run(const fs::path& project, int number, const std::string& kind, const std::string& status,
+               const std::vector<std::vector<std::pair<double, double>>>& fits) {
+    nlohmann::json fit_list = nlohmann::json::array();
+    for (const auto& epochs : fits) {
+        nlohmann::json list = nlohmann::json::array();
+        for (std::size_t e = 0; e < epochs.size(); ++e)
+            list.push_back({{"epoch", e}, {"trn_loss", epochs[e].first}, {"val_loss", epochs[e].second},
+                            {"accuracy", 0.75}, {"log_loss", epochs[e].second}, {"seconds", 3.0}});
+        fit_list.push_back({{"epochs", list}, {"stopped", status == "stopped"},
+                            {"stop_reason", status == "stopped" ? "stopped by the user" : ""}});
+    }
+    const nlohmann::json run{{"format", "whisker-run"}, {"version", 1}, {"number", number}, {"kind", kind}, {"status", status},
+                             {"started", "2026-12-01 10:31:05"}, {"program", "whisker"},
+                             {"learner", {{"arch", "resnet18"}, {"size", 32}, {"batch_size", 8}}}, {"fits", fit_list}};
+    char name[32];
+    std::snprintf(name, sizeof name, "%04d-%s.json", number, kind.c_str());
+    fs::create_directories(project / "runs");
+    write_file_atomically(project / "runs" / name, run.dump(1));
+}
+
+// The centred line an empty plot shows instead of axes ("" when it shows data).
+QString plot_message(QCustomPlot* plot) {
+    for (int i = 0; i < plot->itemCount(); ++i)
+        if (auto* text = qobject_cast<QCPItemText*>(plot->item(i)); text && text->objectName() == "emptyPlotMessage")
+            return text->text();
+    return {};
+}
+
+// A 1280x720 window on `project`, showing the Runs page; false when the project did not open.
+bool open_on_runs_page(MainWindow& w, const fs::path& project) {
+    w.resize(1280, 720);
+    w.show();
+    if (!open_and_wait(w, project)) return false;
+    w.navigation()->setCurrentRow(MainWindow::RunsPageIndex);
+    return true;
+}
+
+// An empty plot has no numbers on its axes (they would read 0–5), and no grid.
+bool axes_bare(QCustomPlot* plot) {
+    for (QCPAxis* axis : {plot->xAxis, plot->yAxis})
+        if (axis->ticks() || axis->tickLabels() || axis->grid()->visible()) return false;
+    return true;
+}
+
+// The table row of run `number` (-1 when it is not listed).
+int row_of(RunsPage* page, int number) {
+    for (int row = 0; row < page->proxy()->rowCount(); ++row)
+        if (page->proxy()->index(row, RunsPage::Number).data(Qt::UserRole).toInt() == number) return row;
+    return -1;
+}
+
 }  // namespace
 
 class RunsPageTest : public QObject {
     Q_OBJECT
 private Q_SLOTS:
+    // Plots without data say what would fill them, and show no tick range of their own.
+    void an_empty_plot_says_what_to_do() {
+        QTemporaryDir tmp;
+        const fs::path project = fs::path(tmp.path().toStdString()) / "project";
+        fs::create_directories(project);
+        MainWindow w;
+        QVERIFY(open_on_runs_page(w, project));
+        RunsPage* page = w.runs_page();
+        // No runs at all.
+        QCOMPARE(page->model()->rowCount(), 0);
+        QVERIFY2(plot_message(page->curves()).contains("No runs yet"), qPrintable(plot_message(page->curves())));
+        QVERIFY(axes_bare(page->curves()));
+        QVERIFY2(plot_message(page->cv_plot()).contains("No scored submissions yet"), qPrintable(plot_message(page->cv_plot())));
+        QVERIFY(axes_bare(page->cv_plot()));
+
+        // A fit of two epochs, a recipe stopped in its first epoch, a prediction.
+        write_run(project, 1, "fit", "finished", {{{0.9, 0.8}, {0.6, 0.5}}});
+        write_run(project, 2, "recipe", "stopped", {{}});
+        write_run(project, 3, "predict", "finished", {});
+        page->refresh();
+        QCOMPARE(page->model()->rowCount(), 3);
+        QVERIFY(page->selected_runs().empty());
+        QCOMPARE(page->curves()->graphCount(), 0);
+        QVERIFY2(plot_message(page->curves()).contains("Select runs"), qPrintable(plot_message(page->curves())));
+        QVERIFY(axes_bare(page->curves()));
+
+        // The recipe stopped before an epoch ended: its plot says so.
+        page->select_runs({2});
+        QCOMPARE(page->curves()->graphCount(), 0);
+        QVERIFY2(plot_message(page->curves()).contains("Run #2 has no epochs: it was stopped before its first epoch ended"),
+                 qPrintable(plot_message(page->curves())));
+        QVERIFY(axes_bare(page->curves()));
+        QTest::qWait(100);
+        QVERIFY(w.grab().save(screenshot_dir() + "/runs_page_empty_plots.png"));
+        page->select_runs({3});
+        QVERIFY2(plot_message(page->curves()).contains("Run #3 is a predict run: it trains no epochs"),
+                 qPrintable(plot_message(page->curves())));
+        page->select_runs({2, 3});
+        QVERIFY2(plot_message(page->curves()).contains("None of the 2 selected runs has epochs"),
+                 qPrintable(plot_message(page->curves())));
+
+        // Data: the message goes and the axes have their ticks again; then none again.
+        page->select_runs({1, 2});
+        QCOMPARE(page->curves()->graphCount(), 2);
+        QVERIFY(plot_message(page->curves()).isEmpty());
+        QVERIFY(page->curves()->xAxis->tickLabels() && page->curves()->yAxis->tickLabels());
+        QVERIFY(page->curves()->yAxis->grid()->visible());
+        QCOMPARE(page->curves()->yAxis->range().upper, 0.9 * 1.1);
+        page->select_runs({});
+        QVERIFY(plot_message(page->curves()).contains("Select runs"));
+        QVERIFY(axes_bare(page->curves()));
+    }
+
+    // A run that ended before its first epoch was over says how it ended in the Epochs column,
+    // not "0"; one that finished epochs, or is still in its first, shows its count.
+    void a_run_stopped_in_its_first_epoch_says_so() {
+        QTemporaryDir tmp;
+        const fs::path project = fs::path(tmp.path().toStdString()) / "project";
+        write_run(project, 1, "fit", "finished", {{{0.9, 0.8}, {0.6, 0.5}}});
+        write_run(project, 2, "recipe", "stopped", {{}});            // stopped during epoch 1
+        write_run(project, 3, "recipe", "stopped", {});              // stopped in its LR sweep
+        write_run(project, 4, "fit", "failed", {{}});                // a NaN loss in epoch 1
+        write_run(project, 5, "recipe", "stopped", {{{0.9, 0.8}}});  // stopped after an epoch
+        MainWindow w;
+        QVERIFY(open_on_runs_page(w, project));
+        RunsPage* page = w.runs_page();
+        QCOMPARE(page->model()->rowCount(), 5);
+        auto epochs = [page](int run) { return page->proxy()->index(row_of(page, run), RunsPage::Epochs); };
+        QCOMPARE(epochs(1).data().toString(), QString("2"));
+        QCOMPARE(epochs(2).data().toString(), QString("stopped in epoch 1"));
+        QVERIFY2(epochs(2).data(Qt::ToolTipRole).toString().contains("during its first epoch"),
+                 qPrintable(epochs(2).data(Qt::ToolTipRole).toString()));
+        QCOMPARE(epochs(3).data().toString(), QString("stopped before epoch 1"));
+        QCOMPARE(epochs(4).data().toString(), QString("failed in epoch 1"));
+        QCOMPARE(epochs(5).data().toString(), QString("1"));
+        QVERIFY(epochs(5).data(Qt::ToolTipRole).toString().isEmpty());
+        // It sorts as no epochs, before the runs that have some; the filter finds it by its words.
+        page->table()->sortByColumn(RunsPage::Epochs, Qt::AscendingOrder);
+        QCOMPARE(page->proxy()->index(3, RunsPage::Epochs).data().toString(), QString("1"));
+        QCOMPARE(page->proxy()->index(4, RunsPage::Epochs).data().toString(), QString("2"));
+        page->filter()->setText("in epoch 1");
+        QCOMPARE(page->proxy()->rowCount(), 2);
+        page->filter()->clear();
+        page->table()->sortByColumn(RunsPage::Number, Qt::DescendingOrder);
+        page->select_runs({2});
+        QTest::qWait(100);
+        QVERIFY(w.grab().save(screenshot_dir() + "/runs_page_stopped_in_epoch_1.png"));
+    }
+
     void lists_overlays_and_plots_cv_against_the_leaderboard() {
         QTemporaryDir tmp;
         const fs::path root = tmp.path().toStdString();
@@ -132,11 +277,8 @@ private Q_SLOTS:
         KaggleStandIn kaggle(root);
         QVERIFY(kaggle.ready());
         MainWindow w;
-        w.resize(1280, 720);
-        w.show();
-        QVERIFY(open_and_wait(w, project));
+        QVERIFY(open_on_runs_page(w, project));
         RunsPage* page = w.runs_page();
-        w.navigation()->setCurrentRow(MainWindow::RunsPageIndex);
         QCOMPARE(page->model()->rowCount(), 0);
 
         // A short session beside the workbench: two architectures.
@@ -285,11 +427,8 @@ private Q_SLOTS:
         QVERIFY(cli({"predict", p, "--out", p + "/submission.csv"}));
 
         MainWindow w;
-        w.resize(1280, 720);
-        w.show();
-        QVERIFY(open_and_wait(w, project));
+        QVERIFY(open_on_runs_page(w, project));
         RunsPage* page = w.runs_page();
-        w.navigation()->setCurrentRow(MainWindow::RunsPageIndex);
         QCOMPARE(page->model()->rowCount(), 3);
         page->select_runs({1, 2, 3});
         QTest::mouseClick(page->ensemble_button(), Qt::LeftButton);

@@ -34,6 +34,9 @@ struct DecodeOptions {
     int min_side = 8;
     // Images larger than this are rejected before any pixel is decoded (decompression bombs).
     std::uint64_t max_pixels = 20000ULL * 20000ULL;
+    // Reduced-size JPEG decodes of baseline files use Whisker's decoder (jpeg_reduced_decode.h:
+    // the same pixels as libjpeg-turbo, faster); false forces libjpeg-turbo (benchmarks, tests).
+    bool allow_fast_jpeg = true;
 };
 
 struct DecodedImage {

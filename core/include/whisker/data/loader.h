@@ -54,6 +54,7 @@ struct LoaderOptions {
     int prefetch_batches = 0;        // 0 = 2 x threads
     std::uint64_t seed = 42;
     bool dct_scaling = true;         // decode large JPEGs reduced (still >= the size needed)
+    bool reduced_jpeg_decoder = true;  // Whisker's decoder for those (jpeg_reduced_decode.h); false: libjpeg-turbo only
     // Page-locked batches make host-to-GPU copies faster (and asynchronous); Auto pins
     // exactly when a CUDA device is present.
     enum class Pinning { Auto, Always, Never };
