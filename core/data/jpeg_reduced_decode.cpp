@@ -20,8 +20,9 @@ namespace whisker::data {
 namespace {
 
 // Position in the 8x8 block (row-major) of the k-th coefficient of the zig-zag sequence; past
-// 63 (where only damaged data leads) the 65th slot of a block, which no transform reads, so
-// that the coefficient loop can store before it checks.
+// 63 the 65th slot of a block, which no transform reads: the coefficient loop stores before it
+// checks (a run past the end in damaged data), and writes a zero one past a block's last
+// coefficient.
 constexpr int kBlockSlots = 72;  // 64 coefficients, a spare slot, padding to a 16-byte multiple
 constexpr std::array<std::uint8_t, 128> kZigzagToNatural = [] {
     constexpr std::uint8_t order[64] = {
