@@ -875,8 +875,8 @@ void add_network_bench(CLI::App& bench, bool training) {
         models::check_input_size(arch, size);
         if (a.bs < 1 || a.steps < 1) throw UserError("--bs and --steps must be at least 1");
         const train::Precision precision = train::resolve_precision(train::parse_precision(a.precision), dev.cuda);
-        // The default is the memory format a fit would use here (prefer_channels_last: 16-bit on
-        // a GPU, bf16 on a CPU, fp32 too on an AVX-512 CPU); the flags measure either anywhere.
+        // The default is the memory format a fit would use here (prefer_channels_last: bf16, or
+        // fp16 on a GPU); the flags measure either on any device.
         const bool channels_last = a.channels_last || (!a.contiguous && train::prefer_channels_last(precision, dev.cuda));
         const auto memory_format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
         const char* format_name = channels_last ? "channels-last" : "contiguous";

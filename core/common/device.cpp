@@ -24,21 +24,6 @@ std::string ComputeDevice::describe() const {
     return fmt::format("CPU: {} threads", cpu_threads);
 }
 
-#if defined(__x86_64__)
-namespace {
-// The OS saves the AVX-512 registers (XCR0 bits 5-7, with SSE/AVX state 1-2): without that the
-// instructions fault even where CPUID lists them.
-bool os_saves_avx512_state() {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    __cpuid(1, a, b, c, d);
-    if (!((c >> 27) & 1u)) return false;  // OSXSAVE
-    unsigned lo = 0, hi = 0;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return (lo & 0xe6u) == 0xe6u;
-}
-}  // namespace
-#endif
-
 bool cpu_has_bf16() {
 #if defined(__x86_64__)
     unsigned a = 0, b = 0, c = 0, d = 0;
@@ -47,18 +32,15 @@ bool cpu_has_bf16() {
     const bool amx_bf16 = (d >> 22) & 1u;
     __cpuid_count(7, 1, a, b, c, d);
     const bool avx512_bf16 = (a >> 5) & 1u;
-    return (avx512_bf16 && os_saves_avx512_state()) || amx_bf16;
-#else
-    return false;
-#endif
-}
-
-bool cpu_has_avx512() {
-#if defined(__x86_64__)
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (__get_cpuid_max(0, nullptr) < 7) return false;
-    __cpuid_count(7, 0, a, b, c, d);
-    return ((b >> 16) & 1u) && os_saves_avx512_state();
+    // The OS must save the AVX-512 registers (XCR0 bits 5-7 with SSE/AVX 1-2) for them to be usable.
+    __cpuid(1, a, b, c, d);
+    bool zmm_enabled = false;
+    if ((c >> 27) & 1u) {   // OSXSAVE
+        unsigned lo = 0, hi = 0;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        zmm_enabled = (lo & 0xe6u) == 0xe6u;
+    }
+    return (avx512_bf16 && zmm_enabled) || amx_bf16;
 #else
     return false;
 #endif

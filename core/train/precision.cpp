@@ -32,9 +32,7 @@ Precision parse_precision(const std::string& name) {
 }
 
 bool prefer_channels_last(Precision resolved, bool cuda) {
-    if (cuda) return resolved == Precision::BF16 || resolved == Precision::FP16;
-    static const bool avx512 = cpu_has_avx512();
-    return resolved == Precision::BF16 || avx512;
+    return resolved == Precision::BF16 || (cuda && resolved == Precision::FP16);
 }
 
 Precision resolve_precision(Precision requested, bool cuda) {

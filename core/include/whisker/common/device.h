@@ -20,9 +20,6 @@ struct ComputeDevice {
 // (CPUID 7.1:EAX bit 5, with the AVX-512 register state enabled in XCR0) or AMX-BF16
 // (CPUID 7.0:EDX bit 22). Always false off x86-64.
 bool cpu_has_bf16();
-// True when this CPU has AVX-512 Foundation (CPUID 7.0:EBX bit 16) with the register state
-// enabled by the OS. Always false off x86-64.
-bool cpu_has_avx512();
 
 // Also sets LibTorch's intra-op thread count to the number of cores on first call.
 ComputeDevice detect_compute_device();

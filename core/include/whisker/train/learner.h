@@ -78,8 +78,7 @@ struct LearnerConfig {
     int threads = 0;               // loader threads (0 = all cores)
     models::HeadOptions head;
     Precision precision = Precision::FP32;   // the programs pass the user's choice (default auto)
-    // Convolutions in NHWC. Unset: prefer_channels_last(precision, device) (16-bit on CUDA, bf16
-    // on the CPU, and fp32 on CPUs with AVX-512).
+    // Convolutions in NHWC. Unset: prefer_channels_last(precision, device) (bf16, or fp16 on CUDA).
     std::optional<bool> channels_last;
     PrecomputeDtype precompute_dtype = PrecomputeDtype::Auto;   // set_precompute_dtype
     // Data-parallel training (distributed.h); nullptr: this process alone. With a group,

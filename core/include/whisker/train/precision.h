@@ -22,20 +22,19 @@ Precision resolve_precision(Precision requested, bool cuda);
 // What it resolved to and why, for messages: "bf16 (auto: this CPU has AVX512-BF16/AMX)".
 std::string describe_precision(Precision requested, bool cuda);
 
-// Whether convolutions should run in channels-last (NHWC) memory at a resolved precision: on
-// CUDA with 16-bit arithmetic (the tensor cores' layout; PyTorch's own advice; fp32 there stays
-// contiguous, unmeasured), on the CPU with bf16 (oneDNN's bf16 kernels) and, on CPUs with
-// AVX-512, with fp32 too. Other CPUs stay contiguous (NCHW) in fp32: unmeasured.
-// Measured on a 2-core EPYC with AVX512-BF16, 224 px, batch 16, images/s NHWC vs NCHW
-// (`whisker-cli bench train|predict --channels-last | --no-channels-last`, alternating):
-// bf16 (2 runs): train resnet34 +10 %, resnet50 +6-12 %, densenet121 +14 %, efficientnet_b0
-// +7 %, mobilenet_v3_large +3-19 %, convnext_tiny -1 % (it permutes to NHWC itself); predict
-// +25 %, +25 %, +37 %, +17 %, +28-69 %, -1 %.
-// fp32 (2 runs for the resnets, 1 for the others): train resnet34 7.35/7.03 vs 6.82/7.22
-// (+2 %), resnet50 5.33/6.01 vs 4.83/5.23 (+12 %), efficientnet_b0 20.7 vs 12.0 (+73 %),
-// densenet121 6.45 vs 5.53 (+17 %), mobilenet_v3_large 36.2 vs 25.0 (+45 %), convnext_tiny 3.47
-// vs 3.37 (+3 %); predict 24.9/28.4 vs 25.1/22.5, 18.1/18.3 vs 15.1/17.2 (+13 %), 73.5 vs 62.2
-// (+18 %), 21.3 vs 19.0 (+12 %), 128 vs 117 (+10 %), 9.32 vs 9.69 (-4 %).
+// Whether convolutions should run in channels-last (NHWC) memory at a resolved precision: with
+// 16-bit arithmetic — on CUDA (the tensor cores' layout; PyTorch's own advice) and with bf16 on
+// the CPU (oneDNN's bf16 kernels). fp32 stays contiguous (NCHW).
+// Measured on a 2-core EPYC with AVX512-BF16, bf16, 224 px, batch 16, images/s NHWC vs NCHW
+// (`whisker-cli bench train|predict --channels-last | --no-channels-last`, alternating, 2 runs):
+// train resnet34 +10 %, resnet50 +6-12 %, densenet121 +14 %, efficientnet_b0 +7 %,
+// mobilenet_v3_large +3-19 %, convnext_tiny -1 % (it permutes to NHWC itself); predict +25 %,
+// +25 %, +37 %, +17 %, +28-69 %, -1 %. fp32 (idle machine): train resnet34 +2 %, resnet50
+// +12 %, efficientnet_b0 +73 %, densenet121 +17 %, mobilenet_v3_large +45 %, convnext_tiny
+// +3 %; predict +7 %, +13 %, +18 %, +12 %, +10 %, -4 %. fp32 nevertheless stays contiguous:
+// in NHWC oneDNN's sums depend on the batch size, and one process and two (each with half the
+// batch) then no longer train alike within 1e-5 (1e-3 measured,
+// DistributedTest.TwoProcessesWithSyncBatchNormTrainLikeOne), the promise fp32 keeps.
 bool prefer_channels_last(Precision resolved, bool cuda);
 
 // Autocast at `precision` (already resolved) for the forward passes in its scope; nothing for
